@@ -1,0 +1,5 @@
+"""Entry point for `python -m hpo`."""
+
+from hpo.cli import main
+
+main()

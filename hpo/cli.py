@@ -1,0 +1,190 @@
+"""The `hpo` command line: parse, call the library, print. Errors become one line on stderr."""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from hpo.errors import HpoError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+app = typer.Typer(help="Measured, reproducible Optuna studies of Keras training on CIFAR-100.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+study_app = typer.Typer(help="Create, run and inspect studies.", no_args_is_help=True)
+app.add_typer(study_app, name="study")
+
+_state = {"debug": False}
+F = TypeVar("F", bound=Callable[..., Any])
+
+StorageOption = Annotated[
+    str | None,
+    typer.Option("--storage", help="Optuna storage URL [default: $HPO_STORAGE or "
+                 "sqlite:///studies/hpo.db]; also journal:PATH and redis://"),
+]
+
+
+def handles_errors(command: F) -> F:
+    """Turn an HpoError into one line on stderr and exit code 2 (a traceback with --debug)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except HpoError as err:
+            if _state["debug"]:
+                raise
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def root(debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False) -> None:
+    import optuna
+
+    _state["debug"] = debug
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@study_app.command("create")
+@handles_errors
+def create(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="A study spec (TOML).")],
+    name: Annotated[str | None, typer.Option(help="Study name [default: the spec's].")] = None,
+    storage: StorageOption = None,
+) -> None:
+    """Create a study from SPEC, storing the spec with it and enqueueing its named trials."""
+    import dataclasses
+
+    from hpo.spec import load_spec
+    from hpo.study import create_study, mask, storage_url
+
+    spec = load_spec(spec_path)
+    if name:
+        spec = dataclasses.replace(spec, name=name)
+    url = storage or spec.storage or storage_url()
+    study = create_study(spec, url)
+    n_waiting = len(study.get_trials(deepcopy=False))
+    typer.echo(f"created study '{spec.name}' in {mask(url)} ({n_waiting} enqueued trials)")
+    if url != storage_url():
+        typer.echo(f"later commands need --storage {mask(url)} (or HPO_STORAGE)")
+
+
+@study_app.command("run")
+@handles_errors
+def run(
+    name: Annotated[str, typer.Argument(help="The study's name.")],
+    n_trials: Annotated[int | None, typer.Option(
+        help="Finished trials the study should hold in total [default: the spec's n_trials].")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many "
+                                                  "seconds.")] = None,
+    data: Annotated[Path | None, typer.Option(
+        help="Local CIFAR-100 (npz, cifar-100-python folder or .tar.gz) [default: $HPO_DATA, "
+        "else the Keras download].")] = None,
+    storage: StorageOption = None,
+) -> None:
+    """Run (or resume) a study until it holds N finished trials. Ctrl-C stops cleanly."""
+    from hpo.runner import run_study
+    from hpo.study import storage_url
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        run_study(name, storage_url(storage), n_trials, timeout, data, echo=typer.echo)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: the running trial was recorded as failed, finished trials are "
+                   f"kept; `hpo study run {name}` resumes", err=True)
+        raise typer.Exit(130) from None
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@study_app.command("list")
+@handles_errors
+def list_(storage: StorageOption = None) -> None:
+    """List the studies in the storage."""
+    import optuna
+
+    from hpo.study import open_storage, storage_url
+    from hpo.summary import list_lines
+
+    summaries = optuna.get_all_study_summaries(open_storage(storage_url(storage)))
+    typer.echo("\n".join(list_lines(summaries)))
+
+
+@study_app.command("show")
+@handles_errors
+def show(
+    name: str,
+    top: Annotated[int, typer.Option(help="How many of the best trials to list.")] = 10,
+    storage: StorageOption = None,
+) -> None:
+    """Counts by state, the best trial with its params, and the top trials."""
+    from hpo.study import load_study, storage_url
+    from hpo.summary import show_lines
+
+    study, _ = load_study(name, storage_url(storage), heartbeat_interval=None)
+    typer.echo("\n".join(show_lines(study, top)))
+
+
+class ExportFormat(str, Enum):
+    csv = "csv"
+    json = "json"
+
+
+@study_app.command("export")
+@handles_errors
+def export(
+    name: str,
+    format: Annotated[ExportFormat, typer.Option("--format")] = ExportFormat.csv,
+    out: Annotated[Path | None, typer.Option(help="File to write [default: stdout].")] = None,
+    storage: StorageOption = None,
+) -> None:
+    """Export every trial (params, state, value, user attributes) as CSV or JSON."""
+    from hpo.study import load_study, storage_url
+    from hpo.summary import export_frame, export_json
+
+    study, _ = load_study(name, storage_url(storage), heartbeat_interval=None)
+    text = export_json(study) if format == ExportFormat.json else export_frame(study).to_csv(
+        index=False)
+    if out is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    else:
+        out.write_text(text)
+        typer.echo(f"wrote {out}")
+
+
+@study_app.command("delete")
+@handles_errors
+def delete(
+    name: str,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    storage: StorageOption = None,
+) -> None:
+    """Delete a study and all its trials."""
+    import optuna
+
+    from hpo.study import load_study, mask, storage_url
+
+    url = storage_url(storage)
+    study, _ = load_study(name, url, heartbeat_interval=None)
+    n = len(study.get_trials(deepcopy=False))
+    if not yes and not typer.confirm(f"delete study '{name}' and its {n} trials?"):
+        raise typer.Exit(1)
+    optuna.delete_study(study_name=name, storage=study._storage)
+    typer.echo(f"deleted study '{name}' ({n} trials) from {mask(url)}")
+
+
+def main() -> None:
+    app()

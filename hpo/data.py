@@ -1,0 +1,186 @@
+"""CIFAR-100 and synthetic images: load once per process, split, scale, hold as float32."""
+
+from __future__ import annotations
+
+import functools
+import os
+import pickle
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from hpo.errors import DataError
+from hpo.spec import DataSpec
+
+HOW_TO_GET = (
+    "get CIFAR-100 online with the Keras download (no --data), or pass --data PATH / set HPO_DATA "
+    "to a local cifar100.npz, a cifar-100-python folder or cifar-100-python.tar.gz"
+)
+N_CIFAR_CLASSES = 100
+
+
+@dataclass(frozen=True)
+class Arrays:
+    """Raw images (uint8 or float, N x H x W x C) and integer labels (N,)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Training, validation and test splits, scaled, float32 images and int32 labels."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+    source: str
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+
+def resolve_source(spec: DataSpec, path: str | Path | None = None) -> str:
+    """Name the source a study reads: 'synthetic', a local path, or 'keras' for the download."""
+    if spec.dataset == "synthetic":
+        return "synthetic"
+    chosen = path or os.environ.get("HPO_DATA")
+    return str(Path(chosen).expanduser()) if chosen else "keras"
+
+
+def load_dataset(spec: DataSpec, path: str | Path | None = None) -> Dataset:
+    """Load, split and scale the data a spec asks for; cached, so each process loads it once."""
+    return _load_dataset(spec, resolve_source(spec, path))
+
+
+@functools.lru_cache(maxsize=2)
+def _load_dataset(spec: DataSpec, source: str) -> Dataset:
+    if source == "synthetic":
+        arrays = make_synthetic(spec.n_samples, spec.n_classes, spec.image_size, spec.seed)
+    elif source == "keras":
+        arrays = download_cifar100()
+    else:
+        arrays = read_cifar100(Path(source))
+    return prepare(arrays, spec, source)
+
+
+def prepare(arrays: Arrays, spec: DataSpec, source: str) -> Dataset:
+    """Split validation off the training set (stratified, seeded), subset, and scale."""
+    x_train, x_val, y_train, y_val = train_test_split(
+        arrays.x_train, arrays.y_train, test_size=spec.validation_fraction,
+        random_state=spec.seed, stratify=arrays.y_train,
+    )
+    if spec.n_train is not None:
+        x_train, y_train = x_train[: spec.n_train], y_train[: spec.n_train]
+    if spec.n_validation is not None:
+        x_val, y_val = x_val[: spec.n_validation], y_val[: spec.n_validation]
+    scale = _scaler(x_train, spec.scaling)
+    return Dataset(
+        x_train=scale(x_train), y_train=y_train.astype(np.int32),
+        x_val=scale(x_val), y_val=y_val.astype(np.int32),
+        x_test=scale(arrays.x_test), y_test=arrays.y_test.astype(np.int32),
+        n_classes=arrays.n_classes, source=source,
+    )
+
+
+def _scaler(x_train: np.ndarray, scaling: str) -> Any:
+    if scaling == "rescale":
+        return lambda x: np.asarray(x, dtype=np.float32) / np.float32(255.0)
+    # Per-channel statistics of the training split only, so validation and test stay unseen.
+    pixels = x_train.reshape(-1, x_train.shape[-1]).astype(np.float64)
+    mean, std = pixels.mean(axis=0), pixels.std(axis=0) + 1e-7
+    return lambda x: ((np.asarray(x, dtype=np.float32) - mean) / std).astype(np.float32)
+
+
+def make_synthetic(n_samples: int, n_classes: int, image_size: int, seed: int) -> Arrays:
+    """Learnable images: each class has its own mean pattern under heavy noise."""
+    rng = np.random.default_rng(seed)
+    shape = (image_size, image_size, 3)
+    centres = rng.uniform(96, 160, size=(n_classes, *shape))
+    n_test = max(n_classes, n_samples // 5)
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = np.arange(n) % n_classes
+        rng.shuffle(y)
+        x = centres[y] + rng.normal(0, 70, size=(n, *shape))
+        return np.clip(x, 0, 255).astype(np.uint8), y.astype(np.int64)
+
+    x_train, y_train = draw(n_samples)
+    x_test, y_test = draw(n_test)
+    return Arrays(x_train, y_train, x_test, y_test, n_classes)
+
+
+def download_cifar100() -> Arrays:
+    """CIFAR-100 the way a Keras user gets it: downloaded once, then cached by Keras."""
+    from keras.datasets import cifar100
+
+    try:
+        (x_train, y_train), (x_test, y_test) = cifar100.load_data(label_mode="fine")
+    except Exception as err:
+        raise DataError(f"could not download CIFAR-100 ({type(err).__name__}); {HOW_TO_GET}") from err
+    return Arrays(x_train, y_train.reshape(-1), x_test, y_test.reshape(-1), N_CIFAR_CLASSES)
+
+
+def read_cifar100(path: Path) -> Arrays:
+    """Read a local CIFAR-100: an .npz, the `cifar-100-python` folder, or its .tar.gz."""
+    if not path.exists():
+        raise DataError(f"data file {path} does not exist; {HOW_TO_GET}")
+    try:
+        if path.is_dir():
+            arrays = _read_pickles(lambda name: (path / name).read_bytes())
+        elif path.name.endswith((".tar.gz", ".tgz")):
+            with tarfile.open(path, "r:gz") as tar:
+                arrays = _read_pickles(lambda name: _tar_member(tar, name))
+        else:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = Arrays(npz["x_train"], npz["y_train"].reshape(-1),
+                                npz["x_test"], npz["y_test"].reshape(-1), N_CIFAR_CLASSES)
+    except (OSError, KeyError, ValueError, EOFError, pickle.UnpicklingError,
+            tarfile.TarError) as err:
+        raise DataError(f"data file {path} is not a readable CIFAR-100 ({err}); {HOW_TO_GET}") from err
+    _check_shapes(arrays, path)
+    return arrays
+
+
+def _tar_member(tar: tarfile.TarFile, name: str) -> bytes:
+    for member in tar.getmembers():
+        if member.isfile() and Path(member.name).name == name:
+            handle = tar.extractfile(member)
+            if handle is not None:
+                return handle.read()
+    raise KeyError(f"no member '{name}'")
+
+
+def _read_pickles(read: Any) -> Arrays:
+    def split(name: str) -> tuple[np.ndarray, np.ndarray]:
+        batch = pickle.loads(read(name), encoding="bytes")
+        x = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        return x, np.asarray(batch[b"fine_labels"], dtype=np.int64)
+
+    x_train, y_train = split("train")
+    x_test, y_test = split("test")
+    return Arrays(x_train, y_train, x_test, y_test, N_CIFAR_CLASSES)
+
+
+def _check_shapes(arrays: Arrays, path: Path) -> None:
+    for name, x, y in (("train", arrays.x_train, arrays.y_train),
+                       ("test", arrays.x_test, arrays.y_test)):
+        if x.ndim != 4 or x.shape[1:] != (32, 32, 3) or len(x) != len(y):
+            raise DataError(
+                f"data file {path} has {name} images of shape {x.shape} and {len(y)} labels, "
+                f"expected N x 32 x 32 x 3 and N labels; {HOW_TO_GET}"
+            )
+        if y.size and (y.min() < 0 or y.max() >= N_CIFAR_CLASSES):
+            raise DataError(f"data file {path} has {name} labels outside 0..99; {HOW_TO_GET}")

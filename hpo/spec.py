@@ -1,0 +1,333 @@
+"""The study spec (TOML): load it, validate every key once, and hold it in frozen dataclasses."""
+
+from __future__ import annotations
+
+import difflib
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from hpo.errors import SpecError
+from hpo.registry import PRUNERS, SAMPLERS, accepted_args, grid_of
+from hpo.space import KNOBS, Knob, Param, ParamValue, complete_params
+
+METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the images come from and how they are split and scaled."""
+
+    dataset: str = "cifar100"
+    validation_fraction: float = 0.1
+    n_train: int | None = None
+    n_validation: int | None = None
+    scaling: str = "rescale"
+    seed: int = 0
+    n_samples: int = 3000
+    n_classes: int = 10
+    image_size: int = 8
+
+
+@dataclass(frozen=True)
+class Component:
+    """A sampler or pruner: its registry name and constructor arguments."""
+
+    type: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """A named trial that runs before any sampled one, with every searched knob set."""
+
+    name: str
+    params: Mapping[str, ParamValue]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated study spec."""
+
+    name: str
+    source: str
+    text: str
+    description: str = ""
+    seed: int = 0
+    storage: str | None = None
+    n_trials: int | None = None
+    metric: str = "val_accuracy"
+    direction: str = "maximize"
+    data: DataSpec = DataSpec()
+    sampler: Component = Component("tpe")
+    pruner: Component = Component("median")
+    space: Mapping[str, Param] = field(default_factory=dict)
+    enqueue: tuple[Enqueued, ...] = ()
+
+    def searched(self) -> dict[str, BaseDistribution]:
+        """The knobs this study searches, with their distributions."""
+        return {k: v for k, v in self.space.items() if isinstance(v, BaseDistribution)}
+
+    def epochs_budget(self) -> int:
+        """The most epochs any trial of this study may run."""
+        epochs = self.space.get("epochs", KNOBS["epochs"].default)
+        if isinstance(epochs, CategoricalDistribution):
+            return int(max(epochs.choices))  # type: ignore[type-var]
+        if isinstance(epochs, IntDistribution):
+            return epochs.high
+        return int(epochs)  # type: ignore[arg-type]
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate the spec file at `path`."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SpecError(f"spec file {path} does not exist") from None
+    except OSError as err:
+        raise SpecError(f"cannot read spec file {path}: {err.strerror}") from err
+    return load_spec_text(text, str(path))
+
+
+def load_spec_text(text: str, source: str = "<spec>") -> Spec:
+    """Validate the spec given as TOML text; `source` names it in error messages."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(f"{source} is not valid TOML: {err}") from err
+    return _Validator(source).spec(raw, text)
+
+
+class _Validator:
+    """Checks one spec, naming its source, the key and the rule in every error."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, message: str) -> SpecError:
+        return SpecError(f"{message} in {self.source}")
+
+    def keys(self, table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+        for key in table:
+            if key not in allowed:
+                hint = difflib.get_close_matches(key, sorted(allowed), n=1)
+                also = f" (did you mean '{hint[0]}'?)" if hint else ""
+                raise self.fail(f"unknown key '{key}' in {where}{also}")
+
+    def table(self, raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+        value = raw.get(key, {})
+        if not isinstance(value, Mapping):
+            raise self.fail(f"[{key}] must be a table, got {value!r}")
+        return value
+
+    def typed(self, value: Any, kind: type | tuple[type, ...], where: str) -> Any:
+        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            raise self.fail(f"{where} must not be a boolean, got {value!r}")
+        if not isinstance(value, kind):
+            raise self.fail(f"{where} has the wrong type, got {value!r}")
+        return value
+
+    def spec(self, raw: Mapping[str, Any], text: str) -> Spec:
+        top = {"name", "description", "seed", "storage", "n_trials",
+               "data", "objective", "sampler", "pruner", "params", "enqueue"}
+        self.keys(raw, top, "the spec")
+        if "name" not in raw:
+            raise self.fail("missing key 'name'")
+        name = self.typed(raw["name"], str, "'name'")
+        if not name or any(c.isspace() or c == "/" for c in name):
+            raise self.fail(f"'name' must be non-empty without spaces or '/', got {name!r}")
+        n_trials = raw.get("n_trials")
+        if n_trials is not None and self.typed(n_trials, int, "'n_trials'") < 1:
+            raise self.fail(f"'n_trials' must be >= 1, got {n_trials}")
+        metric, direction = self.objective(self.table(raw, "objective"))
+        space = self.space(self.table(raw, "params"))
+        sampler = self.sampler(self.table(raw, "sampler"), space)
+        return Spec(
+            name=name,
+            source=self.source,
+            text=text,
+            description=self.typed(raw.get("description", ""), str, "'description'"),
+            seed=self.typed(raw.get("seed", 0), int, "'seed'"),
+            storage=self.typed(raw.get("storage"), (str, type(None)), "'storage'"),
+            n_trials=n_trials,
+            metric=metric,
+            direction=direction,
+            data=self.data(self.table(raw, "data")),
+            sampler=sampler,
+            pruner=self.pruner(self.table(raw, "pruner"), "[pruner]"),
+            space=space,
+            enqueue=self.enqueue(raw.get("enqueue", []), space),
+        )
+
+    def objective(self, table: Mapping[str, Any]) -> tuple[str, str]:
+        self.keys(table, {"metric", "direction"}, "[objective]")
+        metric = table.get("metric", "val_accuracy")
+        if metric not in METRICS:
+            raise self.fail(f"[objective] metric must be one of {sorted(METRICS)}, got {metric!r}")
+        direction = table.get("direction", METRICS[metric])
+        if direction != METRICS[metric]:
+            raise self.fail(
+                f"[objective] direction for {metric} must be {METRICS[metric]}, got {direction!r}"
+            )
+        return metric, direction
+
+    def data(self, table: Mapping[str, Any]) -> DataSpec:
+        defaults = DataSpec()
+        self.keys(table, set(DataSpec.__dataclass_fields__), "[data]")
+        values = {k: table.get(k, getattr(defaults, k)) for k in DataSpec.__dataclass_fields__}
+        if values["dataset"] not in ("cifar100", "synthetic"):
+            raise self.fail(
+                f"[data] dataset must be 'cifar100' or 'synthetic', got {values['dataset']!r}"
+            )
+        if values["scaling"] not in ("rescale", "standardize"):
+            raise self.fail(
+                f"[data] scaling must be 'rescale' or 'standardize', got {values['scaling']!r}"
+            )
+        fraction = self.typed(values["validation_fraction"], (int, float),
+                              "[data] validation_fraction")
+        if not 0 < fraction < 1:
+            raise self.fail(f"[data] validation_fraction must be in (0, 1), got {fraction}")
+        for key in ("n_train", "n_validation", "n_samples", "n_classes", "image_size"):
+            if values[key] is not None and self.typed(values[key], int, f"[data] {key}") < 2:
+                raise self.fail(f"[data] {key} must be >= 2, got {values[key]}")
+        self.typed(values["seed"], int, "[data] seed")
+        return DataSpec(**values)
+
+    def sampler(self, table: Mapping[str, Any], space: Mapping[str, Param]) -> Component:
+        name, args = self.component(table, SAMPLERS, "[sampler]", "tpe")
+        if name == "grid":
+            try:
+                grid_of({k: v for k, v in space.items() if isinstance(v, BaseDistribution)})
+            except ValueError as err:
+                raise self.fail(f"[sampler] {err}") from err
+        return Component(name, args)
+
+    def pruner(self, table: Mapping[str, Any], where: str) -> Component:
+        name, args = self.component(table, PRUNERS, where, "median")
+        if name == "patient":
+            if not isinstance(args.get("wrapped"), Mapping):
+                raise self.fail(f"{where} type 'patient' needs a table 'wrapped' naming a pruner")
+            args["wrapped"] = dict(self.pruner(args["wrapped"], f"{where} wrapped").args,
+                                   type=args["wrapped"].get("type", "median"))
+        return Component(name, args)
+
+    def component(
+        self, table: Mapping[str, Any], registry: Mapping[str, Any], where: str, default: str
+    ) -> tuple[str, dict[str, Any]]:
+        name = table.get("type", default)
+        if name not in registry:
+            raise self.fail(f"{where} type must be one of {sorted(registry)}, got {name!r}")
+        args = {k: v for k, v in table.items() if k != "type"}
+        allowed = accepted_args(registry, name) | ({"wrapped"} if name == "patient" else set())
+        self.keys(args, allowed, f"{where} (type {name!r})")
+        return name, args
+
+    def space(self, table: Mapping[str, Any]) -> dict[str, Param]:
+        self.keys(table, set(KNOBS), "[params]")
+        space = {name: self.param(name, KNOBS[name], value) for name, value in table.items()}
+        for name in space:
+            self.check_reachable(name, space)
+        return space
+
+    def param(self, name: str, knob: Knob, value: Any) -> Param:
+        where = f"[params] {name}"
+        if not isinstance(value, Mapping):
+            return self.value(knob, value, where)
+        if "choices" in value:
+            self.keys(value, {"choices"}, where)
+            choices = value["choices"]
+            if not isinstance(choices, list) or not choices:
+                raise self.fail(f"{where} choices must be a non-empty list, got {choices!r}")
+            return CategoricalDistribution([self.value(knob, c, where) for c in choices])
+        if knob.kind not in ("float", "int"):
+            raise self.fail(f"{where} is {knob.kind}: search it with `choices`, not a range")
+        self.keys(value, {"low", "high", "log", "step"}, where)
+        if "low" not in value or "high" not in value:
+            raise self.fail(f"{where} needs both `low` and `high` (or `choices`)")
+        low, high = self.value(knob, value["low"], where), self.value(knob, value["high"], where)
+        if low > high:
+            raise self.fail(f"`low <= high` must hold for '{name}', got low={low} high={high}")
+        log, step = value.get("log", False), value.get("step")
+        if log and step is not None:
+            raise self.fail(f"{where} cannot have both `log` and `step`")
+        if log and low <= 0:
+            raise self.fail(f"{where} with `log = true` needs low > 0, got low={low}")
+        if knob.kind == "int":
+            return IntDistribution(int(low), int(high), log=bool(log), step=int(step or 1))
+        return FloatDistribution(float(low), float(high), log=bool(log), step=step)
+
+    def value(self, knob: Knob, value: Any, where: str) -> ParamValue:
+        if knob.kind == "bool":
+            return self.typed(value, bool, where)  # type: ignore[no-any-return]
+        if knob.kind == "categorical":
+            if value not in knob.choices:
+                raise self.fail(f"{where} must be one of {list(knob.choices)}, got {value!r}")
+            return value  # type: ignore[no-any-return]
+        value = self.typed(value, int if knob.kind == "int" else (int, float), where)
+        above = value < knob.high if knob.open_high else value <= knob.high
+        below = value > knob.low if knob.open_low else value >= knob.low
+        if not (below and above) or (knob.kind == "float" and not math.isfinite(value)):
+            left, right = "(" if knob.open_low else "[", ")" if knob.open_high else "]"
+            raise self.fail(f"{where} must be in {left}{knob.low}, {knob.high}{right}, got {value}")
+        return float(value) if knob.kind == "float" else value  # type: ignore[no-any-return]
+
+    def check_reachable(self, name: str, space: Mapping[str, Param]) -> None:
+        """A conditional knob in the spec must be selectable by what its parent may take."""
+        knob = KNOBS[name]
+        if knob.parent is None:
+            return
+        parent = space.get(knob.parent, KNOBS[knob.parent].default)
+        possible = parent.choices if isinstance(parent, CategoricalDistribution) else (parent,)
+        if not set(possible) & set(knob.when):
+            raise self.fail(
+                f"'{name}' only applies when {knob.parent} is one of {list(knob.when)}, "
+                f"but {knob.parent} can only be {list(possible)}"
+            )
+        self.check_reachable(knob.parent, space)
+
+    def enqueue(self, entries: Any, space: Mapping[str, Param]) -> tuple[Enqueued, ...]:
+        if not isinstance(entries, list):
+            raise self.fail("[[enqueue]] must be an array of tables")
+        searched = {k: v for k, v in space.items() if isinstance(v, BaseDistribution)}
+        result, names = [], set()
+        for i, entry in enumerate(entries):
+            where = f"[[enqueue]] #{i + 1}"
+            self.keys(entry, {"name", "params"}, where)
+            name = self.typed(entry.get("name"), str, f"{where} name")
+            if name in names:
+                raise self.fail(f"{where} name {name!r} is used twice")
+            names.add(name)
+            given = self.typed(entry.get("params", {}), Mapping, f"{where} params")
+            for key in given:
+                if key not in searched:
+                    raise self.fail(
+                        f"{where} ({name}) sets '{key}', which the spec does not search; "
+                        "only searched knobs can differ between enqueued trials"
+                    )
+            params = complete_params(given, space)
+            for key, value in params.items():
+                if not _contains(searched[key], value):
+                    raise self.fail(
+                        f"{where} ({name}) value {value!r} for '{key}' is outside its "
+                        f"distribution {searched[key]}"
+                    )
+            result.append(Enqueued(name, params))
+        return tuple(result)
+
+
+def _contains(dist: BaseDistribution, value: Any) -> bool:
+    try:
+        return bool(dist._contains(dist.to_internal_repr(value)))
+    except (ValueError, TypeError):
+        return False

@@ -1,0 +1,209 @@
+"""Storages and studies: open a storage from its URL, create a study from a spec, run it."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from hpo.errors import HpoError, StorageError, StudyNotFoundError
+from hpo.registry import make_pruner, make_sampler
+from hpo.spec import Spec, load_spec_text
+
+# Heartbeats and the stale-trial retry are marked experimental; they are what fault recovery uses.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+DEFAULT_STORAGE = "sqlite:///studies/hpo.db"
+SPEC_ATTR = "spec_toml"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+HEARTBEAT_INTERVAL = 30
+SQLITE_TIMEOUT_S = 60
+POLL_S = 1.0
+
+
+def storage_url(url: str | None = None) -> str:
+    """The storage URL to use: the one given, else $HPO_STORAGE, else the default SQLite file."""
+    return url or os.environ.get("HPO_STORAGE") or DEFAULT_STORAGE
+
+
+def mask(url: str) -> str:
+    """`url` with any password replaced by ***, safe for output, logs and reports."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def open_storage(
+    url: str, *, create: bool = False, heartbeat_interval: int | None = HEARTBEAT_INTERVAL
+) -> BaseStorage:
+    """Open the storage at `url` (sqlite://, postgresql://, mysql://, journal:PATH, redis://).
+
+    A SQLite or journal file that does not exist is only made when `create` is set, so that
+    commands which only read never leave files behind. RDB storages get Optuna's heartbeat: a
+    trial whose worker died is marked failed and retried.
+    """
+    try:
+        if url.startswith("journal:"):
+            return _journal_file(url.removeprefix("journal:"), create)
+        if url.startswith(("redis://", "rediss://")):
+            from optuna.storages.journal import JournalRedisBackend, JournalStorage
+
+            storage = JournalStorage(JournalRedisBackend(url))
+            storage.get_all_studies()
+            return storage
+        return _rdb(url, create, heartbeat_interval)
+    except HpoError:
+        raise
+    except Exception as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise StorageError(f"cannot open storage {mask(url)}: {mask(reason)}") from err
+
+
+def _journal_file(path: str, create: bool) -> BaseStorage:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    file = Path(path.removeprefix("//"))
+    if not file.exists():
+        if not create:
+            raise StorageError(f"journal file {file} does not exist")
+        file.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(file)))
+
+
+def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite:///"):
+        file = Path(url.removeprefix("sqlite:///"))
+        if not file.exists():
+            if not create:
+                raise StorageError(f"SQLite file {file} does not exist (no study was created there)")
+            file.parent.mkdir(parents=True, exist_ok=True)
+        # Several local workers write the same file: wait for the lock instead of failing.
+        engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
+    else:
+        engine_kwargs["pool_pre_ping"] = True
+    heartbeat = {}
+    if heartbeat_interval:
+        heartbeat = {
+            "heartbeat_interval": heartbeat_interval,
+            "grace_period": 2 * heartbeat_interval,
+            "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=3
+            ),
+        }
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+
+
+def create_study(spec: Spec, url: str) -> optuna.Study:
+    """Create `spec`'s study in the storage, store the spec with it, enqueue its named trials."""
+    storage = open_storage(url, create=True)
+    if spec.name in study_names(storage):
+        raise HpoError(
+            f"study '{spec.name}' already exists in {mask(url)}; run it with "
+            f"`hpo study run {spec.name}` or remove it with `hpo study delete {spec.name}`"
+        )
+    study = optuna.create_study(study_name=spec.name, storage=storage, direction=spec.direction)
+    study.set_user_attr(SPEC_ATTR, spec.text)
+    study.set_user_attr("metric", spec.metric)
+    for entry in spec.enqueue:
+        study.enqueue_trial(dict(entry.params), user_attrs={"experiment": entry.name})
+    return study
+
+
+def study_names(storage: BaseStorage) -> list[str]:
+    return sorted(s.study_name for s in storage.get_all_studies())
+
+
+def load_study(name: str, url: str, **kwargs: Any) -> tuple[optuna.Study, Spec]:
+    """Load a study made by `create_study`, with the sampler and pruner its spec names.
+
+    The sampler's seed is offset by the number of trials already stored (and by `worker`), so a
+    resumed study or a second worker does not repeat the start-up points of the first.
+    """
+    worker = kwargs.pop("worker", 0)
+    storage = open_storage(url, **kwargs)
+    names = study_names(storage)
+    if name not in names:
+        known = ", ".join(names) if names else "none"
+        raise StudyNotFoundError(f"no study '{name}' in {mask(url)} (known studies: {known})")
+    study = optuna.load_study(study_name=name, storage=storage)
+    text = study.user_attrs.get(SPEC_ATTR)
+    if text is None:
+        raise HpoError(f"study '{name}' in {mask(url)} was not created by hpo (it has no spec)")
+    spec = load_spec_text(text, f"the spec stored with study '{name}'")
+    offset = len(study.get_trials(deepcopy=False)) + 10_000 * worker
+    sampler = make_sampler(spec.sampler.type, spec.sampler.args, spec.seed + offset, spec.searched())
+    study = optuna.load_study(
+        study_name=name, storage=storage, sampler=sampler,
+        pruner=make_pruner(spec.pruner.type, spec.pruner.args),
+    )
+    return study, spec
+
+
+def count(study: optuna.Study, states: Sequence[TrialState] = FINISHED) -> int:
+    return len(study.get_trials(deepcopy=False, states=tuple(states)))
+
+
+TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
+
+
+def optimize(
+    study: optuna.Study,
+    objective: Callable[[optuna.trial.Trial], float],
+    n_trials: int | None,
+    timeout: float | None = None,
+    callbacks: Sequence[TrialCallback] = (),
+) -> None:
+    """Run trials until the study holds `n_trials` finished ones, all workers together.
+
+    Finished means complete or pruned; a failed trial does not count. A worker starts a trial
+    only while finished plus running trials stay below the target, and a trial that finds the
+    target already taken (another worker won the race) ends at once as failed with the reason
+    "surplus", so the count is never exceeded. While the rest of the target is running elsewhere
+    the worker waits: if one of those workers dies, its heartbeat goes stale, the trial is
+    failed and re-enqueued, and a surviving worker runs it.
+    """
+    deadline = math.inf if timeout is None else time.monotonic() + timeout
+    target = math.inf if n_trials is None else n_trials
+    waits = heartbeat_enabled(study)
+
+    def guarded(trial: optuna.trial.Trial) -> float:
+        if _taken_before(study, trial.number) >= target:
+            trial.set_user_attr("fail_reason", "surplus: the study already had n_trials")
+            return math.nan
+        return objective(trial)
+
+    while time.monotonic() < deadline:
+        if waits:
+            optuna.storages.fail_stale_trials(study)
+        if count(study) >= target:
+            return
+        if count(study, (*FINISHED, TrialState.RUNNING)) >= target:
+            if not waits:
+                return
+            time.sleep(POLL_S)
+            continue
+        study.optimize(guarded, n_trials=1, callbacks=list(callbacks), catch=(Exception,))
+
+
+def heartbeat_enabled(study: optuna.Study) -> bool:
+    """Whether the study's storage notices dead workers (RDB storages with a heartbeat)."""
+    from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
+
+    return isinstance(study._storage, BaseHeartbeat) and is_heartbeat_enabled(study._storage)
+
+
+def _taken_before(study: optuna.Study, number: int) -> int:
+    trials = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+    return sum(t.state in FINISHED or t.number < number for t in trials)
