@@ -17,8 +17,11 @@ from hpo.errors import HpoError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-app = typer.Typer(help="Measured, reproducible Optuna studies of Keras training on CIFAR-100.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Measured, reproducible Optuna studies of Keras training on CIFAR-100.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 study_app = typer.Typer(help="Create, run and inspect studies.", no_args_is_help=True)
 app.add_typer(study_app, name="study")
 
@@ -27,8 +30,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 StorageOption = Annotated[
     str | None,
-    typer.Option("--storage", help="Optuna storage URL [default: $HPO_STORAGE or "
-                 "sqlite:///studies/hpo.db]; also journal:PATH and redis://"),
+    typer.Option(
+        "--storage",
+        help="Optuna storage URL [default: $HPO_STORAGE or "
+        "sqlite:///studies/hpo.db]; also journal:PATH and redis://",
+    ),
 ]
 
 
@@ -84,25 +90,50 @@ def create(
 @handles_errors
 def run(
     name: Annotated[str, typer.Argument(help="The study's name.")],
-    n_trials: Annotated[int | None, typer.Option(
-        help="Finished trials the study should hold in total [default: the spec's n_trials].")] = None,
-    timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many "
-                                                  "seconds.")] = None,
-    data: Annotated[Path | None, typer.Option(
-        help="Local CIFAR-100 (npz, cifar-100-python folder or .tar.gz) [default: $HPO_DATA, "
-        "else the Keras download].")] = None,
+    n_trials: Annotated[
+        int | None,
+        typer.Option(
+            help="Finished trials the study should hold in total [default: the spec's n_trials]."
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Stop starting trials after this many seconds.")
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Local CIFAR-100 (npz, cifar-100-python folder or .tar.gz) [default: $HPO_DATA, "
+            "else the Keras download]."
+        ),
+    ] = None,
     storage: StorageOption = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Worker processes on this machine, sharing the storage and the cores."
+        ),
+    ] = 1,
 ) -> None:
     """Run (or resume) a study until it holds N finished trials. Ctrl-C stops cleanly."""
-    from hpo.runner import run_study
     from hpo.study import storage_url
 
     signal.signal(signal.SIGTERM, _interrupt)
+    url = storage_url(storage)
     try:
-        run_study(name, storage_url(storage), n_trials, timeout, data, echo=typer.echo)
+        if workers > 1:
+            from hpo.workers import run_workers
+
+            run_workers(name, url, n_trials, timeout, data, workers, echo=typer.echo)
+        else:
+            from hpo.runner import run_study
+
+            run_study(name, url, n_trials, timeout, data, echo=typer.echo, debug=_state["debug"])
     except KeyboardInterrupt:
-        typer.echo("interrupted: the running trial was recorded as failed, finished trials are "
-                   f"kept; `hpo study run {name}` resumes", err=True)
+        typer.echo(
+            "interrupted: the running trial was recorded as failed, finished trials are "
+            f"kept; `hpo study run {name}` resumes",
+            err=True,
+        )
         raise typer.Exit(130) from None
 
 
@@ -156,8 +187,11 @@ def export(
     from hpo.summary import export_frame, export_json
 
     study, _ = load_study(name, storage_url(storage), heartbeat_interval=None)
-    text = export_json(study) if format == ExportFormat.json else export_frame(study).to_csv(
-        index=False)
+    text = (
+        export_json(study)
+        if format == ExportFormat.json
+        else export_frame(study).to_csv(index=False)
+    )
     if out is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     else:
@@ -184,6 +218,59 @@ def delete(
         raise typer.Exit(1)
     optuna.delete_study(study_name=name, storage=study._storage)
     typer.echo(f"deleted study '{name}' ({n} trials) from {mask(url)}")
+
+
+@app.command("report")
+@handles_errors
+def report(
+    name: Annotated[str, typer.Argument(help="The study's name.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Markdown file [default: reports/NAME.md]; figures go in a folder beside it."
+        ),
+    ] = None,
+    evaluate_test: Annotated[
+        bool,
+        typer.Option(
+            "--evaluate-test",
+            help="Retrain each technique's best configuration with K seeds and "
+            "evaluate it once on the test set (stored, so later reports reuse it).",
+        ),
+    ] = False,
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="K, seeds per configuration.")] = 3,
+    data: Annotated[Path | None, typer.Option(help="Local CIFAR-100 for --evaluate-test.")] = None,
+    storage: StorageOption = None,
+) -> None:
+    """Write a Markdown report that ranks each technique, with figures."""
+    from hpo.report import write_report
+    from hpo.study import storage_url
+
+    path = write_report(
+        name,
+        storage_url(storage),
+        out,
+        evaluate_test=evaluate_test,
+        n_seeds=seeds,
+        data_path=data,
+        echo=typer.echo,
+    )
+    typer.echo(f"wrote {path}")
+
+
+@app.command("dashboard")
+@handles_errors
+def dashboard(
+    name: Annotated[str | None, typer.Argument(help="Study to open [default: all].")] = None,
+    storage: StorageOption = None,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8080,
+) -> None:
+    """Serve the storage's studies in optuna-dashboard until Ctrl-C."""
+    from hpo.dashboard import serve
+    from hpo.study import storage_url
+
+    serve(storage_url(storage), host=host, port=port, name=name, echo=typer.echo)
 
 
 def main() -> None:

@@ -79,8 +79,11 @@ def _load_dataset(spec: DataSpec, source: str) -> Dataset:
 def prepare(arrays: Arrays, spec: DataSpec, source: str) -> Dataset:
     """Split validation off the training set (stratified, seeded), subset, and scale."""
     x_train, x_val, y_train, y_val = train_test_split(
-        arrays.x_train, arrays.y_train, test_size=spec.validation_fraction,
-        random_state=spec.seed, stratify=arrays.y_train,
+        arrays.x_train,
+        arrays.y_train,
+        test_size=spec.validation_fraction,
+        random_state=spec.seed,
+        stratify=arrays.y_train,
     )
     if spec.n_train is not None:
         x_train, y_train = x_train[: spec.n_train], y_train[: spec.n_train]
@@ -88,10 +91,14 @@ def prepare(arrays: Arrays, spec: DataSpec, source: str) -> Dataset:
         x_val, y_val = x_val[: spec.n_validation], y_val[: spec.n_validation]
     scale = _scaler(x_train, spec.scaling)
     return Dataset(
-        x_train=scale(x_train), y_train=y_train.astype(np.int32),
-        x_val=scale(x_val), y_val=y_val.astype(np.int32),
-        x_test=scale(arrays.x_test), y_test=arrays.y_test.astype(np.int32),
-        n_classes=arrays.n_classes, source=source,
+        x_train=scale(x_train),
+        y_train=y_train.astype(np.int32),
+        x_val=scale(x_val),
+        y_val=y_val.astype(np.int32),
+        x_test=scale(arrays.x_test),
+        y_test=arrays.y_test.astype(np.int32),
+        n_classes=arrays.n_classes,
+        source=source,
     )
 
 
@@ -129,7 +136,9 @@ def download_cifar100() -> Arrays:
     try:
         (x_train, y_train), (x_test, y_test) = cifar100.load_data(label_mode="fine")
     except Exception as err:
-        raise DataError(f"could not download CIFAR-100 ({type(err).__name__}); {HOW_TO_GET}") from err
+        raise DataError(
+            f"could not download CIFAR-100 ({type(err).__name__}); {HOW_TO_GET}"
+        ) from err
     return Arrays(x_train, y_train.reshape(-1), x_test, y_test.reshape(-1), N_CIFAR_CLASSES)
 
 
@@ -145,11 +154,24 @@ def read_cifar100(path: Path) -> Arrays:
                 arrays = _read_pickles(lambda name: _tar_member(tar, name))
         else:
             with np.load(path, allow_pickle=False) as npz:
-                arrays = Arrays(npz["x_train"], npz["y_train"].reshape(-1),
-                                npz["x_test"], npz["y_test"].reshape(-1), N_CIFAR_CLASSES)
-    except (OSError, KeyError, ValueError, EOFError, pickle.UnpicklingError,
-            tarfile.TarError) as err:
-        raise DataError(f"data file {path} is not a readable CIFAR-100 ({err}); {HOW_TO_GET}") from err
+                arrays = Arrays(
+                    npz["x_train"],
+                    npz["y_train"].reshape(-1),
+                    npz["x_test"],
+                    npz["y_test"].reshape(-1),
+                    N_CIFAR_CLASSES,
+                )
+    except (
+        OSError,
+        KeyError,
+        ValueError,
+        EOFError,
+        pickle.UnpicklingError,
+        tarfile.TarError,
+    ) as err:
+        raise DataError(
+            f"data file {path} is not a readable CIFAR-100 ({err}); {HOW_TO_GET}"
+        ) from err
     _check_shapes(arrays, path)
     return arrays
 
@@ -175,8 +197,10 @@ def _read_pickles(read: Any) -> Arrays:
 
 
 def _check_shapes(arrays: Arrays, path: Path) -> None:
-    for name, x, y in (("train", arrays.x_train, arrays.y_train),
-                       ("test", arrays.x_test, arrays.y_test)):
+    for name, x, y in (
+        ("train", arrays.x_train, arrays.y_train),
+        ("test", arrays.x_test, arrays.y_test),
+    ):
         if x.ndim != 4 or x.shape[1:] != (32, 32, 3) or len(x) != len(y):
             raise DataError(
                 f"data file {path} has {name} images of shape {x.shape} and {len(y)} labels, "

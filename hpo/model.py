@@ -17,8 +17,12 @@ def build_model(params: Params, input_shape: tuple[int, ...], n_classes: int) ->
     if params["architecture"] == "cnn":
         for i, filters in enumerate((params["filters"], 2 * params["filters"])):
             x = keras.layers.Conv2D(
-                filters, 3, padding="same", activation=params["activation"],
-                kernel_initializer=build_initializer(params), name=f"conv_{i + 1}",
+                filters,
+                3,
+                padding="same",
+                activation=params["activation"],
+                kernel_initializer=build_initializer(params),
+                name=f"conv_{i + 1}",
             )(x)
             x = keras.layers.MaxPooling2D(name=f"pool_{i + 1}")(x)
     x = keras.layers.Flatten(name="flatten")(x)
@@ -74,14 +78,20 @@ def build_schedule(
             return schedules.CosineDecay(lr, total_steps, alpha=params["alpha"])
         case "cosine_restarts":
             return schedules.CosineDecayRestarts(
-                lr, params["first_decay_steps"], t_mul=params["t_mul"], m_mul=params["m_mul"],
+                lr,
+                params["first_decay_steps"],
+                t_mul=params["t_mul"],
+                m_mul=params["m_mul"],
                 alpha=params["alpha"],
             )
         case "warmup_cosine":
             warmup = min(params["warmup_steps"], total_steps - 1)
             return schedules.CosineDecay(
-                0.0, max(1, total_steps - warmup), alpha=params["alpha"],
-                warmup_target=lr, warmup_steps=warmup,
+                0.0,
+                max(1, total_steps - warmup),
+                alpha=params["alpha"],
+                warmup_target=lr,
+                warmup_steps=warmup,
             )
     raise ValueError(f"unknown schedule {params['schedule']!r}")
 
@@ -94,7 +104,8 @@ def build_optimizer(params: Params, steps_per_epoch: int) -> keras.optimizers.Op
             return keras.optimizers.Adam(learning_rate=lr, beta_1=params["beta_1"])
         case "adamw":
             return keras.optimizers.AdamW(
-                learning_rate=lr, beta_1=params["beta_1"],
+                learning_rate=lr,
+                beta_1=params["beta_1"],
                 weight_decay=params["decoupled_weight_decay"],
             )
         case "sgd":

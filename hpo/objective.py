@@ -47,7 +47,15 @@ def make_objective(spec: Spec, data: Dataset) -> Callable[[optuna.Trial], float]
     """The objective of `spec`'s study over data that were loaded once, outside it."""
 
     def objective(trial: optuna.Trial) -> float:
-        return run_trial(trial, spec, data)
+        try:
+            return run_trial(trial, spec, data)
+        except optuna.TrialPruned:
+            raise
+        except Exception as err:
+            # Optuna only logs an exception; keep the reason with the trial for later readers.
+            reason = f"{type(err).__name__}: {err}".splitlines()[0][:500]
+            trial.set_user_attr("fail_reason", reason)
+            raise
 
     return objective
 
@@ -84,7 +92,9 @@ def best_of(values: list[float], direction: str) -> tuple[float, int | None]:
     return value, epoch
 
 
-def record(trial: optuna.Trial, run: Run, params: Mapping[str, Any], best_epoch: int | None) -> None:
+def record(
+    trial: optuna.Trial, run: Run, params: Mapping[str, Any], best_epoch: int | None
+) -> None:
     """Store what a report needs as user attributes of the trial."""
     import tensorflow as tf
 
@@ -95,8 +105,11 @@ def record(trial: optuna.Trial, run: Run, params: Mapping[str, Any], best_epoch:
         "best_epoch": best_epoch,
         "seconds_per_epoch": [round(s, 4) for s in run.seconds_per_epoch],
         "n_params": int(run.model.count_params()),
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
-                     "optuna": optuna.__version__},
+        "versions": {
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "optuna": optuna.__version__,
+        },
     }
     for key, values in run.history.items():
         attrs[f"curve_{key}"] = [v if math.isfinite(v) else None for v in values]

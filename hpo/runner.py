@@ -21,6 +21,7 @@ def run_study(
     data_path: Path | None = None,
     echo: Callable[[str], None] = print,
     worker: int = 0,
+    debug: bool = False,
 ) -> optuna.Study:
     """Run the study `name` until it holds `n_trials` finished trials (or `timeout` passes)."""
     from tqdm import tqdm
@@ -31,15 +32,22 @@ def run_study(
     from hpo.data import load_dataset
     from hpo.objective import make_objective
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Each trial gets its own line (failures with their reason); Optuna's log only with --debug.
+    optuna.logging.set_verbosity(optuna.logging.INFO if debug else optuna.logging.ERROR)
     study, spec = load_study(name, url, worker=worker)
     target = n_trials if n_trials is not None else spec.n_trials
     if target is None and timeout is None:
         raise HpoError(f"study '{name}' has no n_trials in its spec: give --n-trials or --timeout")
     data = load_dataset(spec.data, data_path)
     already = count(study)
-    bar = tqdm(total=target, initial=min(already, target or 0), unit="trial", disable=None,
-               leave=False, dynamic_ncols=True)
+    bar = tqdm(
+        total=target,
+        initial=min(already, target or 0),
+        unit="trial",
+        disable=None,
+        leave=False,
+        dynamic_ncols=True,
+    )
 
     def report(study: optuna.Study, trial: FrozenTrial) -> None:
         if trial.state in FINISHED:

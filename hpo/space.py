@@ -75,65 +75,143 @@ ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "selu", "gelu")
 # Order matters: a parent comes before the knobs that depend on it.
 KNOBS: dict[str, Knob] = {
     "architecture": _cat("mlp", ("mlp", "cnn"), "the lesson's MLP or a small CNN"),
-    "filters": _int(32, "filters of the CNN's first conv layer", parent="architecture", when=("cnn",)),
+    "filters": _int(
+        32, "filters of the CNN's first conv layer", parent="architecture", when=("cnn",)
+    ),
     "n_layers": _int(2, "number of hidden Dense layers"),
     "first_units": _int(128, "units of the first hidden layer"),
     "units": _int(128, "units of every hidden layer after the first"),
     "activation": _cat("relu", ACTIVATIONS, "activation of the hidden layers"),
     "initializer": _cat("glorot_uniform", INITIALIZERS, "kernel initializer of every layer"),
     "init_stddev": _float(
-        0.05, "stddev of the random_normal initializer",
-        parent="initializer", when=("random_normal",),
+        0.05,
+        "stddev of the random_normal initializer",
+        parent="initializer",
+        when=("random_normal",),
     ),
     "optimizer": _cat("adam", ("adam", "sgd", "adamw"), "the optimizer"),
     "learning_rate": _float(1e-3, "the (initial) learning rate"),
-    "beta_1": _float(0.9, "Adam's beta_1", high=1.0, open_high=True, zero=True,
-                     parent="optimizer", when=("adam", "adamw")),
-    "momentum": _float(0.0, "SGD's momentum", high=1.0, open_high=True, zero=True,
-                       parent="optimizer", when=("sgd",)),
-    "decoupled_weight_decay": _float(0.004, "AdamW's decoupled weight decay", zero=True,
-                                     parent="optimizer", when=("adamw",)),
+    "beta_1": _float(
+        0.9,
+        "Adam's beta_1",
+        high=1.0,
+        open_high=True,
+        zero=True,
+        parent="optimizer",
+        when=("adam", "adamw"),
+    ),
+    "momentum": _float(
+        0.0,
+        "SGD's momentum",
+        high=1.0,
+        open_high=True,
+        zero=True,
+        parent="optimizer",
+        when=("sgd",),
+    ),
+    "decoupled_weight_decay": _float(
+        0.004, "AdamW's decoupled weight decay", zero=True, parent="optimizer", when=("adamw",)
+    ),
     "schedule": _cat("constant", SCHEDULES, "the learning-rate schedule"),
-    "decay_steps": _int(1000, "steps per decay of the exponential schedule",
-                        parent="schedule", when=("exponential",)),
-    "decay_rate": _float(0.9, "factor per decay_steps of the exponential schedule", high=1.0,
-                         parent="schedule", when=("exponential",)),
-    "first_decay_steps": _int(1000, "steps of the first cosine cycle before the first restart",
-                              parent="schedule", when=("cosine_restarts",)),
-    "t_mul": _float(2.0, "cycle length multiplier of cosine restarts",
-                    parent="schedule", when=("cosine_restarts",)),
-    "m_mul": _float(1.0, "peak learning-rate multiplier of cosine restarts",
-                    parent="schedule", when=("cosine_restarts",)),
-    "warmup_steps": _int(500, "steps of linear warm-up before the cosine decay",
-                         parent="schedule", when=("warmup_cosine",)),
-    "alpha": _float(0.0, "floor of a cosine schedule, as a fraction of the peak", high=1.0, zero=True,
-                    parent="schedule", when=("cosine", "cosine_restarts", "warmup_cosine")),
+    "decay_steps": _int(
+        1000,
+        "steps per decay of the exponential schedule",
+        parent="schedule",
+        when=("exponential",),
+    ),
+    "decay_rate": _float(
+        0.9,
+        "factor per decay_steps of the exponential schedule",
+        high=1.0,
+        parent="schedule",
+        when=("exponential",),
+    ),
+    "first_decay_steps": _int(
+        1000,
+        "steps of the first cosine cycle before the first restart",
+        parent="schedule",
+        when=("cosine_restarts",),
+    ),
+    "t_mul": _float(
+        2.0,
+        "cycle length multiplier of cosine restarts",
+        parent="schedule",
+        when=("cosine_restarts",),
+    ),
+    "m_mul": _float(
+        1.0,
+        "peak learning-rate multiplier of cosine restarts",
+        parent="schedule",
+        when=("cosine_restarts",),
+    ),
+    "warmup_steps": _int(
+        500,
+        "steps of linear warm-up before the cosine decay",
+        parent="schedule",
+        when=("warmup_cosine",),
+    ),
+    "alpha": _float(
+        0.0,
+        "floor of a cosine schedule, as a fraction of the peak",
+        high=1.0,
+        zero=True,
+        parent="schedule",
+        when=("cosine", "cosine_restarts", "warmup_cosine"),
+    ),
     "weight_decay": _cat("off", OFF_ON, "L2 penalty on kernels"),
-    "weight_decay_l2": _float(1e-4, "L2 kernel penalty strength",
-                              parent="weight_decay", when=("on",)),
+    "weight_decay_l2": _float(
+        1e-4, "L2 kernel penalty strength", parent="weight_decay", when=("on",)
+    ),
     "activity_penalty": _cat("off", OFF_ON, "L1 penalty on layer outputs"),
-    "activity_l1": _float(1e-5, "L1 activity penalty strength",
-                          parent="activity_penalty", when=("on",)),
+    "activity_l1": _float(
+        1e-5, "L1 activity penalty strength", parent="activity_penalty", when=("on",)
+    ),
     "bias_penalty": _cat("off", OFF_ON, "L2 penalty on biases"),
     "bias_l2": _float(1e-4, "L2 bias penalty strength", parent="bias_penalty", when=("on",)),
     "dropout": _cat("off", OFF_ON, "dropout after the regularized layers"),
-    "dropout_rate": _float(0.1, "fraction of units dropped", high=1.0, open_high=True, zero=True,
-                           parent="dropout", when=("on",)),
-    "regularized_layers": _cat("first", ("first", "all"),
-                               "which hidden layers get penalties and dropout"),
+    "dropout_rate": _float(
+        0.1,
+        "fraction of units dropped",
+        high=1.0,
+        open_high=True,
+        zero=True,
+        parent="dropout",
+        when=("on",),
+    ),
+    "regularized_layers": _cat(
+        "first", ("first", "all"), "which hidden layers get penalties and dropout"
+    ),
     "early_stopping": _cat("off", OFF_ON, "Keras early stopping on val_loss"),
-    "patience": _int(5, "epochs without improvement before stopping",
-                     parent="early_stopping", when=("on",)),
-    "min_delta": _float(0.0, "smallest change of val_loss that counts as improvement", zero=True,
-                        parent="early_stopping", when=("on",)),
-    "restore_best_weights": Knob("bool", True, "end with the best epoch's weights",
-                                 choices=(True, False), parent="early_stopping", when=("on",)),
+    "patience": _int(
+        5, "epochs without improvement before stopping", parent="early_stopping", when=("on",)
+    ),
+    "min_delta": _float(
+        0.0,
+        "smallest change of val_loss that counts as improvement",
+        zero=True,
+        parent="early_stopping",
+        when=("on",),
+    ),
+    "restore_best_weights": Knob(
+        "bool",
+        True,
+        "end with the best epoch's weights",
+        choices=(True, False),
+        parent="early_stopping",
+        when=("on",),
+    ),
     "batch_size": _int(100, "training batch size"),
     "epochs": _int(20, "epoch budget of a trial"),
 }
 
 # The switches a report compares "with" against "without", and the knobs with several options.
-TECHNIQUE_SWITCHES = ("weight_decay", "activity_penalty", "bias_penalty", "dropout", "early_stopping")
+TECHNIQUE_SWITCHES = (
+    "weight_decay",
+    "activity_penalty",
+    "bias_penalty",
+    "dropout",
+    "early_stopping",
+)
 
 
 def is_active(name: str, params: Mapping[str, Any]) -> bool:
@@ -155,7 +233,9 @@ def suggest_params(trial: optuna.Trial, space: Mapping[str, Param]) -> dict[str,
         if not is_active(name, params):
             continue
         param = space.get(name, knob.default)
-        params[name] = _suggest(trial, name, param) if isinstance(param, BaseDistribution) else param
+        params[name] = (
+            _suggest(trial, name, param) if isinstance(param, BaseDistribution) else param
+        )
     return params
 
 

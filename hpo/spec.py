@@ -139,8 +139,19 @@ class _Validator:
         return value
 
     def spec(self, raw: Mapping[str, Any], text: str) -> Spec:
-        top = {"name", "description", "seed", "storage", "n_trials",
-               "data", "objective", "sampler", "pruner", "params", "enqueue"}
+        top = {
+            "name",
+            "description",
+            "seed",
+            "storage",
+            "n_trials",
+            "data",
+            "objective",
+            "sampler",
+            "pruner",
+            "params",
+            "enqueue",
+        }
         self.keys(raw, top, "the spec")
         if "name" not in raw:
             raise self.fail("missing key 'name'")
@@ -194,8 +205,9 @@ class _Validator:
             raise self.fail(
                 f"[data] scaling must be 'rescale' or 'standardize', got {values['scaling']!r}"
             )
-        fraction = self.typed(values["validation_fraction"], (int, float),
-                              "[data] validation_fraction")
+        fraction = self.typed(
+            values["validation_fraction"], (int, float), "[data] validation_fraction"
+        )
         if not 0 < fraction < 1:
             raise self.fail(f"[data] validation_fraction must be in (0, 1), got {fraction}")
         for key in ("n_train", "n_validation", "n_samples", "n_classes", "image_size"):
@@ -218,8 +230,10 @@ class _Validator:
         if name == "patient":
             if not isinstance(args.get("wrapped"), Mapping):
                 raise self.fail(f"{where} type 'patient' needs a table 'wrapped' naming a pruner")
-            args["wrapped"] = dict(self.pruner(args["wrapped"], f"{where} wrapped").args,
-                                   type=args["wrapped"].get("type", "median"))
+            args["wrapped"] = dict(
+                self.pruner(args["wrapped"], f"{where} wrapped").args,
+                type=args["wrapped"].get("type", "median"),
+            )
         return Component(name, args)
 
     def component(

@@ -87,7 +87,9 @@ def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
         file = Path(url.removeprefix("sqlite:///"))
         if not file.exists():
             if not create:
-                raise StorageError(f"SQLite file {file} does not exist (no study was created there)")
+                raise StorageError(
+                    f"SQLite file {file} does not exist (no study was created there)"
+                )
             file.parent.mkdir(parents=True, exist_ok=True)
         # Several local workers write the same file: wait for the lock instead of failing.
         engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
@@ -143,9 +145,13 @@ def load_study(name: str, url: str, **kwargs: Any) -> tuple[optuna.Study, Spec]:
         raise HpoError(f"study '{name}' in {mask(url)} was not created by hpo (it has no spec)")
     spec = load_spec_text(text, f"the spec stored with study '{name}'")
     offset = len(study.get_trials(deepcopy=False)) + 10_000 * worker
-    sampler = make_sampler(spec.sampler.type, spec.sampler.args, spec.seed + offset, spec.searched())
+    sampler = make_sampler(
+        spec.sampler.type, spec.sampler.args, spec.seed + offset, spec.searched()
+    )
     study = optuna.load_study(
-        study_name=name, storage=storage, sampler=sampler,
+        study_name=name,
+        storage=storage,
+        sampler=sampler,
         pruner=make_pruner(spec.pruner.type, spec.pruner.args),
     )
     return study, spec

@@ -26,8 +26,10 @@ def trial_line(trial: FrozenTrial) -> str:
     value = trial.value if trial.value is not None else math.nan
     epochs = f"{attrs.get('n_epochs', 0)}/{attrs.get('epoch_budget', '?')}"
     seconds = sum(attrs.get("seconds_per_epoch", []))
-    line = (f"trial {trial.number:>4}{name}  {trial.state.name:<8}  value {value:.4f}  "
-            f"epochs {epochs:>7}  {seconds:7.1f} s")
+    line = (
+        f"trial {trial.number:>4}{name}  {trial.state.name:<8}  value {value:.4f}  "
+        f"epochs {epochs:>7}  {seconds:7.1f} s"
+    )
     reason = attrs.get("fail_reason") or trial.system_attrs.get("fail_reason")
     if trial.state == TrialState.FAIL and reason:
         line += f"  ({str(reason).splitlines()[0][:120]})"
@@ -37,9 +39,17 @@ def trial_line(trial: FrozenTrial) -> str:
 def list_lines(summaries: list[optuna.study.StudySummary]) -> list[str]:
     rows = []
     for s in sorted(summaries, key=lambda s: s.study_name):
-        best = f"{s.best_trial.value:.4f}" if s.best_trial and s.best_trial.value is not None else "-"
-        rows.append({"study": s.study_name, "direction": s.direction.name.lower(),
-                     "trials": s.n_trials, "best": best})
+        best = (
+            f"{s.best_trial.value:.4f}" if s.best_trial and s.best_trial.value is not None else "-"
+        )
+        rows.append(
+            {
+                "study": s.study_name,
+                "direction": s.direction.name.lower(),
+                "trials": s.n_trials,
+                "best": best,
+            }
+        )
     if not rows:
         return ["no studies"]
     return pd.DataFrame(rows).to_string(index=False).splitlines()
@@ -49,9 +59,11 @@ def show_lines(study: optuna.Study, top_k: int = 10) -> list[str]:
     """Counts by state, the best trial with its params, and the top-k finished trials."""
     trials = study.get_trials(deepcopy=False)
     counts = state_counts(trials)
-    lines = [f"study {study.study_name} ({study.direction.name.lower()} "
-             f"{study.user_attrs.get('metric', 'value')})",
-             "trials: " + ", ".join(f"{k.lower()} {v}" for k, v in counts.items())]
+    lines = [
+        f"study {study.study_name} ({study.direction.name.lower()} "
+        f"{study.user_attrs.get('metric', 'value')})",
+        "trials: " + ", ".join(f"{k.lower()} {v}" for k, v in counts.items()),
+    ]
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         return [*lines, "no complete trial yet"]
@@ -69,9 +81,12 @@ def top_k_frame(study: optuna.Study, k: int) -> pd.DataFrame:
     ranked = sorted(complete, key=lambda t: (t.value, -t.number), reverse=reverse)[:k]
     rows = []
     for t in ranked:
-        row: dict[str, Any] = {"trial": t.number, "value": round(t.value or math.nan, 4),
-                               "epochs": t.user_attrs.get("n_epochs"),
-                               "best_epoch": t.user_attrs.get("best_epoch")}
+        row: dict[str, Any] = {
+            "trial": t.number,
+            "value": round(t.value or math.nan, 4),
+            "epochs": t.user_attrs.get("n_epochs"),
+            "best_epoch": t.user_attrs.get("best_epoch"),
+        }
         row.update(t.params)
         rows.append(row)
     return pd.DataFrame(rows)
@@ -81,9 +96,13 @@ def export_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: number, state, value, params and the scalar user attributes."""
     rows = []
     for t in study.get_trials(deepcopy=False):
-        row: dict[str, Any] = {"number": t.number, "state": t.state.name, "value": t.value,
-                               "datetime_start": t.datetime_start,
-                               "datetime_complete": t.datetime_complete}
+        row: dict[str, Any] = {
+            "number": t.number,
+            "state": t.state.name,
+            "value": t.value,
+            "datetime_start": t.datetime_start,
+            "datetime_complete": t.datetime_complete,
+        }
         row.update({f"params_{k}": v for k, v in t.params.items()})
         for key, value in t.user_attrs.items():
             if not isinstance(value, (list, dict)):
@@ -95,9 +114,14 @@ def export_frame(study: optuna.Study) -> pd.DataFrame:
 def export_json(study: optuna.Study) -> str:
     """Every trial with all its user attributes (curves included), as JSON."""
     trials = [
-        {"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
-         "user_attrs": t.user_attrs,
-         "intermediate_values": {str(k): v for k, v in t.intermediate_values.items()}}
+        {
+            "number": t.number,
+            "state": t.state.name,
+            "value": t.value,
+            "params": t.params,
+            "user_attrs": t.user_attrs,
+            "intermediate_values": {str(k): v for k, v in t.intermediate_values.items()},
+        }
         for t in study.get_trials(deepcopy=False)
     ]
     return json.dumps({"study": study.study_name, "trials": trials}, indent=1, default=str)

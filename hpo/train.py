@@ -71,19 +71,29 @@ def fit(
     compile_model(model, params, steps_per_epoch, min(STEPS_PER_EXECUTION, steps_per_epoch))
     run = Run(model)
     all_callbacks: list[keras.callbacks.Callback] = [
-        _EpochTimer(run.seconds_per_epoch), keras.callbacks.TerminateOnNaN(), *callbacks
+        _EpochTimer(run.seconds_per_epoch),
+        keras.callbacks.TerminateOnNaN(),
+        *callbacks,
     ]
     early = None
     if params.get("early_stopping") == "on":
         early = keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=params["patience"], min_delta=params["min_delta"],
+            monitor="val_loss",
+            patience=params["patience"],
+            min_delta=params["min_delta"],
             restore_best_weights=params["restore_best_weights"],
         )
         all_callbacks.append(early)
     history = model.fit(
-        data.x_train, data.y_train, batch_size=batch_size, epochs=int(params["epochs"]),
-        validation_data=(data.x_val, data.y_val), validation_batch_size=EVAL_BATCH_SIZE,
-        callbacks=all_callbacks, shuffle=True, verbose=0,
+        data.x_train,
+        data.y_train,
+        batch_size=batch_size,
+        epochs=int(params["epochs"]),
+        validation_data=(data.x_val, data.y_val),
+        validation_batch_size=EVAL_BATCH_SIZE,
+        callbacks=all_callbacks,
+        shuffle=True,
+        verbose=0,
     )
     run.history = {k: [float(v) for v in vs] for k, vs in history.history.items()}
     run.stopped_early = early is not None and early.stopped_epoch > 0

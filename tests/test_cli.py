@@ -1,0 +1,155 @@
+"""The CLI through Typer's CliRunner, and Ctrl-C on a real `hpo study run` process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from hpo.cli import app
+
+from .conftest import REPO, TINY_SPEC
+
+runner = CliRunner()
+
+
+def hpo(*args: str) -> object:
+    return runner.invoke(app, list(args))
+
+
+def test_help_lists_the_study_commands() -> None:
+    result = hpo("study", "--help")
+    assert result.exit_code == 0
+    for command in ("create", "run", "list", "show", "export", "delete"):
+        assert command in result.output
+
+
+def test_create_run_show_export_delete(
+    tiny_spec_file: Path, sqlite_url: str, tmp_path: Path
+) -> None:
+    result = hpo("study", "create", str(tiny_spec_file), "--storage", sqlite_url)
+    assert result.exit_code == 0, result.output
+    assert "created study 'tiny'" in result.output
+
+    result = hpo("study", "run", "tiny", "--n-trials", "3", "--storage", sqlite_url)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("COMPLETE") == 3
+    assert "trial    0" in result.output and "epochs     2/2" in result.output
+
+    result = hpo("study", "list", "--storage", sqlite_url)
+    assert result.exit_code == 0 and "tiny" in result.output and " 3 " in result.output
+
+    result = hpo("study", "show", "tiny", "--storage", sqlite_url)
+    assert result.exit_code == 0
+    assert "complete 3, pruned 0" in result.output and "best: trial" in result.output
+    assert "learning_rate =" in result.output
+
+    csv = tmp_path / "t.csv"
+    result = hpo(
+        "study", "export", "tiny", "--format", "csv", "--out", str(csv), "--storage", sqlite_url
+    )
+    assert result.exit_code == 0
+    lines = csv.read_text().splitlines()
+    assert len(lines) == 4 and "params_learning_rate" in lines[0]
+
+    result = hpo("study", "export", "tiny", "--format", "json", "--storage", sqlite_url)
+    exported = json.loads(result.output)
+    assert len(exported["trials"]) == 3
+    assert len(exported["trials"][0]["user_attrs"]["curve_val_accuracy"]) == 2
+
+    result = hpo("study", "delete", "tiny", "--yes", "--storage", sqlite_url)
+    assert result.exit_code == 0 and "deleted study 'tiny' (3 trials)" in result.output
+    assert "no studies" in hpo("study", "list", "--storage", sqlite_url).output
+
+
+def test_smoke_study_prunes_and_stores_every_trial(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'smoke.db'}"
+    assert (
+        hpo("study", "create", str(REPO / "studies" / "smoke.toml"), "--storage", url).exit_code
+        == 0
+    )
+    result = hpo("study", "run", "smoke", "--n-trials", "6", "--storage", url)
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="smoke", storage=url)
+    states = [t.state for t in study.trials]
+    assert len(states) == 6
+    assert TrialState.PRUNED in states and TrialState.COMPLETE in states
+
+
+def one_line_error(result: object, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    message = result.stderr.strip()
+    assert message.startswith("error: ") and "\n" not in message, message
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_bad_spec_is_one_line_naming_file_key_and_rule(tmp_path: Path, sqlite_url: str) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TINY_SPEC.replace("epochs = 2", "epochs = 0"))
+    result = hpo("study", "create", str(bad), "--storage", sqlite_url)
+    one_line_error(result, "bad.toml", "epochs", "must be in")
+
+
+def test_unknown_study_lists_the_known_ones(tiny_spec_file: Path, sqlite_url: str) -> None:
+    hpo("study", "create", str(tiny_spec_file), "--storage", sqlite_url)
+    for command in (("run", "nope"), ("show", "nope"), ("export", "nope"), ("delete", "nope")):
+        result = hpo("study", *command, "--storage", sqlite_url)
+        one_line_error(result, "no study 'nope'", "known studies: tiny")
+
+
+def test_missing_data_file_is_one_line(tmp_path: Path, sqlite_url: str) -> None:
+    spec = tmp_path / "real.toml"
+    spec.write_text(TINY_SPEC.replace('dataset = "synthetic"', 'dataset = "cifar100"'))
+    hpo("study", "create", str(spec), "--storage", sqlite_url)
+    result = hpo(
+        "study", "run", "tiny", "--data", str(tmp_path / "nope.npz"), "--storage", sqlite_url
+    )
+    one_line_error(result, "nope.npz does not exist", "HPO_DATA")
+
+
+def test_unreachable_storage_is_one_line_without_the_password() -> None:
+    result = hpo("study", "list", "--storage", "postgresql://u:hunter2@127.0.0.1:1/x")
+    one_line_error(result, "cannot open storage postgresql://u:***@127.0.0.1:1/x")
+    assert "hunter2" not in result.output
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["--debug", "study", "create", str(tmp_path / "none.toml")])
+    assert result.exit_code != 0 and result.exception is not None
+
+
+def test_ctrl_c_records_the_running_trial_as_failed_and_exits_130(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    spec = tmp_path / "slow.toml"
+    spec.write_text(TINY_SPEC.replace("epochs = 2", "epochs = 400"))
+    env = {**os.environ, "HPO_STORAGE": url}
+    command = [sys.executable, "-m", "hpo", "study"]
+    subprocess.run([*command, "create", str(spec)], env=env, check=True, capture_output=True)
+    process = subprocess.Popen(
+        [*command, "run", "tiny", "--n-trials", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    study = optuna.load_study(study_name="tiny", storage=url)
+    while time.monotonic() < deadline and not study.get_trials(states=(TrialState.RUNNING,)):
+        time.sleep(0.5)
+    time.sleep(2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    (trial,) = optuna.load_study(study_name="tiny", storage=url).trials
+    assert trial.state == TrialState.FAIL

@@ -1,0 +1,177 @@
+"""Spec validation: one test per class of bad input, and the shipped specs load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from hpo.errors import SpecError
+from hpo.spec import load_spec, load_spec_text
+
+from .conftest import REPO, TINY_SPEC
+
+
+def with_params(extra: str) -> str:
+    return TINY_SPEC.replace("[params]\n", f"[params]\n{extra}\n")
+
+
+def test_shipped_specs_load() -> None:
+    for name in ("smoke", "lesson", "regularization"):
+        spec = load_spec(REPO / "studies" / f"{name}.toml")
+        assert spec.name == name
+
+
+def test_tiny_spec_parses_into_distributions() -> None:
+    spec = load_spec_text(TINY_SPEC)
+    assert spec.space["learning_rate"] == FloatDistribution(1e-3, 1e-2, log=True)
+    assert spec.space["epochs"] == 2
+    assert spec.data.dataset == "synthetic"
+    assert spec.direction == "maximize"
+
+
+def test_missing_file_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="does not exist"):
+        load_spec(tmp_path / "nope.toml")
+
+
+def test_invalid_toml_names_the_file() -> None:
+    with pytest.raises(SpecError, match=r"x\.toml is not valid TOML"):
+        load_spec_text("name = ", "x.toml")
+
+
+def test_missing_name_is_rejected() -> None:
+    with pytest.raises(SpecError, match="missing key 'name'"):
+        load_spec_text("seed = 1")
+
+
+def test_unknown_top_level_key_is_rejected_with_a_hint() -> None:
+    with pytest.raises(SpecError, match="unknown key 'samplr'.*did you mean 'sampler'"):
+        load_spec_text(TINY_SPEC + "\n[samplr]\ntype = 'tpe'\n")
+
+
+def test_unknown_knob_is_rejected() -> None:
+    with pytest.raises(SpecError, match=r"unknown key 'learning_rte' in \[params\]"):
+        load_spec_text(with_params("learning_rte = 0.1"))
+
+
+def test_low_above_high_is_rejected() -> None:
+    with pytest.raises(SpecError, match="`low <= high` must hold for 'dropout_rate'.*in x.toml"):
+        load_spec_text(
+            with_params('dropout = "on"\ndropout_rate = { low = 0.5, high = 0.1 }'), "x.toml"
+        )
+
+
+def test_value_out_of_bounds_is_rejected() -> None:
+    with pytest.raises(SpecError, match=r"dropout_rate must be in \[0.0, 1.0\), got 1.5"):
+        load_spec_text(with_params('dropout = "on"\ndropout_rate = 1.5'))
+
+
+def test_non_positive_learning_rate_is_rejected() -> None:
+    with pytest.raises(SpecError, match=r"learning_rate must be in \(0.0"):
+        load_spec_text(
+            TINY_SPEC.replace(
+                "learning_rate = { low = 1e-3, high = 1e-2, log = true }", "learning_rate = 0"
+            )
+        )
+
+
+def test_wrong_type_is_rejected() -> None:
+    with pytest.raises(SpecError, match="epochs has the wrong type"):
+        load_spec_text(TINY_SPEC.replace("epochs = 2", 'epochs = "two"'))
+
+
+def test_unknown_choice_is_rejected() -> None:
+    with pytest.raises(SpecError, match="initializer must be one of"):
+        load_spec_text(with_params('initializer = { choices = ["he_normal", "xavier"] }'))
+
+
+def test_log_range_from_zero_is_rejected() -> None:
+    with pytest.raises(SpecError, match="log = true` needs low > 0"):
+        load_spec_text(
+            with_params('dropout = "on"\ndropout_rate = { low = 0.0, high = 0.5, log = true }')
+        )
+
+
+def test_range_on_a_categorical_knob_is_rejected() -> None:
+    with pytest.raises(SpecError, match="search it with `choices`"):
+        load_spec_text(with_params("schedule = { low = 1, high = 2 }"))
+
+
+def test_conditional_knob_whose_parent_is_fixed_off_is_rejected() -> None:
+    with pytest.raises(SpecError, match="'dropout_rate' only applies when dropout is one of"):
+        load_spec_text(with_params("dropout_rate = 0.2"))
+
+
+def test_conditional_knob_with_searched_parent_is_accepted() -> None:
+    spec = load_spec_text(
+        with_params(
+            'dropout = { choices = ["off", "on"] }\ndropout_rate = { low = 0.1, high = 0.3 }'
+        )
+    )
+    assert spec.space["dropout"] == CategoricalDistribution(["off", "on"])
+
+
+def test_metric_and_direction_must_agree() -> None:
+    with pytest.raises(SpecError, match="direction for val_loss must be minimize"):
+        load_spec_text(TINY_SPEC + '\n[objective]\nmetric = "val_loss"\ndirection = "maximize"\n')
+
+
+def test_unknown_sampler_is_rejected() -> None:
+    with pytest.raises(SpecError, match=r"\[sampler\] type must be one of"):
+        load_spec_text(TINY_SPEC.replace('type = "random"', 'type = "bayes"'))
+
+
+def test_unknown_pruner_argument_is_rejected() -> None:
+    with pytest.raises(SpecError, match=r"unknown key 'n_warmup' in \[pruner\]"):
+        load_spec_text(TINY_SPEC.replace('type = "none"', 'type = "median"\nn_warmup = 3'))
+
+
+def test_patient_pruner_needs_a_wrapped_pruner() -> None:
+    with pytest.raises(SpecError, match="needs a table 'wrapped'"):
+        load_spec_text(TINY_SPEC.replace('type = "none"', 'type = "patient"\npatience = 2'))
+
+
+def test_grid_sampler_needs_discrete_knobs() -> None:
+    with pytest.raises(SpecError, match="grid search needs `step` or `choices`"):
+        load_spec_text(TINY_SPEC.replace('type = "random"', 'type = "grid"'))
+
+
+def test_bad_data_section_is_rejected() -> None:
+    with pytest.raises(SpecError, match=r"validation_fraction must be in \(0, 1\)"):
+        load_spec_text(TINY_SPEC.replace("validation_fraction = 0.25", "validation_fraction = 1.5"))
+    with pytest.raises(SpecError, match="dataset must be 'cifar100' or 'synthetic'"):
+        load_spec_text(TINY_SPEC.replace('dataset = "synthetic"', 'dataset = "mnist"'))
+
+
+def test_enqueued_trial_may_only_set_searched_knobs() -> None:
+    text = TINY_SPEC + '\n[[enqueue]]\nname = "a"\nparams = { epochs = 3 }\n'
+    with pytest.raises(SpecError, match="sets 'epochs', which the spec does not search"):
+        load_spec_text(text)
+
+
+def test_enqueued_value_outside_distribution_is_rejected() -> None:
+    text = TINY_SPEC + '\n[[enqueue]]\nname = "a"\nparams = { learning_rate = 0.5 }\n'
+    with pytest.raises(SpecError, match="value 0.5 for 'learning_rate' is outside"):
+        load_spec_text(text)
+
+
+def test_enqueued_trial_gets_defaults_for_unnamed_knobs() -> None:
+    text = with_params('dropout = { choices = ["off", "on"] }') + (
+        '\n[[enqueue]]\nname = "base"\nparams = { learning_rate = 0.005 }\n'
+    )
+    (entry,) = load_spec_text(text).enqueue
+    assert entry.params == {"learning_rate": 0.005, "dropout": "off"}
+
+
+def test_int_range_becomes_int_distribution() -> None:
+    spec = load_spec_text(
+        TINY_SPEC.replace("units = 8\n", "units = { low = 8, high = 64, step = 8 }\n")
+    )
+    assert spec.space["units"] == IntDistribution(8, 64, step=8)
+
+
+def test_epochs_budget_is_the_largest_possible() -> None:
+    spec = load_spec(REPO / "studies" / "lesson.toml")
+    assert spec.epochs_budget() == 50

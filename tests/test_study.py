@@ -1,0 +1,139 @@
+"""Storages and studies: create, load, mask secrets, run to a total, resume after interruption."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from hpo.data import load_dataset
+from hpo.errors import HpoError, StorageError, StudyNotFoundError
+from hpo.objective import make_objective
+from hpo.spec import load_spec_text
+from hpo.study import (
+    _taken_before,
+    count,
+    create_study,
+    load_study,
+    mask,
+    open_storage,
+    optimize,
+    storage_url,
+)
+
+from .conftest import TINY_SPEC
+
+
+def test_password_is_masked() -> None:
+    assert mask("postgresql://hpo:s3cret@db:5432/hpo") == "postgresql://hpo:***@db:5432/hpo"
+    assert mask("sqlite:///studies/hpo.db") == "sqlite:///studies/hpo.db"
+    assert mask("redis://:pw@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
+
+
+def test_storage_url_prefers_flag_then_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HPO_STORAGE", raising=False)
+    assert storage_url() == "sqlite:///studies/hpo.db"
+    monkeypatch.setenv("HPO_STORAGE", "journal:x.log")
+    assert storage_url() == "journal:x.log"
+    assert storage_url("sqlite:///y.db") == "sqlite:///y.db"
+
+
+def test_reading_a_missing_sqlite_file_creates_nothing(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="does not exist"):
+        open_storage(f"sqlite:///{tmp_path / 'none.db'}")
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_unreachable_server_is_one_line_without_the_password() -> None:
+    with pytest.raises(StorageError) as info:
+        open_storage("postgresql://hpo:topsecret@127.0.0.1:1/hpo")
+    message = str(info.value)
+    assert "cannot open storage postgresql://hpo:***@127.0.0.1:1/hpo" in message
+    assert "topsecret" not in message and "\n" not in message
+
+
+def test_create_stores_the_spec_and_enqueues_named_trials(sqlite_url: str) -> None:
+    text = TINY_SPEC + '\n[[enqueue]]\nname = "slow"\nparams = { learning_rate = 0.001 }\n'
+    create_study(load_spec_text(text), sqlite_url)
+    study, spec = load_study("tiny", sqlite_url)
+    assert spec.text == text
+    (waiting,) = study.trials
+    assert waiting.state == TrialState.WAITING
+    assert waiting.user_attrs["experiment"] == "slow"
+
+
+def test_creating_twice_is_an_error(sqlite_url: str) -> None:
+    create_study(load_spec_text(TINY_SPEC), sqlite_url)
+    with pytest.raises(HpoError, match="already exists"):
+        create_study(load_spec_text(TINY_SPEC), sqlite_url)
+
+
+def test_unknown_study_lists_the_known_ones(sqlite_url: str) -> None:
+    create_study(load_spec_text(TINY_SPEC), sqlite_url)
+    with pytest.raises(StudyNotFoundError, match=r"no study 'tyni'.*known studies: tiny"):
+        load_study("tyni", sqlite_url)
+
+
+def test_journal_file_storage_works(tmp_path: Path) -> None:
+    url = f"journal:{tmp_path / 'j.log'}"
+    create_study(load_spec_text(TINY_SPEC), url)
+    study, _ = load_study("tiny", url)
+    assert study.study_name == "tiny"
+
+
+def run(url: str, n_trials: int) -> optuna.Study:
+    study, spec = load_study("tiny", url)
+    optimize(study, make_objective(spec, load_dataset(spec.data)), n_trials)
+    return study
+
+
+def test_n_trials_is_the_study_total(sqlite_url: str) -> None:
+    create_study(load_spec_text(TINY_SPEC), sqlite_url)
+    assert count(run(sqlite_url, 2)) == 2
+    assert count(run(sqlite_url, 3)) == 3
+    assert len(run(sqlite_url, 3).trials) == 3
+
+
+def test_resume_after_interruption_keeps_finished_trials(sqlite_url: str) -> None:
+    create_study(load_spec_text(TINY_SPEC), sqlite_url)
+    study, spec = load_study("tiny", sqlite_url)
+    objective = make_objective(spec, load_dataset(spec.data))
+
+    def interrupted(trial: optuna.Trial) -> float:
+        if trial.number == 1:
+            raise KeyboardInterrupt
+        return objective(trial)
+
+    with pytest.raises(KeyboardInterrupt):
+        optimize(study, interrupted, 3)
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL]
+    study = run(sqlite_url, 3)
+    assert count(study) == 3
+    assert next(t.state for t in study.trials) == TrialState.COMPLETE
+
+
+def test_resumed_sampler_does_not_repeat_its_start_up_points(sqlite_url: str) -> None:
+    create_study(load_spec_text(TINY_SPEC), sqlite_url)
+    run(sqlite_url, 2)
+    study = run(sqlite_url, 4)
+    rates = [t.params["learning_rate"] for t in study.trials]
+    assert len(set(rates)) == 4
+
+
+def test_a_trial_counts_finished_trials_and_running_ones_started_before_it(
+    sqlite_url: str,
+) -> None:
+    create_study(load_spec_text(TINY_SPEC), sqlite_url)
+    study = run(sqlite_url, 1)
+    storage = open_storage(sqlite_url, heartbeat_interval=None)
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    earlier, mine, later = study.ask(), study.ask(), study.ask()
+    # One finished trial plus one that another worker started first: with n_trials = 2,
+    # `mine` is surplus and must not train.
+    assert _taken_before(study, mine.number) == 2
+    assert _taken_before(study, earlier.number) == 1
+    study.tell(later, 0.5)
+    assert _taken_before(study, earlier.number) == 2
