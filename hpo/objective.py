@@ -69,6 +69,11 @@ def run_trial(trial: optuna.Trial, spec: Spec, data: Dataset) -> float:
     run = fit(params, data, seed, callbacks=[pruning])
     value, best_epoch = best_of(run.history.get(spec.metric, []), spec.direction)
     record(trial, run, params, best_epoch)
+    if spec.artifact_dir:
+        from hpo.artifacts import save_trial_artifacts
+
+        model = run.model if spec.keep_weights else None
+        save_trial_artifacts(trial, run.history, spec.artifact_dir, model=model)
     diverged = run.diverged_at
     if diverged is not None:
         reason = f"diverged: training loss was not finite at epoch {diverged}"

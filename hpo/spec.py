@@ -73,6 +73,8 @@ class Spec:
     pruner: Component = Component("median")
     space: Mapping[str, Param] = field(default_factory=dict)
     enqueue: tuple[Enqueued, ...] = ()
+    artifact_dir: str | None = None
+    keep_weights: bool = False
 
     def searched(self) -> dict[str, BaseDistribution]:
         """The knobs this study searches, with their distributions."""
@@ -151,6 +153,8 @@ class _Validator:
             "pruner",
             "params",
             "enqueue",
+            "artifact_dir",
+            "keep_weights",
         }
         self.keys(raw, top, "the spec")
         if "name" not in raw:
@@ -179,6 +183,8 @@ class _Validator:
             pruner=self.pruner(self.table(raw, "pruner"), "[pruner]"),
             space=space,
             enqueue=self.enqueue(raw.get("enqueue", []), space),
+            artifact_dir=self.typed(raw.get("artifact_dir"), (str, type(None)), "'artifact_dir'"),
+            keep_weights=self.typed(raw.get("keep_weights", False), bool, "'keep_weights'"),
         )
 
     def objective(self, table: Mapping[str, Any]) -> tuple[str, str]:

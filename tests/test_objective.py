@@ -130,3 +130,14 @@ def test_best_of_ignores_non_finite_values() -> None:
     assert best_of([0.5, 0.2, math.inf], "minimize") == (0.2, 2)
     value, epoch = best_of([], "maximize")
     assert math.isnan(value) and epoch is None
+
+
+def test_artifacts_are_stored_only_when_the_spec_asks(tmp_path) -> None:
+    folder = tmp_path / "artifacts"
+    for text in (TINY_SPEC, f'artifact_dir = "{folder}"\nkeep_weights = true\n' + TINY_SPEC):
+        spec = load_spec_text(text)
+        study = optuna.create_study(direction="maximize")
+        study.optimize(make_objective(spec, load_dataset(spec.data)), n_trials=1)
+    files = sorted(p.name for p in folder.iterdir())
+    assert len(files) == 2  # the learning-curve figure and the weights of the second study
+    assert study.user_attrs["artifact_dir"] == str(folder.resolve())
