@@ -1,0 +1,147 @@
+"""The report's figures: small PNGs drawn with matplotlib's Agg backend from plain numbers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hpo.probes import LayerActivations
+
+DPI = 72
+TOP_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
+    # No "Software" stamp, so the same numbers give the same bytes.
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI, metadata={"Software": None})
+    _pyplot().close(fig)
+    return path
+
+
+def plot_history(
+    complete: Sequence[tuple[int, float]],
+    pruned: Sequence[tuple[int, float]],
+    direction: str,
+    metric: str,
+    path: Path,
+) -> Path:
+    """Each complete trial's value, pruned trials at their last report, and the best so far."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    if pruned:
+        x, y = zip(*pruned, strict=True)
+        ax.scatter(x, y, s=10, marker="x", color="0.6", label="pruned (last report)")
+    x, y = zip(*complete, strict=True)
+    ax.scatter(x, y, s=12, color="tab:blue", label="complete")
+    best = (np.maximum if direction == "maximize" else np.minimum).accumulate(np.asarray(y))
+    ax.step(x, best, where="post", color="tab:red", label="best so far")
+    ax.set(xlabel="trial", ylabel=metric, title="Optimization history")
+    ax.legend(loc="best", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_curves(
+    top: Sequence[tuple[str, Sequence[float]]],
+    pruned: Sequence[Sequence[float]],
+    metric: str,
+    path: Path,
+) -> Path:
+    """Per-epoch validation curves of the top trials over those of pruned trials."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for i, curve in enumerate(pruned):
+        ax.plot(
+            range(1, len(curve) + 1),
+            curve,
+            color="0.7",
+            lw=0.8,
+            label="pruned" if i == 0 else None,
+        )
+    for (label, curve), color in zip(top, TOP_COLORS, strict=False):
+        ax.plot(range(1, len(curve) + 1), curve, color=color, lw=1.6, label=label)
+    title = "Validation curves: top trials" + (" and pruned ones" if pruned else "")
+    ax.set(xlabel="epoch", ylabel=metric, title=title)
+    ax.legend(loc="best", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_importances(importances: Mapping[str, float], evaluator: str, path: Path) -> Path:
+    """Horizontal bars, most important at the top."""
+    plt = _pyplot()
+    names = list(importances)[::-1]
+    fig, ax = plt.subplots(figsize=(6, 0.3 * len(names) + 1.2))
+    ax.barh(names, [importances[n] for n in names], color="tab:blue")
+    ax.set(xlabel="importance", title=f"Parameter importances ({evaluator})")
+    ax.tick_params(axis="y", labelsize=8)
+    return _save(fig, path)
+
+
+def plot_learning_rates(
+    series: Sequence[tuple[str, np.ndarray, np.ndarray, int]], path: Path
+) -> Path:
+    """Learning rate over optimizer steps; solid up to where the trial stopped, faint after."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for (label, steps, rates, stopped), color in zip(series, TOP_COLORS, strict=False):
+        ran = steps <= stopped
+        ax.plot(steps[ran], rates[ran], color=color, lw=1.6, label=label)
+        ax.plot(steps[~ran], rates[~ran], color=color, lw=1.0, alpha=0.35)
+    ax.set(xlabel="training step", ylabel="learning rate", title="Learning-rate schedules")
+    ax.set_yscale("log")
+    ax.legend(loc="best", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_activations(
+    grid: Mapping[tuple[str, str], Sequence[LayerActivations]],
+    initializers: Sequence[str],
+    activations: Sequence[str],
+    path: Path,
+) -> Path:
+    """Histograms of hidden-layer outputs at initialization: one row per initializer, one
+    column per (activation, layer)."""
+    plt = _pyplot()
+    columns = [(a, i) for a in activations for i in range(len(grid[initializers[0], a]))]
+    fig, axes = plt.subplots(
+        len(initializers),
+        len(columns),
+        figsize=(2.1 * len(columns), 1.5 * len(initializers) + 0.4),
+        squeeze=False,
+    )
+    for row, initializer in enumerate(initializers):
+        for col, (activation, layer) in enumerate(columns):
+            probe = grid[initializer, activation][layer]
+            ax = axes[row][col]
+            # ReLU-like outputs pile up at 0; the title gives that share, the bars the rest.
+            bounded = activation in ("tanh", "sigmoid")
+            shown = probe.values if bounded else probe.values[probe.values > 0]
+            counts, edges = np.histogram(shown, bins=40)
+            ax.stairs(counts, edges, fill=True, color="tab:blue")
+            ax.set_yticks([])
+            ax.tick_params(axis="x", labelsize=6)
+            ax.set_title(f"sd {probe.std:.2g}, flat {probe.saturated(activation):.0%}", fontsize=7)
+            if row == 0:
+                ax.annotate(
+                    f"{activation}, {probe.layer}" + ("" if bounded else " (outputs > 0)"),
+                    (0.5, 1.35),
+                    xycoords="axes fraction",
+                    ha="center",
+                    fontsize=8,
+                    weight="bold",
+                )
+            if col == 0:
+                ax.set_ylabel(initializer, fontsize=7)
+    return _save(fig, path)

@@ -1,0 +1,250 @@
+"""`hpo report`: a study's trials in, a Markdown report with PNG figures out, in a fixed order."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from hpo.errors import HpoError
+from hpo.evaluate import (
+    Config,
+    Summary,
+    default_params,
+    evaluate_configs,
+    resolved_params,
+    stored_results,
+    summarize,
+)
+from hpo.ranking import Row, find_techniques, rank
+from hpo.spec import Spec
+from hpo.study import load_study
+from hpo.summary import state_counts
+
+MIN_IMPORTANCE_TRIALS = 20
+ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+@dataclass
+class Facts:
+    """What the sections read, gathered once from the study."""
+
+    study: optuna.Study
+    spec: Spec
+    trials: list[FrozenTrial]
+    complete: list[FrozenTrial]
+    rows: list[Row]
+    configs: list[Config]
+    baseline: Config
+    results: dict[str, Summary | None] = field(default_factory=dict)
+    evaluator: str = ""
+    importances: dict[str, float] | None = None
+    importance_note: str = ""
+    figures: dict[str, str] = field(default_factory=dict)
+    figure_notes: dict[str, str] = field(default_factory=dict)
+    activation_rows: list[list[str]] = field(default_factory=list)
+
+    @property
+    def experiments(self) -> list[FrozenTrial]:
+        return [t for t in self.trials if "experiment" in t.user_attrs and t.state in ENDED]
+
+
+def write_report(
+    name: str,
+    url: str,
+    out: Path | None = None,
+    *,
+    evaluate_test: bool = False,
+    n_seeds: int = 3,
+    data_path: Path | None = None,
+    echo: Callable[[str], None] = print,
+) -> Path:
+    """Write the report of study `name` to `out` (default reports/NAME.md), figures beside it.
+
+    With `evaluate_test`, each technique's best configuration and the baseline are retrained
+    with `n_seeds` seeds and tested once; results are stored in the study and reused.
+    The technique ranking also becomes the study's note in optuna-dashboard.
+    """
+    from optuna_dashboard import save_note
+
+    from hpo.sections import note_markdown, render
+
+    study, spec = load_study(name, url, heartbeat_interval=None)
+    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    check_reportable(name, trials)
+    out = Path(out) if out is not None else Path("reports") / f"{name}.md"
+    figures_dir = out.parent / out.stem
+    figures_dir.mkdir(parents=True, exist_ok=True)
+
+    facts = gather(study, spec, trials)
+    if evaluate_test:
+        evaluate_configs(study, spec, facts.configs, n_seeds, data_path, echo)
+    facts.results = {c.key: summarize(stored_results(study, c)) for c in facts.configs}
+    facts.evaluator, facts.importances, facts.importance_note = importances(study, facts.complete)
+
+    from hpo.drawing import draw_figures
+
+    echo(f"drawing figures in {figures_dir}")
+    draw_figures(facts, figures_dir, data_path)
+    out.write_text(render(facts, url))
+    save_note(study, note_markdown(facts))
+    return out
+
+
+def check_reportable(name: str, trials: Sequence[FrozenTrial]) -> None:
+    """A report needs at least one complete trial with a finite value."""
+    if not trials:
+        raise HpoError(
+            f"study '{name}' has no trials yet: run it with `hpo study run {name}` first"
+        )
+    if not any(_finite(t) for t in trials):
+        counts = ", ".join(f"{k.lower()} {v}" for k, v in state_counts(list(trials)).items() if v)
+        reasons = sorted({str(t.user_attrs.get("fail_reason", "")) for t in trials} - {""})
+        why = f"; first failure: {reasons[0]}" if reasons else ""
+        raise HpoError(
+            f"study '{name}' has no complete trial with a value to report ({counts}){why}"
+        )
+
+
+def _finite(trial: FrozenTrial) -> bool:
+    return (
+        trial.state == TrialState.COMPLETE
+        and trial.value is not None
+        and math.isfinite(trial.value)
+    )
+
+
+def ranked(trials: Sequence[FrozenTrial], direction: str) -> list[FrozenTrial]:
+    """Complete trials with a finite value, best first; ties go to the earlier trial."""
+    sign = -1.0 if direction == "maximize" else 1.0
+    return sorted(
+        (t for t in trials if _finite(t)), key=lambda t: (sign * (t.value or 0.0), t.number)
+    )
+
+
+def gather(study: optuna.Study, spec: Spec, trials: list[FrozenTrial]) -> Facts:
+    rows = rank(trials, find_techniques(spec), spec.direction)
+    baseline, configs = choose_configs(spec, trials, rows)
+    return Facts(
+        study=study,
+        spec=spec,
+        trials=trials,
+        complete=ranked(trials, spec.direction),
+        rows=rows,
+        configs=configs,
+        baseline=baseline,
+    )
+
+
+def choose_configs(
+    spec: Spec, trials: Sequence[FrozenTrial], rows: Sequence[Row]
+) -> tuple[Config, list[Config]]:
+    """The baseline, the lesson's experiments and each technique's best trial, once each.
+
+    The baseline is the experiment named "baseline" if the study has one, else the
+    configuration with every searched knob at its default (trained even if no trial ran it).
+    """
+    by_number = {t.number: t for t in trials}
+    experiments = [t for t in trials if _finite(t) and "experiment" in t.user_attrs]
+    named = {t.user_attrs["experiment"]: t for t in experiments}
+    if "baseline" in named:
+        trial = named["baseline"]
+        baseline = Config("baseline", resolved_params(trial, spec), trial.number)
+    else:
+        baseline = Config("baseline (defaults)", default_params(spec))
+    labelled: dict[str, tuple[list[str], Config]] = {baseline.key: ([baseline.label], baseline)}
+
+    def add(label: str, trial: FrozenTrial) -> None:
+        config = Config(label, resolved_params(trial, spec), trial.number)
+        labels, _ = labelled.setdefault(config.key, ([], config))
+        if label not in labels:
+            labels.append(label)
+
+    for trial in experiments:
+        add(trial.user_attrs["experiment"], trial)
+    for row in rows:
+        if row.best_trial is not None:
+            add(row.technique.name, by_number[row.best_trial])
+    configs = [
+        Config(" / ".join(labels), config.params, config.trial)
+        for labels, config in labelled.values()
+    ]
+    return configs[0], configs
+
+
+def importances(
+    study: optuna.Study, complete: Sequence[FrozenTrial]
+) -> tuple[str, dict[str, float] | None, str]:
+    """Optuna's parameter importances with its default evaluator, or why there are none."""
+    evaluator = optuna.importance.PedAnovaImportanceEvaluator()
+    name = type(evaluator).__name__
+    if len(complete) < 2:
+        return name, None, "needs at least 2 complete trials"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    except (ValueError, RuntimeError) as err:
+        return name, None, f"not computed: {err}"
+    note = ""
+    if len(complete) < MIN_IMPORTANCE_TRIALS:
+        note = (
+            f"only {len(complete)} complete trials (fewer than {MIN_IMPORTANCE_TRIALS}): "
+            "these importances are rough at best"
+        )
+    # Optuna leaves ties in the order params came out of a set, which varies per process.
+    ordered = sorted(found.items(), key=lambda kv: (-round(kv[1], 9), kv[0]))
+    return name, {k: round(float(v), 9) for k, v in ordered}, note
+
+
+def epochs_account(trials: Sequence[FrozenTrial]) -> dict[str, tuple[int, float]]:
+    """Epochs and estimated seconds: the full budget, what ran, what each stop saved."""
+    account: dict[str, list[float]] = {
+        key: [0, 0.0] for key in ("budget", "run", "pruner", "early_stopping", "diverged")
+    }
+    for trial in trials:
+        attrs = trial.user_attrs
+        if "epoch_budget" not in attrs or "n_epochs" not in attrs:
+            continue
+        seconds = [float(s) for s in attrs.get("seconds_per_epoch", [])]
+        per_epoch = sum(seconds) / len(seconds) if seconds else 0.0
+        budget, ran = int(attrs["epoch_budget"]), int(attrs["n_epochs"])
+        left = max(0, budget - ran)
+        account["budget"][0] += budget
+        account["budget"][1] += sum(seconds) + left * per_epoch
+        account["run"][0] += ran
+        account["run"][1] += sum(seconds)
+        stop = _stopped_by(trial)
+        if stop in account and left:
+            account[stop][0] += left
+            account[stop][1] += left * per_epoch
+    return {k: (int(v[0]), float(v[1])) for k, v in account.items()}
+
+
+def _stopped_by(trial: FrozenTrial) -> str:
+    stop = trial.user_attrs.get("stopped_by")
+    if stop:
+        return str(stop)
+    return "pruner" if trial.state == TrialState.PRUNED else "budget"
+
+
+def stop_counts(trials: Sequence[FrozenTrial]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for trial in trials:
+        if "n_epochs" in trial.user_attrs and trial.state in ENDED:
+            key = _stopped_by(trial)
+            counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def curve(trial: FrozenTrial, metric: str) -> list[float]:
+    """The trial's per-epoch `metric`, from its curve attribute or its intermediate values."""
+    values = trial.user_attrs.get(f"curve_{metric}")
+    if values is None:
+        values = [trial.intermediate_values[k] for k in sorted(trial.intermediate_values)]
+    return [float(v) if v is not None else math.nan for v in values]

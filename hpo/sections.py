@@ -1,0 +1,350 @@
+"""The report's Markdown, section by section, from the facts gathered in `hpo.report`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from hpo.drawing import figure_section
+from hpo.evaluate import Config, Summary
+from hpo.markdown import (
+    DASH,
+    duration,
+    interval,
+    number,
+    params_text,
+    share,
+    signed,
+    table,
+    value_text,
+)
+from hpo.ranking import CONFIDENCE, MIN_TRIALS, N_BOOTSTRAP
+from hpo.study import mask
+from hpo.summary import state_counts
+
+if TYPE_CHECKING:
+    from hpo.report import Facts
+
+TOP_K = 10
+GENERATED = "Generated "
+"""The one line that differs between two reports of an unchanged study."""
+
+
+def render(facts: Facts, url: str) -> str:
+    spec = facts.spec
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [
+        f"# Study report: {spec.name}",
+        spec.description,
+        f"{GENERATED}{now} by `hpo report {spec.name}` from {mask(url)}.",
+        *summary(facts),
+        *ranking(facts),
+        *test_evaluation(facts),
+        *experiments(facts),
+        *importances(facts),
+        *best_trials(facts),
+        *figure_section(facts),
+    ]
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def note_markdown(facts: Facts) -> str:
+    """The study's note in optuna-dashboard: the ranking and, if stored, the test results."""
+    return "\n\n".join(
+        [f"# {facts.spec.name}: technique ranking", *ranking(facts)[1:], *test_evaluation(facts)]
+    )
+
+
+def describe(dist: BaseDistribution) -> str:
+    if isinstance(dist, CategoricalDistribution):
+        return "one of " + ", ".join(value_text(c) for c in dist.choices)
+    if isinstance(dist, FloatDistribution | IntDistribution):
+        scale = ", log" if dist.log else ""
+        step = f", step {value_text(dist.step)}" if dist.step not in (None, 1) else ""
+        return f"[{value_text(dist.low)}, {value_text(dist.high)}]{scale}{step}"
+    return str(dist)
+
+
+def _args(args: dict) -> str:
+    return f" ({params_text(dict(sorted(args.items())))})" if args else ""
+
+
+def summary(facts: Facts) -> list[str]:
+    from hpo.probes import n_train_images
+    from hpo.report import epochs_account, stop_counts
+
+    spec, data = facts.spec, facts.spec.data
+    split = f"validation fraction {data.validation_fraction:g}, split seed {data.seed}"
+    sizes = f"{n_train_images(data):,} training images"
+    if data.n_validation is not None:
+        sizes += f", at most {data.n_validation:,} validation images"
+    fixed = {k: v for k, v in spec.space.items() if not isinstance(v, BaseDistribution)}
+    lines = [
+        "## Summary",
+        "\n".join(
+            [
+                f"- Objective: {spec.direction} `{spec.metric}` (each trial's best epoch)",
+                f"- Sampler: `{spec.sampler.type}`{_args(dict(spec.sampler.args))}, "
+                f"seed {spec.seed}",
+                f"- Pruner: `{spec.pruner.type}`{_args(dict(spec.pruner.args))}",
+                f"- Data: {data.dataset}, {split}, {sizes}, scaling `{data.scaling}`",
+                f"- Fixed: {params_text(fixed) if fixed else 'nothing'}",
+            ]
+        ),
+        "### Search space",
+        table(["param", "searched over"], [[k, describe(d)] for k, d in spec.searched().items()]),
+        "### Trials",
+        table(
+            ["state", "trials"],
+            [[k.lower(), v] for k, v in state_counts(facts.trials).items()],
+            numeric=[1],
+        ),
+    ]
+    stops = stop_counts(facts.trials)
+    if stops:
+        lines.append("Stopped by: " + ", ".join(f"{k} {v}" for k, v in stops.items()) + ".")
+    account = epochs_account(facts.trials)
+    budget = account["budget"][0]
+    names = {
+        "budget": "full budget (every trial to its epoch budget)",
+        "run": "run",
+        "pruner": "saved by pruning",
+        "early_stopping": "saved by early stopping",
+        "diverged": "cut short by divergence",
+    }
+    rows = [
+        [names[k], f"{e:,}", share(e, budget), duration(s)]
+        for k, (e, s) in account.items()
+        if k in ("budget", "run") or e
+    ]
+    lines += [
+        "### Training time and epochs",
+        table(["", "epochs", "share of budget", "training time"], rows, numeric=[1, 2, 3]),
+        "Times are the sums of measured epoch times; the unrun epochs are priced at each "
+        "trial's own mean epoch time.",
+    ]
+    return lines
+
+
+def ranking(facts: Facts) -> list[str]:
+    if not facts.rows:
+        return ["## Technique ranking", "The spec searches no technique switch or option."]
+    headers = [
+        "rank",
+        "technique",
+        "against",
+        "trials with",
+        "trials without",
+        "best with",
+        "best without",
+        "median with",
+        "median without",
+        "Δ mean",
+        f"{CONFIDENCE:.0%} interval",
+        "verdict",
+    ]
+    rows = [
+        [
+            i,
+            r.technique.name,
+            r.technique.baseline_label,
+            _counts(r.n_with, r.n_pruned_with, r.n_failed_with),
+            _counts(r.n_without, r.n_pruned_without, r.n_failed_without),
+            number(r.best_with),
+            number(r.best_without),
+            number(r.median_with),
+            number(r.median_without),
+            signed(r.difference),
+            interval(r.interval),
+            r.verdict,
+        ]
+        for i, r in enumerate(facts.rows, start=1)
+    ]
+    better = "higher" if facts.spec.direction == "maximize" else "lower"
+    return [
+        "## Technique ranking",
+        f"Each technique is compared on `{facts.spec.metric}` of complete trials that use it "
+        f"against complete trials with the baseline choice (the switch off, or the lesson's "
+        f"default option). Δ mean is the mean with minus the mean without ({better} is "
+        f"better); the interval is a percentile bootstrap over trials ({N_BOOTSTRAP:,} "
+        f"resamples), drawn only with at least {MIN_TRIALS} complete trials on each side. "
+        f"Rows that can conclude come first, each group ranked by effect. Trial counts are "
+        f"complete trials, then pruned and failed ones, which have no final value.",
+        table(headers, rows, numeric=[0, 5, 6, 7, 8, 9]),
+        *(
+            [
+                "This study's trials are named experiments that each change one thing, so "
+                "each group above mixes unrelated changes: compare the experiments side by "
+                "side below."
+            ]
+            if facts.experiments
+            else []
+        ),
+        "Read with care: a sampler does not vary one technique at a time, so trials with and "
+        "without a technique differ in other params too, and a technique whose bad trials "
+        "were pruned or failed looks better than it is. Each interval is 95% on its own: "
+        "about one technique in twenty without any effect still gets an interval that "
+        "excludes zero. The test evaluation retrains chosen configurations on fresh seeds.",
+    ]
+
+
+def _counts(n: int, pruned: int, failed: int) -> str:
+    extra = [f"{k} {v}" for k, v in (("pruned", pruned), ("failed", failed)) if v]
+    return f"{n}" + (f" (+ {', '.join(extra)})" if extra else "")
+
+
+def _summary_cells(s: Summary | None, base: Summary | None) -> list[str]:
+    if s is None:
+        return [DASH] * 5
+    spread = f"{s.low:.4f}, {s.high:.4f}"
+    delta = signed(s.mean - base.mean) if base is not None else DASH
+    return [f"{s.mean:.4f}", number(s.sd), spread, delta, number(s.val_mean)]
+
+
+def test_evaluation(facts: Facts) -> list[str]:
+    name = facts.spec.name
+    head = "## Test evaluation"
+    stored = [(c, facts.results.get(c.key)) for c in facts.configs]
+    if not any(s for _, s in stored):
+        return [
+            head,
+            f"Not run yet: `hpo report {name} --evaluate-test --seeds K` retrains the baseline "
+            f"and each technique's best configuration ({len(facts.configs)} configurations) "
+            "with K seeds on the training split and tests each run once.",
+        ]
+    base = facts.results.get(facts.baseline.key)
+    order = sorted(
+        stored, key=lambda cs: (cs[1] is None, -(cs[1].mean if cs[1] else 0), cs[0].label)
+    )
+    values = {t.number: t.value for t in facts.trials}
+    rows = [
+        [
+            c.label,
+            _trial(c),
+            s.n if s else 0,
+            *_summary_cells(s, base),
+            number(values.get(c.trial) if c.trial is not None else None),
+        ]
+        for c, s in order
+    ]
+    metric = facts.spec.metric
+    return [
+        head,
+        "Each configuration was retrained from scratch on the training split with the seeds "
+        "listed in the study and scored once on the test set, which no choice in the study "
+        f"saw. Ranked by mean test accuracy; Δ is against `{facts.baseline.label}`; sd is "
+        "the sample standard deviation over seeds. The retrained models' validation accuracy "
+        f"is at their final epoch; the trial's `{metric}` is its best epoch in the study, one "
+        "seed. They differ by seed noise, by the choice of the best epoch, and by any change "
+        "to the training code since the study ran.",
+        table(
+            [
+                "configuration",
+                "from trial",
+                "seeds",
+                "test accuracy",
+                "sd",
+                "min, max",
+                "Δ test",
+                "val accuracy (retrained)",
+                f"trial {metric}",
+            ],
+            rows,
+            numeric=[2, 3, 4, 5, 6, 7, 8],
+        ),
+    ]
+
+
+def _trial(config: Config) -> str:
+    return f"#{config.trial}" if config.trial is not None else "defaults"
+
+
+def experiments(facts: Facts) -> list[str]:
+    trials = facts.experiments
+    if not trials:
+        return []
+    base = next((t for t in trials if t.user_attrs["experiment"] == "baseline"), trials[0])
+    base_test = facts.results.get(facts.baseline.key)
+    rows = []
+    for t in trials:
+        changes = {k: v for k, v in t.params.items() if base.params.get(k) != v}
+        config = next((c for c in facts.configs if c.trial == t.number), None)
+        s = facts.results.get(config.key) if config else None
+        epochs = f"{t.user_attrs.get('n_epochs', DASH)} ({t.user_attrs.get('best_epoch', DASH)})"
+        value = t.value if t.value is not None else float("nan")
+        rows.append(
+            [
+                t.user_attrs["experiment"],
+                f"#{t.number}",
+                params_text(changes) if changes else "(reference)",
+                number(value),
+                signed(value - base.value) if base.value is not None else DASH,
+                epochs,
+                f"{s.mean:.4f} ± {number(s.sd)} ({s.n})" if s else DASH,
+                signed(s.mean - base_test.mean) if s and base_test else DASH,
+            ]
+        )
+    return [
+        "## Experiments side by side",
+        f"Each named experiment changes one thing against `{base.user_attrs['experiment']}`. "
+        "Validation is the trial's best epoch; test is the mean ± sd over retrained seeds.",
+        table(
+            [
+                "experiment",
+                "trial",
+                "changes",
+                "val accuracy",
+                "Δ val",
+                "epochs (best)",
+                "test accuracy",
+                "Δ test",
+            ],
+            rows,
+            numeric=[3, 4, 6, 7],
+        ),
+    ]
+
+
+def importances(facts: Facts) -> list[str]:
+    head = ["## Parameter importances", f"Evaluator: Optuna's `{facts.evaluator}`."]
+    if facts.importances is None:
+        return [*head, f"No importances: {facts.importance_note}."]
+    rows = [[k, f"{v:.3f}"] for k, v in facts.importances.items()]
+    lines = [*head, table(["param", "importance"], rows, numeric=[1])]
+    if facts.importance_note:
+        lines.append(f"Note: {facts.importance_note}.")
+    if "importances" in facts.figures:
+        lines.append(f"![Parameter importances]({facts.figures['importances']})")
+    return lines
+
+
+def best_trials(facts: Facts) -> list[str]:
+    rows = []
+    for i, t in enumerate(facts.complete[:TOP_K], start=1):
+        attrs = t.user_attrs
+        seconds = sum(float(s) for s in attrs.get("seconds_per_epoch", []))
+        name = attrs.get("experiment", "")
+        rows.append(
+            [
+                i,
+                f"#{t.number}" + (f" {name}" if name else ""),
+                number(t.value),
+                f"{attrs.get('n_epochs', DASH)}/{attrs.get('epoch_budget', DASH)}",
+                attrs.get("best_epoch", DASH),
+                duration(seconds),
+                attrs.get("stopped_by", DASH),
+                params_text(dict(t.params)),
+            ]
+        )
+    headers = ["rank", "trial", "value", "epochs", "best epoch", "time", "stopped by", "params"]
+    return [
+        f"## Best trials (top {len(rows)})",
+        table(headers, rows, numeric=[0, 2, 4, 5]),
+    ]

@@ -1,0 +1,57 @@
+"""Test evaluation bookkeeping: keys, seeds, the default configuration, summaries."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from optuna.trial import FixedTrial
+
+from hpo.evaluate import Config, default_params, evaluation_seeds, result_key, summarize
+from hpo.model import full_params
+from hpo.objective import trial_seed
+from hpo.space import suggest_params
+from hpo.spec import load_spec
+
+from .conftest import REPO
+
+
+def test_result_key_is_stable_and_tells_params_and_seeds_apart() -> None:
+    params = full_params()
+    assert result_key(params, 1) == result_key(dict(reversed(params.items())), 1)
+    assert result_key(params, 1) != result_key(params, 2)
+    assert result_key(params, 1) != result_key({**params, "dropout": "on"}, 1)
+    assert result_key(params, 1).startswith("test:")
+
+
+def test_config_key_ignores_the_label() -> None:
+    assert Config("a", full_params()).key == Config("b", full_params(), trial=3).key
+
+
+def test_seeds_are_fixed_distinct_and_apart_from_trial_seeds() -> None:
+    spec = load_spec(REPO / "studies" / "lesson.toml")
+    seeds = evaluation_seeds(spec, 5)
+    assert seeds == evaluation_seeds(spec, 5) and seeds[:2] == evaluation_seeds(spec, 2)
+    assert len(set(seeds)) == 5
+    assert not set(seeds) & {trial_seed(spec.seed, n) for n in range(10_000)}
+
+
+def test_default_configuration_is_the_lessons_baseline() -> None:
+    spec = load_spec(REPO / "studies" / "lesson.toml")
+    (baseline,) = [e for e in spec.enqueue if e.name == "baseline"]
+    assert default_params(spec) == suggest_params(FixedTrial(dict(baseline.params)), spec.space)
+
+
+def test_summary_gives_mean_sample_sd_and_range() -> None:
+    results = [
+        {"test_accuracy": 0.2, "val_accuracy": 0.21},
+        {"test_accuracy": 0.3, "val_accuracy": 0.29},
+    ]
+    summary = summarize(results)
+    assert summary is not None
+    assert summary.mean == pytest.approx(0.25) and summary.val_mean == pytest.approx(0.25)
+    assert summary.sd == pytest.approx(math.sqrt(0.005))
+    assert (summary.low, summary.high, summary.n) == (0.2, 0.3, 2)
+    single = summarize(results[:1])
+    assert single is not None and math.isnan(single.sd)
+    assert summarize([]) is None

@@ -1,0 +1,126 @@
+"""The technique ranking on constructed studies whose answer is set by hand."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from hpo.fake_study import add_fake_trials
+from hpo.ranking import (
+    MIN_TRIALS,
+    Row,
+    Technique,
+    bootstrap_interval,
+    find_techniques,
+    rank,
+)
+from hpo.spec import Spec, load_spec_text
+
+SPEC = """
+name = "fake"
+seed = 1
+
+[data]
+dataset = "synthetic"
+n_samples = 300
+n_classes = 4
+image_size = 4
+
+[objective]
+metric = "{metric}"
+
+[sampler]
+type = "random"
+
+[params]
+epochs = 6
+learning_rate = {{ low = 1e-3, high = 1e-2, log = true }}
+weight_decay = {{ choices = ["off", "on"] }}
+dropout = {{ choices = ["off", "on"] }}
+schedule = {{ choices = ["constant", "cosine"] }}
+initializer = {{ choices = ["he_normal", "glorot_uniform", "random_normal"] }}
+"""
+
+
+def spec_for(metric: str = "val_accuracy") -> Spec:
+    return load_spec_text(SPEC.format(metric=metric))
+
+
+def ranked(spec: Spec, n_trials: int, effects: dict[str, float], **kw: object) -> list[Row]:
+    study = optuna.create_study(direction=spec.direction)
+    add_fake_trials(study, spec, n_trials, effects, **kw)  # type: ignore[arg-type]
+    return rank(study.get_trials(), find_techniques(spec), spec.direction)
+
+
+def by_name(rows: list[Row]) -> dict[str, Row]:
+    return {r.technique.name: r for r in rows}
+
+
+def test_techniques_follow_the_spec_against_the_lessons_defaults() -> None:
+    found = find_techniques(spec_for())
+    assert [t.name for t in found] == [
+        "weight_decay",
+        "dropout",
+        "schedule=cosine",
+        "initializer=he_normal",
+        "initializer=random_normal",
+    ]
+    assert found[0] == Technique("weight_decay", "weight_decay", "on", "off")
+    assert {t.baseline for t in found[3:]} == {"glorot_uniform"}
+
+
+def test_technique_that_helps_by_a_known_margin_ranks_first() -> None:
+    rows = ranked(spec_for(), 120, {"dropout": 0.05}, noise=0.01, seed=3)
+    first = rows[0]
+    assert first.technique.name == "dropout"
+    assert first.verdict == "helps"
+    assert first.effect == pytest.approx(0.05, abs=0.01)
+    assert first.interval is not None and 0.03 < first.interval[0] < 0.05 < first.interval[1]
+
+
+def test_technique_without_effect_gets_an_interval_spanning_zero() -> None:
+    rows = by_name(ranked(spec_for(), 120, {"dropout": 0.05}, noise=0.01, seed=3))
+    for name in ("weight_decay", "schedule=cosine"):
+        low, high = rows[name].interval  # type: ignore[misc]
+        assert low < 0 < high, name
+        assert rows[name].verdict.startswith("no clear effect")
+
+
+def test_harmful_option_ranks_last_and_is_called_so() -> None:
+    rows = ranked(spec_for(), 150, {"initializer=random_normal": -0.1}, noise=0.01, seed=4)
+    assert rows[-1].technique.name == "initializer=random_normal"
+    assert rows[-1].verdict == "hurts"
+
+
+def test_lower_is_better_for_val_loss() -> None:
+    spec = spec_for("val_loss")
+    rows = ranked(spec, 120, {"dropout": -0.05}, noise=0.01, seed=5)
+    assert rows[0].technique.name == "dropout"
+    assert rows[0].difference < 0 < rows[0].effect
+    assert rows[0].verdict == "helps"
+
+
+def test_too_few_trials_say_so_and_rank_after_conclusions() -> None:
+    rows = ranked(spec_for(), 12, {"dropout": 0.05}, seed=6)
+    few = [r for r in rows if r.too_few]
+    assert few, "12 trials over 3 initializers must leave some group below the minimum"
+    for row in few:
+        assert row.interval is None
+        assert row.verdict.startswith("too few trials to conclude")
+        assert f"needs {MIN_TRIALS} each" in row.verdict
+    assert rows[-len(few) :] == few
+
+
+def test_pruned_and_failed_trials_are_counted_apart() -> None:
+    rows = by_name(ranked(spec_for(), 60, {}, pruned_share=0.3, n_failed=5, seed=7))
+    row = rows["dropout"]
+    assert row.n_pruned_with + row.n_pruned_without > 0
+    assert row.n_with + row.n_without + row.n_pruned_with + row.n_pruned_without == 60
+    assert row.n_failed_with + row.n_failed_without == 5
+
+
+def test_bootstrap_interval_is_deterministic_and_centred() -> None:
+    with_, without = [0.3, 0.31, 0.29, 0.3, 0.32], [0.2, 0.21, 0.19, 0.2, 0.22]
+    first = bootstrap_interval(with_, without, seed=11)
+    assert first == bootstrap_interval(with_, without, seed=11)
+    assert first[0] <= 0.1 <= first[1] and first[0] > 0

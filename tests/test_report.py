@@ -1,0 +1,267 @@
+"""`hpo report` on studies of made-up trials: sections, figures, determinism, errors, the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna_dashboard import get_note
+from typer.testing import CliRunner
+
+from hpo import evaluate
+from hpo.cli import app
+from hpo.errors import HpoError
+from hpo.fake_study import add_fake_experiments, add_fake_trials
+from hpo.report import write_report
+from hpo.sections import GENERATED
+from hpo.spec import load_spec_text
+from hpo.study import SPEC_ATTR, open_storage
+
+SPEC = """
+name = "fake"
+seed = 1
+
+[data]
+dataset = "synthetic"
+n_samples = 300
+n_classes = 4
+image_size = 4
+validation_fraction = 0.2
+
+[sampler]
+type = "tpe"
+
+[pruner]
+type = "median"
+n_warmup_steps = 1
+
+[params]
+first_units = 8
+units = 8
+epochs = 3
+batch_size = 50
+learning_rate = { low = 1e-3, high = 1e-2, log = true }
+weight_decay = { choices = ["off", "on"] }
+dropout = { choices = ["off", "on"] }
+schedule = { choices = ["constant", "cosine"] }
+initializer = { choices = ["glorot_uniform", "he_normal", "random_normal"] }
+init_stddev = 1.0
+"""
+
+LESSON = """
+name = "mini-lesson"
+seed = 2
+
+[data]
+dataset = "synthetic"
+n_samples = 300
+n_classes = 4
+image_size = 4
+validation_fraction = 0.2
+
+[sampler]
+type = "random"
+
+[pruner]
+type = "none"
+
+[params]
+first_units = 8
+units = 8
+epochs = 2
+batch_size = 50
+dropout = { choices = ["off", "on"] }
+
+[[enqueue]]
+name = "baseline"
+
+[[enqueue]]
+name = "dropout"
+params = { dropout = "on" }
+"""
+
+runner = CliRunner()
+
+
+def make_study(url: str, text: str) -> optuna.Study:
+    """An hpo study without enqueued trials, so fake trials are all it holds."""
+    spec = load_spec_text(text)
+    study = optuna.create_study(
+        study_name=spec.name, storage=open_storage(url, create=True), direction=spec.direction
+    )
+    study.set_user_attr(SPEC_ATTR, text)
+    study.set_user_attr("metric", spec.metric)
+    return study
+
+
+@pytest.fixture(scope="module")
+def fake_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One study for the module: reports only read it (and rewrite its note)."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('fake') / 'studies.db'}"
+    study = make_study(url, SPEC)
+    add_fake_trials(
+        study,
+        load_spec_text(SPEC),
+        80,
+        {"dropout": 0.05, "initializer=random_normal": -0.1},
+        pruned_share=0.2,
+        n_failed=2,
+        seed=1,
+    )
+    return url
+
+
+@pytest.fixture(scope="module")
+def fake_report(fake_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_report(
+        "fake", fake_url, tmp_path_factory.mktemp("a") / "fake.md", echo=lambda _: None
+    )
+
+
+def body(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if not line.startswith(GENERATED)]
+
+
+def test_report_has_every_section_and_small_figures(fake_report: Path) -> None:
+    text = fake_report.read_text()
+    folder = fake_report.parent / "fake"
+    for heading in (
+        "## Summary",
+        "### Search space",
+        "### Training time and epochs",
+        "## Technique ranking",
+        "## Test evaluation",
+        "## Parameter importances",
+        "## Best trials (top 10)",
+        "### Activations at initialization",
+    ):
+        assert heading in text, heading
+    assert "Evaluator: Optuna's `PedAnovaImportanceEvaluator`" in text
+    assert "saved by pruning" in text and "saved by early stopping" not in text
+    ranking = text.split("## Technique ranking")[1].split("## Test evaluation")[0]
+    rows = [line for line in ranking.splitlines() if line.startswith("| ")][2:]
+    assert rows[0].startswith("| 1 | dropout |") and "| helps |" in rows[0]
+    assert rows[-1].startswith(f"| {len(rows)} | initializer=random_normal |")
+    assert "| hurts |" in rows[-1]
+    figures = sorted(p.name for p in folder.iterdir())
+    assert figures == [
+        "activations.png",
+        "curves.png",
+        "history.png",
+        "importances.png",
+        "learning_rates.png",
+    ]
+    assert sum(p.stat().st_size for p in folder.iterdir()) < 400_000
+    for name in figures:
+        assert f"(fake/{name})" in text
+
+
+def test_ranking_becomes_the_dashboard_note(fake_url: str, fake_report: Path) -> None:
+    study = optuna.load_study(study_name="fake", storage=fake_url)
+    note = get_note(study)
+    assert note.startswith("# fake: technique ranking")
+    assert "| 1 | dropout |" in note
+
+
+def test_two_reports_differ_only_in_the_generation_time(
+    fake_url: str, fake_report: Path, tmp_path: Path
+) -> None:
+    # Another process with another hash seed: nothing may hang on the order of a set.
+    second = tmp_path / "fake.md"
+    command = [sys.executable, "-m", "hpo", "report", "fake", "--storage", fake_url]
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    subprocess.run([*command, "--out", str(second)], env=env, check=True, capture_output=True)
+    assert body(second) == body(fake_report)
+    assert sum(line.startswith(GENERATED) for line in second.read_text().splitlines()) == 1
+    for figure in (fake_report.parent / "fake").iterdir():
+        assert figure.read_bytes() == (tmp_path / "fake" / figure.name).read_bytes()
+
+
+def test_empty_study_is_a_clear_error(sqlite_url: str, tmp_path: Path) -> None:
+    make_study(sqlite_url, SPEC)
+    with pytest.raises(HpoError, match="study 'fake' has no trials yet: run it with"):
+        write_report("fake", sqlite_url, tmp_path / "x.md")
+
+
+def test_all_failed_study_is_a_clear_error(sqlite_url: str, tmp_path: Path) -> None:
+    add_fake_trials(make_study(sqlite_url, SPEC), load_spec_text(SPEC), 0, n_failed=3)
+    with pytest.raises(HpoError, match=r"no complete trial .*\(fail 3\).*diverged"):
+        write_report("fake", sqlite_url, tmp_path / "x.md")
+
+
+def test_evaluate_test_trains_once_and_the_next_report_reuses_it(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = load_spec_text(LESSON)
+    add_fake_experiments(make_study(sqlite_url, LESSON), spec, {"baseline": 0.3, "dropout": 0.35})
+    lines: list[str] = []
+    out = write_report(
+        "mini-lesson",
+        sqlite_url,
+        tmp_path / "m" / "mini-lesson.md",
+        evaluate_test=True,
+        n_seeds=2,
+        echo=lines.append,
+    )
+    assert sum(line.startswith("test evaluation") for line in lines) == 4
+    study = optuna.load_study(study_name="mini-lesson", storage=sqlite_url)
+    stored = [k for k in study.user_attrs if k.startswith(evaluate.ATTR_PREFIX)]
+    assert len(stored) == 4
+    result = study.user_attrs[stored[0]]
+    assert 0 <= result["test_accuracy"] <= 1 and result["versions"]["hpo"]
+    text = out.read_text()
+    assert "## Experiments side by side" in text
+    assert "| dropout | #1 | dropout=on |" in text
+    table = text.split("## Test evaluation")[1].split("##")[0]
+    assert "| baseline | #0 | 2 |" in table and "| dropout | #1 | 2 |" in table
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a stored result was trained again")
+
+    monkeypatch.setattr(evaluate, "run_once", no_training)
+    again = write_report(
+        "mini-lesson",
+        sqlite_url,
+        tmp_path / "n" / "mini-lesson.md",
+        evaluate_test=True,
+        n_seeds=2,
+    )
+    assert body(again) == body(out)
+    plain = write_report("mini-lesson", sqlite_url, tmp_path / "p" / "mini-lesson.md")
+    assert body(plain) == body(out)
+
+
+def test_cli_writes_the_report(fake_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "cli.md"
+    result = runner.invoke(app, ["report", "fake", "--storage", fake_url, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out}" in result.output
+    assert out.read_text().startswith("# Study report: fake")
+
+
+def test_cli_turns_an_empty_study_into_one_line(sqlite_url: str, tmp_path: Path) -> None:
+    make_study(sqlite_url, SPEC)
+    result = runner.invoke(
+        app, ["report", "fake", "--storage", sqlite_url, "--out", str(tmp_path / "x.md")]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "error: study 'fake' has no trials yet: run it with `hpo study run fake` first"
+    )
+
+
+def test_missing_data_leaves_the_activation_figure_out_with_the_reason(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    text = SPEC.replace('dataset = "synthetic"', 'dataset = "cifar100"')
+    add_fake_trials(make_study(sqlite_url, text), load_spec_text(text), 12, seed=2)
+    out = write_report(
+        "fake", sqlite_url, tmp_path / "fake.md", data_path=tmp_path / "nope.npz", echo=print
+    )
+    report = out.read_text()
+    assert "Activation histograms not drawn: data file" in report and "nope.npz" in report
+    assert not (tmp_path / "fake" / "activations.png").exists()
