@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
+import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import optuna
@@ -26,6 +29,7 @@ DEFAULT_STORAGE = "sqlite:///studies/hpo.db"
 SPEC_ATTR = "spec_toml"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 HEARTBEAT_INTERVAL = 30
+HEARTBEAT_ENV = "HPO_HEARTBEAT_INTERVAL"
 SQLITE_TIMEOUT_S = 60
 POLL_S = 1.0
 
@@ -44,15 +48,49 @@ def mask(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def redact(text: str, url: str) -> str:
+    """`text` with the password of `url` replaced by *** wherever it appears."""
+    password = urlsplit(url).password
+    return text.replace(password, "***") if password else text
+
+
+def supports_heartbeat(url: str) -> bool:
+    """Whether the storage at `url` can notice a dead worker: RDB storages can, journals cannot."""
+    return not url.startswith(("journal:", "redis://", "rediss://"))
+
+
+def default_heartbeat_interval() -> int:
+    """Seconds between a running trial's heartbeats: $HPO_HEARTBEAT_INTERVAL, else 30.
+
+    A trial is stale, and so failed and retried, after two intervals without one.
+    """
+    raw = os.environ.get(HEARTBEAT_ENV)
+    if raw is None:
+        return HEARTBEAT_INTERVAL
+    try:
+        seconds = int(raw)
+    except ValueError:
+        seconds = 0
+    if seconds < 1:
+        raise StorageError(f"{HEARTBEAT_ENV} must be a whole number of seconds >= 1, got {raw!r}")
+    return seconds
+
+
 def open_storage(
-    url: str, *, create: bool = False, heartbeat_interval: int | None = HEARTBEAT_INTERVAL
+    url: str,
+    *,
+    create: bool = False,
+    heartbeat_interval: int | Literal["default"] | None = "default",
 ) -> BaseStorage:
     """Open the storage at `url` (sqlite://, postgresql://, mysql://, journal:PATH, redis://).
 
     A SQLite or journal file that does not exist is only made when `create` is set, so that
-    commands which only read never leave files behind. RDB storages get Optuna's heartbeat: a
-    trial whose worker died is marked failed and retried.
+    commands which only read never leave files behind. RDB storages get Optuna's heartbeat
+    (every `heartbeat_interval` seconds, "default" for `default_heartbeat_interval()`, None for
+    none): a trial whose worker died is marked failed and retried.
     """
+    if heartbeat_interval == "default":
+        heartbeat_interval = default_heartbeat_interval()
     try:
         if url.startswith("journal:"):
             return _journal_file(url.removeprefix("journal:"), create)
@@ -95,7 +133,8 @@ def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
         engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
     else:
         engine_kwargs["pool_pre_ping"] = True
-    heartbeat = {}
+        url = _with_installed_driver(url)
+    heartbeat: dict[str, Any] = {}
     if heartbeat_interval:
         heartbeat = {
             "heartbeat_interval": heartbeat_interval,
@@ -107,6 +146,16 @@ def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
     return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
 
 
+def _with_installed_driver(url: str) -> str:
+    """A plain postgresql:// URL names psycopg 3 to SQLAlchemy 2.1; use psycopg2 if only it is."""
+    import importlib.util
+
+    plain = url.startswith("postgresql://")
+    if plain and not importlib.util.find_spec("psycopg") and importlib.util.find_spec("psycopg2"):
+        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    return url
+
+
 def create_study(spec: Spec, url: str) -> optuna.Study:
     """Create `spec`'s study in the storage, store the spec with it, enqueue its named trials."""
     storage = open_storage(url, create=True)
@@ -115,7 +164,8 @@ def create_study(spec: Spec, url: str) -> optuna.Study:
             f"study '{spec.name}' already exists in {mask(url)}; run it with "
             f"`hpo study run {spec.name}` or remove it with `hpo study delete {spec.name}`"
         )
-    study = optuna.create_study(study_name=spec.name, storage=storage, direction=spec.direction)
+    direction = optuna.study.StudyDirection[spec.direction.upper()]
+    study = optuna.create_study(study_name=spec.name, storage=storage, direction=direction)
     study.set_user_attr(SPEC_ATTR, spec.text)
     study.set_user_attr("metric", spec.metric)
     for entry in spec.enqueue:
@@ -130,8 +180,9 @@ def study_names(storage: BaseStorage) -> list[str]:
 def load_study(name: str, url: str, **kwargs: Any) -> tuple[optuna.Study, Spec]:
     """Load a study made by `create_study`, with the sampler and pruner its spec names.
 
-    The sampler's seed is offset by the number of trials already stored (and by `worker`), so a
-    resumed study or a second worker does not repeat the start-up points of the first.
+    The sampler's seed is offset by the number of trials already stored and by `worker` (any
+    integer that tells this worker from the others), so a resumed study or a second worker does
+    not repeat the start-up points of the first.
     """
     worker = kwargs.pop("worker", 0)
     storage = open_storage(url, **kwargs)
@@ -145,9 +196,8 @@ def load_study(name: str, url: str, **kwargs: Any) -> tuple[optuna.Study, Spec]:
         raise HpoError(f"study '{name}' in {mask(url)} was not created by hpo (it has no spec)")
     spec = load_spec_text(text, f"the spec stored with study '{name}'")
     offset = len(study.get_trials(deepcopy=False)) + 10_000 * worker
-    sampler = make_sampler(
-        spec.sampler.type, spec.sampler.args, spec.seed + offset, spec.searched()
-    )
+    seed = (spec.seed + offset) % 2**32
+    sampler = make_sampler(spec.sampler.type, spec.sampler.args, seed, spec.searched())
     study = optuna.load_study(
         study_name=name,
         storage=storage,
@@ -184,23 +234,109 @@ def optimize(
     target = math.inf if n_trials is None else n_trials
     waits = heartbeat_enabled(study)
 
-    def guarded(trial: optuna.trial.Trial) -> float:
-        if _taken_before(study, trial.number) >= target:
-            trial.set_user_attr("fail_reason", "surplus: the study already had n_trials")
-            return math.nan
-        return objective(trial)
+    with _HeldInterrupts() as interrupts:
 
-    while time.monotonic() < deadline:
-        if waits:
-            optuna.storages.fail_stale_trials(study)
-        if count(study) >= target:
-            return
-        if count(study, (*FINISHED, TrialState.RUNNING)) >= target:
-            if not waits:
+        def guarded(trial: optuna.trial.Trial) -> float:
+            if _taken_before(study, trial.number) >= target:
+                trial.set_user_attr("fail_reason", "surplus: the study already had n_trials")
+                return math.nan
+            with interrupts.delivered():
+                return objective(trial)
+
+        while time.monotonic() < deadline:
+            interrupts.raise_pending()
+            if waits:
+                optuna.storages.fail_stale_trials(study)
+            if count(study) >= target:
                 return
-            time.sleep(POLL_S)
-            continue
-        study.optimize(guarded, n_trials=1, callbacks=list(callbacks), catch=(Exception,))
+            if count(study, (*FINISHED, TrialState.RUNNING)) >= target:
+                if not waits:
+                    return
+                with interrupts.delivered():
+                    time.sleep(POLL_S)
+                continue
+            study.optimize(guarded, n_trials=1, callbacks=list(callbacks), catch=(Exception,))
+
+
+class _HeldInterrupts:
+    """Ctrl-C and SIGTERM held back while Optuna records trials, raised where that is safe.
+
+    A KeyboardInterrupt inside `study.ask`, `study.tell`, the stale-trial retry or any storage
+    write (a trial's `report`) would leave a trial RUNNING for good or a storage session broken.
+    So a signal is only noted while that bookkeeping runs, and raised by the handler it replaced
+    once the objective or a wait is running outside storage code (retried every RETRY_S while a
+    write is under way), or at the next trial boundary. Only Python handlers are held (SIGINT's
+    default one, the CLI's SIGTERM); ignored signals stay ignored.
+    """
+
+    RETRY_S = 0.05
+
+    def __init__(self) -> None:
+        self.saved: dict[int, Any] = {}
+        self.pending: int | None = None
+        self.raised: int | None = None
+        self.open = False
+        self.retry: threading.Timer | None = None
+
+    def __enter__(self) -> _HeldInterrupts:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                if callable(signal.getsignal(signum)):
+                    self.saved[signum] = signal.signal(signum, self._note)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.retry is not None:
+            self.retry.cancel()
+        for signum, handler in self.saved.items():
+            signal.signal(signum, handler)
+        if exc_info[0] is None:
+            self.raise_pending()
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self.pending = signum
+        if not self.open:
+            return
+        if _in_storage_code(frame):
+            self.retry = threading.Timer(self.RETRY_S, os.kill, (os.getpid(), signum))
+            self.retry.daemon = True
+            self.retry.start()
+            return
+        self.raised = signum
+        self.raise_pending()
+
+    def raise_pending(self) -> None:
+        """Raise a signal that was held back, through the handler it was meant for."""
+        signum, self.pending = self.pending, None
+        if signum is not None:
+            self.saved[signum](signum, None)
+
+    @contextlib.contextmanager
+    def delivered(self) -> Iterator[None]:
+        """A block where a signal interrupts at once, except inside storage code."""
+        self.raise_pending()
+        self.open = True
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.raised = None
+            raise
+        finally:
+            self.open = False
+            if self.raised is not None:
+                # Raised in the block but swallowed there (a finalizer, a catch-all): still owed.
+                self.pending, self.raised = self.raised, None
+
+
+_STORAGE_CODE = ("optuna.storages", "sqlalchemy", "redis", "psycopg2", "psycopg")
+
+
+def _in_storage_code(frame: Any) -> bool:
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").startswith(_STORAGE_CODE):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def heartbeat_enabled(study: optuna.Study) -> bool:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
 
 import optuna
 import pytest
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from hpo.data import load_dataset
 from hpo.errors import HpoError, StorageError, StudyNotFoundError
@@ -16,11 +19,13 @@ from hpo.study import (
     _taken_before,
     count,
     create_study,
+    default_heartbeat_interval,
     load_study,
     mask,
     open_storage,
     optimize,
     storage_url,
+    supports_heartbeat,
 )
 
 from .conftest import TINY_SPEC
@@ -137,3 +142,70 @@ def test_a_trial_counts_finished_trials_and_running_ones_started_before_it(
     assert _taken_before(study, earlier.number) == 1
     study.tell(later, 0.5)
     assert _taken_before(study, earlier.number) == 2
+
+
+def test_heartbeat_interval_comes_from_the_environment(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HPO_HEARTBEAT_INTERVAL", raising=False)
+    assert default_heartbeat_interval() == 30
+    monkeypatch.setenv("HPO_HEARTBEAT_INTERVAL", "2")
+    storage = open_storage(sqlite_url, create=True)
+    assert isinstance(storage, optuna.storages.RDBStorage)
+    assert (storage.heartbeat_interval, storage.grace_period) == (2, 4)
+    without = open_storage(sqlite_url, heartbeat_interval=None)
+    assert isinstance(without, optuna.storages.RDBStorage) and without.heartbeat_interval is None
+
+
+def test_a_heartbeat_interval_below_one_second_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HPO_HEARTBEAT_INTERVAL", "0")
+    with pytest.raises(StorageError, match="HPO_HEARTBEAT_INTERVAL must be .* >= 1, got '0'"):
+        default_heartbeat_interval()
+
+
+def test_only_rdb_storages_notice_dead_workers() -> None:
+    assert supports_heartbeat("sqlite:///x.db")
+    assert supports_heartbeat("postgresql://u:p@db/hpo")
+    assert not supports_heartbeat("journal:x.log")
+    assert not supports_heartbeat("redis://127.0.0.1:6379/0")
+
+
+def test_plain_postgresql_url_uses_the_installed_driver() -> None:
+    import importlib.util
+
+    from hpo.study import _with_installed_driver
+
+    url = _with_installed_driver("postgresql://u@db/hpo")
+    if importlib.util.find_spec("psycopg") is None:
+        assert url == "postgresql+psycopg2://u@db/hpo"
+    assert _with_installed_driver("postgresql+asyncpg://u@db/x") == "postgresql+asyncpg://u@db/x"
+
+
+class InterruptingSampler(optuna.samplers.RandomSampler):
+    """Sends Ctrl-C to this process from inside `study.ask`, after the trial was created."""
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_inside_study_ask_still_records_the_trial_as_failed() -> None:
+    # Raised inside `ask`, the interrupt would leave the new trial RUNNING for good.
+    study = optuna.create_study(sampler=InterruptingSampler())
+    with pytest.raises(KeyboardInterrupt):
+        optimize(study, lambda trial: trial.suggest_float("x", 0, 1), 5)
+    assert [t.state for t in study.trials] == [TrialState.FAIL]
+
+
+def test_ctrl_c_during_the_objective_fails_that_trial_at_once() -> None:
+    study = optuna.create_study()
+
+    def objective(trial: optuna.Trial) -> float:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+        return 0.0
+
+    began = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        optimize(study, objective, 5)
+    assert time.monotonic() - began < 4
+    assert [t.state for t in study.trials] == [TrialState.FAIL]

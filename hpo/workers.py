@@ -1,0 +1,371 @@
+"""Worker processes on one machine sharing one study: start them, share the cores, stop them."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
+
+# Variables that size the thread pools of TensorFlow and of the numerical libraries below it.
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+)
+STOP_GRACE_S = 60.0
+RESEND_S = 5.0
+INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class Job:
+    """What one worker process runs: which study, until when, with how many threads."""
+
+    name: str
+    url: str
+    n_trials: int | None
+    timeout: float | None
+    data_path: Path | None
+    worker: int
+    n_threads: int
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity), not all the machine has."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def thread_shares(n_workers: int, n_cores: int) -> list[int]:
+    """Threads per worker: the cores split as evenly as they go, at least one each."""
+    return [max(1, n_cores // n_workers + (i < n_cores % n_workers)) for i in range(n_workers)]
+
+
+def worker_label(pid: int) -> str:
+    """How trials name the worker process that ran them: host and process id."""
+    return f"{socket.gethostname()}:{pid}"
+
+
+def run_workers(
+    name: str,
+    url: str,
+    n_trials: int | None,
+    timeout: float | None = None,
+    data_path: Path | None = None,
+    n_workers: int = 2,
+    echo: Callable[[str], None] = print,
+) -> optuna.Study:
+    """Run study `name` in `n_workers` processes until it holds `n_trials` finished trials.
+
+    Each worker loads the data once and runs trials with its share of the cores; one line per
+    finished trial, prefixed by the worker, then a summary. KeyboardInterrupt (Ctrl-C, or SIGTERM
+    turned into it by the CLI) stops every worker: their running trials are recorded as failed
+    and the study resumes where it stopped.
+    """
+    from hpo.data import resolve_source
+    from hpo.errors import HpoError
+    from hpo.study import count, load_study, mask, supports_heartbeat
+
+    study, spec = load_study(name, url, heartbeat_interval=None)
+    target = n_trials if n_trials is not None else spec.n_trials
+    if target is None and timeout is None:
+        raise HpoError(f"study '{name}' has no n_trials in its spec: give --n-trials or --timeout")
+    cores = available_cores()
+    shares = thread_shares(n_workers, cores)
+    until = f" until it holds {target} finished trials" if target is not None else ""
+    echo(
+        f"running study '{name}' in {mask(url)} with {n_workers} workers "
+        f"({'/'.join(map(str, shares))} threads of {cores} cores){until}"
+    )
+    if not supports_heartbeat(url):
+        echo(
+            "warning: this storage has no heartbeat: the trial of a worker that dies here is "
+            "retried, but one on a lost machine stays RUNNING (see docs/scale-out.md)"
+        )
+    ctx = multiprocessing.get_context("spawn")
+    # Several workers downloading CIFAR-100 into Keras's cache at once would corrupt it.
+    data_ready = ctx.Event() if resolve_source(spec.data, data_path) == "keras" else None
+    jobs = [
+        Job(name, url, target, timeout, data_path, worker, n_threads)
+        for worker, n_threads in enumerate(shares)
+    ]
+    began = time.monotonic()
+    pool = _Pool(ctx, study, data_ready, echo, retry_orphans=not supports_heartbeat(url))
+    try:
+        pool.start(jobs)
+        pool.relay()
+    except KeyboardInterrupt:
+        with _signals_ignored():
+            pool.stop()
+            pool.fail_orphans(retry=False)
+            echo(_summary(study, n_workers, time.monotonic() - began))
+        raise
+    finally:
+        pool.kill()
+    pool.fail_orphans(retry=False)
+    echo(_summary(study, n_workers, time.monotonic() - began))
+    if pool.errors and (target is None or count(study) < target):
+        worker, error = next(iter(pool.errors.items()))
+        raise HpoError(f"worker w{worker} failed: {error}")
+    return study
+
+
+class _Pool:
+    """The worker processes, one pipe each back to this process for their messages."""
+
+    def __init__(
+        self,
+        ctx: Any,
+        study: optuna.Study,
+        data_ready: Event | None,
+        echo: Callable[[str], None],
+        retry_orphans: bool,
+    ) -> None:
+        self.ctx = ctx
+        self.study = study
+        self.data_ready = data_ready
+        self.echo = echo
+        self.retry_orphans = retry_orphans
+        self.errors: dict[int, str] = {}
+        self.processes: list[BaseProcess] = []
+        self.readers: dict[Connection, int] = {}
+        self.sentinels: dict[int, int] = {}
+
+    def start(self, jobs: list[Job]) -> None:
+        # Workers ignore SIGINT (inherited through exec): Ctrl-C reaches them as SIGTERM from
+        # here, so a second Ctrl-C cannot cut short the recording of their failed trials.
+        with _signals_ignored(signal.SIGINT):
+            for job in jobs:
+                reader, writer = self.ctx.Pipe(duplex=False)
+                process = self.ctx.Process(
+                    target=work, args=(job, writer, self.data_ready), name=f"hpo-w{job.worker}"
+                )
+                process.start()
+                writer.close()
+                self.processes.append(process)
+                self.readers[reader] = job.worker
+                self.sentinels[process.sentinel] = job.worker
+
+    def relay(self, until: float = math.inf) -> None:
+        """Echo the workers' messages until every worker has exited (or `until` passes)."""
+        while self.sentinels and time.monotonic() < until:
+            left = None if until == math.inf else max(0.0, until - time.monotonic())
+            for ready in wait([*self.readers, *self.sentinels], timeout=left):
+                if isinstance(ready, int):
+                    self._ended(self.sentinels.pop(ready))
+                else:
+                    self._receive(ready)  # type: ignore[arg-type]
+        for reader in list(self.readers):
+            while reader in self.readers and reader.poll(0):
+                self._receive(reader)
+
+    def _receive(self, reader: Connection) -> None:
+        worker = self.readers[reader]
+        try:
+            kind, text = reader.recv()
+        except (EOFError, OSError):
+            del self.readers[reader]
+            return
+        if kind == "error":
+            self.errors[worker] = text
+        self.echo(f"[w{worker}] {'error: ' if kind == 'error' else ''}{text}")
+
+    def _ended(self, worker: int) -> None:
+        process = self.processes[worker]
+        process.join()
+        if worker == 0 and self.data_ready is not None:
+            self.data_ready.set()
+        code = process.exitcode
+        if code == INTERRUPTED:
+            self.echo(f"[w{worker}] stopped")
+        elif code is not None and code < 0:
+            killed = f"[w{worker}] killed by {signal.Signals(-code).name}"
+            if not self.retry_orphans:
+                self.echo(f"{killed}: its trial fails and is retried when its heartbeat is stale")
+                return
+            self.echo(killed)
+            # No heartbeat will notice; this process saw the worker die, so it retries the trial.
+            for number in fail_orphans(self.study, {worker_label(process.pid or 0)}, True):
+                self.echo(f"[w{worker}] trial {number} failed with its worker; retrying it")
+
+    def stop(self) -> None:
+        """Ask each worker to stop (SIGTERM, repeated), relay what they say, kill stragglers."""
+        deadline = time.monotonic() + STOP_GRACE_S
+        while self.sentinels and time.monotonic() < deadline:
+            for process in self.processes:
+                if process.is_alive() and process.pid is not None:
+                    os.kill(process.pid, signal.SIGTERM)
+            self.relay(until=min(deadline, time.monotonic() + RESEND_S))
+        if self.sentinels:
+            self.echo(f"workers still running after {STOP_GRACE_S:.0f} s were killed")
+        self.kill()
+
+    def kill(self) -> None:
+        for process in self.processes:
+            if process.is_alive():
+                process.kill()
+            process.join()
+
+    def fail_orphans(self, retry: bool) -> None:
+        labels = {worker_label(p.pid) for p in self.processes if p.pid is not None}
+        for number in fail_orphans(self.study, labels, retry):
+            self.echo(f"trial {number} was left RUNNING by a stopped worker: recorded as failed")
+
+
+def fail_orphans(study: optuna.Study, labels: set[str], retry: bool) -> list[int]:
+    """Fail the RUNNING trials of the workers named by `labels`, which are known to be gone.
+
+    With `retry`, each gets a WAITING copy with the same params, as Optuna's heartbeat retry
+    does, so a surviving worker runs it. Returns the numbers of the failed trials.
+    """
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.user_attrs.get("worker") not in labels:
+            continue
+        try:
+            storage.set_trial_user_attr(trial._trial_id, "fail_reason", "its worker died")
+            if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                continue
+        except UpdateFinishedTrialError:
+            continue
+        failed.append(trial.number)
+        if retry:
+            RetryHeartbeatStaleTrialCallback(max_retry=3)(study, trial)
+    return failed
+
+
+@contextmanager
+def _signals_ignored(*signums: int) -> Iterator[None]:
+    """Ignore SIGINT and SIGTERM (or `signums`) in this block, where signals can be set."""
+    signums = signums or (signal.SIGINT, signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {s: signal.signal(s, signal.SIG_IGN) for s in signums}
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+
+
+def _summary(study: optuna.Study, n_workers: int, seconds: float) -> str:
+    from hpo.summary import state_counts
+
+    counts = state_counts(study.get_trials(deepcopy=False))
+    finished = counts["COMPLETE"] + counts["PRUNED"]
+    line = (
+        f"study '{study.study_name}' holds {finished} finished trials ({counts['COMPLETE']} "
+        f"complete, {counts['PRUNED']} pruned), {counts['FAIL']} failed, {counts['RUNNING']} "
+        f"running, {counts['WAITING']} waiting; {n_workers} workers ran {seconds:.1f} s"
+    )
+    if counts["COMPLETE"]:
+        best = study.best_trial
+        line += f"; best trial {best.number} value {best.value:.4f}"
+    return line
+
+
+def work(job: Job, conn: Connection, data_ready: Event | None) -> None:
+    """The body of one worker process: exit 0 when done, 130 when stopped, 1 on an error."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    sys.unraisablehook = _unraisable
+    # Before numpy and TensorFlow are imported: their thread pools are sized once, at start.
+    for variable in THREAD_VARIABLES:
+        os.environ[variable] = str(job.n_threads)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        _optimize(job, conn, data_ready)
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        sys.exit(INTERRUPTED)
+    except Exception as err:
+        from hpo.errors import HpoError
+        from hpo.study import redact
+
+        text = str(err) if isinstance(err, HpoError) else f"{type(err).__name__}: {err}"
+        conn.send(("error", redact(text.strip().splitlines()[0] if text.strip() else "", job.url)))
+        sys.exit(1)
+    finally:
+        conn.close()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    # Raised where the main thread is; if that is inside a finalizer, Python swallows it, so
+    # the parent repeats SIGTERM until the worker exits.
+    raise KeyboardInterrupt
+
+
+def _unraisable(unraisable: Any) -> None:
+    # A stop request that landed in a finalizer is lost, not an error: the parent repeats it.
+    if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+        sys.__unraisablehook__(unraisable)
+
+
+def _optimize(job: Job, conn: Connection, data_ready: Event | None) -> None:
+    import optuna
+
+    from hpo.data import load_dataset
+    from hpo.study import load_study, optimize
+    from hpo.summary import trial_line
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    label = worker_label(os.getpid())
+    # Distinct across the workers of every machine, so no two samplers share a seed.
+    study, spec = load_study(job.name, job.url, worker=zlib.crc32(label.encode()) or 1)
+    if data_ready is not None and job.worker > 0:
+        data_ready.wait()
+    data = load_dataset(spec.data, job.data_path)
+    if data_ready is not None:
+        data_ready.set()
+    set_tensorflow_threads(job.n_threads)
+    from hpo.objective import make_objective
+
+    objective = make_objective(spec, data)
+
+    def tagged(trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", label)
+        return objective(trial)
+
+    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        retried = trial.system_attrs.get("failed_trial")
+        note = "" if retried is None else f"  (retry of trial {retried})"
+        conn.send(("trial", trial_line(trial) + note))
+
+    optimize(study, tagged, job.n_trials, job.timeout, callbacks=[report])
+
+
+def set_tensorflow_threads(n_threads: int) -> None:
+    """Size TensorFlow's intra- and inter-op thread pools; must run before its first op."""
+    from hpo.tfquiet import import_tensorflow
+
+    import_tensorflow()
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(n_threads)
+    tf.config.threading.set_inter_op_parallelism_threads(n_threads)
