@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import signal
-import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -19,6 +16,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import HpoError, StorageError, StudyNotFoundError
+from hpo.interrupts import HeldInterrupts
 from hpo.registry import make_pruner, make_sampler
 from hpo.spec import Spec, load_spec_text
 
@@ -234,7 +232,7 @@ def optimize(
     target = math.inf if n_trials is None else n_trials
     waits = heartbeat_enabled(study)
 
-    with _HeldInterrupts() as interrupts:
+    with HeldInterrupts() as interrupts:
 
         def guarded(trial: optuna.trial.Trial) -> float:
             if _taken_before(study, trial.number) >= target:
@@ -256,87 +254,6 @@ def optimize(
                     time.sleep(POLL_S)
                 continue
             study.optimize(guarded, n_trials=1, callbacks=list(callbacks), catch=(Exception,))
-
-
-class _HeldInterrupts:
-    """Ctrl-C and SIGTERM held back while Optuna records trials, raised where that is safe.
-
-    A KeyboardInterrupt inside `study.ask`, `study.tell`, the stale-trial retry or any storage
-    write (a trial's `report`) would leave a trial RUNNING for good or a storage session broken.
-    So a signal is only noted while that bookkeeping runs, and raised by the handler it replaced
-    once the objective or a wait is running outside storage code (retried every RETRY_S while a
-    write is under way), or at the next trial boundary. Only Python handlers are held (SIGINT's
-    default one, the CLI's SIGTERM); ignored signals stay ignored.
-    """
-
-    RETRY_S = 0.05
-
-    def __init__(self) -> None:
-        self.saved: dict[int, Any] = {}
-        self.pending: int | None = None
-        self.raised: int | None = None
-        self.open = False
-        self.retry: threading.Timer | None = None
-
-    def __enter__(self) -> _HeldInterrupts:
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                if callable(signal.getsignal(signum)):
-                    self.saved[signum] = signal.signal(signum, self._note)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.retry is not None:
-            self.retry.cancel()
-        for signum, handler in self.saved.items():
-            signal.signal(signum, handler)
-        if exc_info[0] is None:
-            self.raise_pending()
-
-    def _note(self, signum: int, frame: Any) -> None:
-        self.pending = signum
-        if not self.open:
-            return
-        if _in_storage_code(frame):
-            self.retry = threading.Timer(self.RETRY_S, os.kill, (os.getpid(), signum))
-            self.retry.daemon = True
-            self.retry.start()
-            return
-        self.raised = signum
-        self.raise_pending()
-
-    def raise_pending(self) -> None:
-        """Raise a signal that was held back, through the handler it was meant for."""
-        signum, self.pending = self.pending, None
-        if signum is not None:
-            self.saved[signum](signum, None)
-
-    @contextlib.contextmanager
-    def delivered(self) -> Iterator[None]:
-        """A block where a signal interrupts at once, except inside storage code."""
-        self.raise_pending()
-        self.open = True
-        try:
-            yield
-        except KeyboardInterrupt:
-            self.raised = None
-            raise
-        finally:
-            self.open = False
-            if self.raised is not None:
-                # Raised in the block but swallowed there (a finalizer, a catch-all): still owed.
-                self.pending, self.raised = self.raised, None
-
-
-_STORAGE_CODE = ("optuna.storages", "sqlalchemy", "redis", "psycopg2", "psycopg")
-
-
-def _in_storage_code(frame: Any) -> bool:
-    while frame is not None:
-        if frame.f_globals.get("__name__", "").startswith(_STORAGE_CODE):
-            return True
-        frame = frame.f_back
-    return False
 
 
 def heartbeat_enabled(study: optuna.Study) -> bool:

@@ -1,0 +1,91 @@
+"""Ctrl-C and SIGTERM held back while Optuna writes to a storage, raised where that is safe."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+
+class HeldInterrupts:
+    """Ctrl-C and SIGTERM held back while Optuna records trials, raised where that is safe.
+
+    A KeyboardInterrupt inside `study.ask`, `study.tell`, the stale-trial retry or any storage
+    write (a trial's `report`) would leave a trial RUNNING for good or a storage session broken.
+    So a signal is only noted while that bookkeeping runs, and raised by the handler it replaced
+    once the objective or a wait is running outside storage code (retried every RETRY_S while a
+    write is under way), or at the next trial boundary. Only Python handlers are held (SIGINT's
+    default one, the CLI's SIGTERM); ignored signals stay ignored.
+    """
+
+    RETRY_S = 0.05
+
+    def __init__(self) -> None:
+        self.saved: dict[int, Any] = {}
+        self.pending: int | None = None
+        self.raised: int | None = None
+        self.open = False
+        self.retry: threading.Timer | None = None
+
+    def __enter__(self) -> HeldInterrupts:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                if callable(signal.getsignal(signum)):
+                    self.saved[signum] = signal.signal(signum, self._note)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.retry is not None:
+            self.retry.cancel()
+        for signum, handler in self.saved.items():
+            signal.signal(signum, handler)
+        if exc_info[0] is None:
+            self.raise_pending()
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self.pending = signum
+        if not self.open:
+            return
+        if _in_storage_code(frame):
+            self.retry = threading.Timer(self.RETRY_S, os.kill, (os.getpid(), signum))
+            self.retry.daemon = True
+            self.retry.start()
+            return
+        self.raised = signum
+        self.raise_pending()
+
+    def raise_pending(self) -> None:
+        """Raise a signal that was held back, through the handler it was meant for."""
+        signum, self.pending = self.pending, None
+        if signum is not None:
+            self.saved[signum](signum, None)
+
+    @contextlib.contextmanager
+    def delivered(self) -> Iterator[None]:
+        """A block where a signal interrupts at once, except inside storage code."""
+        self.raise_pending()
+        self.open = True
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.raised = None
+            raise
+        finally:
+            self.open = False
+            if self.raised is not None:
+                # Raised in the block but swallowed there (a finalizer, a catch-all): still owed.
+                self.pending, self.raised = self.raised, None
+
+
+_STORAGE_CODE = ("optuna.storages", "sqlalchemy", "redis", "psycopg2", "psycopg")
+
+
+def _in_storage_code(frame: Any) -> bool:
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").startswith(_STORAGE_CODE):
+            return True
+        frame = frame.f_back
+    return False
