@@ -1,0 +1,113 @@
+"""The machine's floor: the model's FLOPs per epoch over TensorFlow's measured matmul throughput.
+
+Used by benchmarks.trial_speed, which measures the matmul in every round, beside the trials.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+from benchmarks.trial_speed import BATCH_SIZE, cpu_seconds, spread, start_tensorflow
+
+
+def matmul_gflops(
+    n: int, m: int | None = None, k: int | None = None, repeats: int = 5
+) -> tuple[float, float]:
+    """TensorFlow's float32 (n x k) @ (k x m) on the default device, best of `repeats`.
+
+    Returns:
+        GFLOP per wall second, and GFLOP per CPU second of this process in that same timing
+        (on a shared CPU the second depends less on what other processes do).
+    """
+    tf = start_tensorflow()
+    m, k = m or n, k or n
+    a = tf.random.uniform((n, k))
+    b = tf.random.uniform((k, m))
+    flops = 2 * n * m * k
+    n_calls = max(3, int(2e10 // flops))  # at least 20 GFLOP per timing
+    float(tf.reduce_sum(tf.matmul(a, b)))
+    best = (0.0, 0.0)
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), cpu_seconds()
+        for _ in range(n_calls):
+            c = tf.matmul(a, b)
+        float(tf.reduce_sum(c))  # waits for an asynchronous device
+        wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+        best = max(best, (flops * n_calls / wall / 1e9, flops * n_calls / max(cpu, 1e-9) / 1e9))
+    return best
+
+
+def square_size() -> int:
+    """A matmul side large enough to reach the device's peak: 2048 on CPUs, 8192 on GPUs."""
+    tf = start_tensorflow()
+    return 8192 if tf.config.list_physical_devices("GPU") else 2048
+
+
+def dense_shapes(model: Any) -> list[tuple[int, int]]:
+    """(inputs, units) of each Dense layer, in order."""
+    import keras
+
+    return [
+        (int(layer.kernel.shape[0]), int(layer.kernel.shape[1]))
+        for layer in model.layers
+        if isinstance(layer, keras.layers.Dense)
+    ]
+
+
+def epoch_flops(model: Any, n_train: int, n_validation: int) -> tuple[float, float]:
+    """FLOPs of one epoch: training (forward and backward) and a validation pass.
+
+    Returns:
+        By the usual rule (backward = 2x forward) and exactly for an MLP whose first layer
+        reads the images: that layer needs no gradient for its input, only for its weights.
+    """
+    layers = [2 * n_in * n_out for n_in, n_out in dense_shapes(model)]
+    forward = sum(layers)
+    rule = 3 * forward * n_train + forward * n_validation
+    return rule, rule - layers[0] * n_train
+
+
+def floor_table(result: dict[str, Any], data: Any) -> tuple[str, list[float]]:
+    """The floor against the trials of `result` (from compare_trial_and_plain), round by round."""
+    from hpo.model import build_model, full_params
+
+    tf = start_tensorflow()
+    on_cpu = not tf.config.list_physical_devices("GPU")
+    model = build_model(full_params(), data.input_shape, data.n_classes)
+    rule, exact = epoch_flops(model, len(data.x_train), len(data.x_val))
+    wall = [g[0] for g in result["gflops"]]
+    hpo, plain = result["runs"]["hpo"], result["runs"]["plain"]
+    gaps = [t.epoch_s / (rule / g / 1e9) for t, g in zip(hpo, wall, strict=True)]
+    exact_gaps = [t.epoch_s / (exact / g / 1e9) for t, g in zip(hpo, wall, strict=True)]
+    plain_gaps = [t.epoch_s / (rule / g / 1e9) for t, g in zip(plain, wall, strict=True)]
+    n_in, n_out = dense_shapes(model)[0]
+    first = matmul_gflops(BATCH_SIZE, n_out, n_in)[0]
+    rows = [
+        (
+            "model GFLOP per epoch: 3x forward (training) + forward (validation)",
+            f"{rule / 1e9:.1f}",
+        ),
+        ("the same, exact (the first layer computes no input gradient)", f"{exact / 1e9:.1f}"),
+        ("matmul GFLOP/s, large square, best of 5 per round", spread(wall, 1)),
+        ("matmul GFLOP/s at the first layer's shape (100x3072 @ 3072x128)", f"{first:.1f}"),
+        ("floor s/epoch (3x rule)", spread([rule / g / 1e9 for g in wall])),
+        ("hpo trial s/epoch", spread([t.epoch_s for t in hpo])),
+        ("**hpo trial / floor (3x rule)**", spread(gaps)),
+        ("hpo trial / floor (exact FLOPs)", spread(exact_gaps)),
+        ("plain script / floor (3x rule)", spread(plain_gaps)),
+    ]
+    if on_cpu:
+        per_cpu = [g[1] for g in result["gflops"]]
+        cpu = [statistics.median(t.epoch_cpu_s[1:] or t.epoch_cpu_s) for t in hpo]
+        rows += [
+            ("matmul GFLOP per CPU-second of the process", spread(per_cpu, 1)),
+            (
+                "hpo trial CPU-s per epoch / floor in CPU-s (3x rule)",
+                spread([c / (rule / g / 1e9) for c, g in zip(cpu, per_cpu, strict=True)]),
+            ),
+        ]
+    lines = ["| quantity | median [min-max] over rounds |", "| --- | --- |"]
+    lines += [f"| {name} | {value} |" for name, value in rows]
+    return "\n".join(lines), gaps

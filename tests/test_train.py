@@ -1,0 +1,179 @@
+"""The trial loop: batches reshuffled every epoch, seeded, and fits that compute what Keras's do."""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+
+from hpo.data import Dataset
+from hpo.model import full_params
+from hpo.train import (
+    XLA_MIN_STEPS,
+    Loop,
+    eval_batches,
+    evaluate,
+    fit,
+    hold,
+    steps_per_execution,
+    training_batches,
+    use_xla,
+)
+
+N = 10
+Pair = tuple[np.ndarray, np.ndarray]
+
+
+def epochs_of(dataset, n_epochs: int, batch_size: int) -> list[list[list[int]]]:
+    """The sample numbers of each batch, epoch by epoch, from a dataset of numbered samples."""
+    per_epoch = -(-N // batch_size)
+    batches = [y.numpy().tolist() for _, y in dataset.take(n_epochs * per_epoch)]
+    return [batches[i * per_epoch : (i + 1) * per_epoch] for i in range(n_epochs)]
+
+
+@pytest.fixture
+def numbered() -> Pair:
+    """Samples whose features and label are their own number."""
+    x = np.arange(N, dtype=np.float32).reshape(N, 1)
+    return x, np.arange(N, dtype=np.int32)
+
+
+def tiny_data(n_train: int = 120, n_classes: int = 3) -> Dataset:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(n_classes, 2, 2, 3))
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = np.arange(n) % n_classes
+        x = centres[y] + rng.normal(scale=0.5, size=(n, 2, 2, 3))
+        return x.astype(np.float32), y.astype(np.int32)
+
+    (xt, yt), (xv, yv), (xs, ys) = draw(n_train), draw(30), draw(30)
+    return Dataset(xt, yt, xv, yv, xs, ys, n_classes, "synthetic")
+
+
+def tiny_params(**overrides):
+    return full_params({"first_units": 8, "units": 8, "epochs": 3, **overrides})
+
+
+def test_every_epoch_is_a_new_permutation_cut_into_batches(numbered: Pair) -> None:
+    epochs = epochs_of(training_batches(*numbered, batch_size=4, seed=1), 3, 4)
+    for batches in epochs:
+        assert [len(b) for b in batches] == [4, 4, 2]
+        assert sorted(i for batch in batches for i in batch) == list(range(N))
+    orders = [[i for batch in batches for i in batch] for batches in epochs]
+    assert orders[0] != orders[1] and orders[1] != orders[2]
+
+
+def test_batches_pair_each_image_with_its_label(numbered: Pair) -> None:
+    for x, y in training_batches(*numbered, batch_size=4, seed=1).take(3):
+        assert x.numpy()[:, 0].tolist() == y.numpy().tolist()
+
+
+def test_shuffles_depend_on_the_seed_only(numbered: Pair) -> None:
+    one = epochs_of(training_batches(*numbered, batch_size=5, seed=7), 2, 5)
+    again = epochs_of(training_batches(*numbered, batch_size=5, seed=7), 2, 5)
+    other = epochs_of(training_batches(*numbered, batch_size=5, seed=8), 2, 5)
+    assert one == again
+    assert one != other
+
+
+def test_eval_batches_keep_the_order(numbered: Pair) -> None:
+    assert [y.numpy().tolist() for _, y in eval_batches(*numbered, 4)] == [
+        [0, 1, 2, 3],
+        [4, 5, 6, 7],
+        [8, 9],
+    ]
+    ((_, whole),) = list(eval_batches(*numbered, 100))
+    assert whole.numpy().tolist() == list(range(N))
+
+
+def test_arrays_are_converted_once(numbered: Pair) -> None:
+    x, y = numbered
+    assert hold(x) is hold(x)
+    assert hold(x).dtype.name == "float32" and hold(y).dtype.name == "int32"
+    assert hold(x.copy()) is not hold(x)
+
+
+@pytest.mark.parametrize(
+    ("loop", "n_steps", "expected"),
+    [
+        (Loop(steps_per_execution=16), 450, 15),
+        (Loop(steps_per_execution=0), 450, 450),
+        (Loop(steps_per_execution=4), 3, 3),
+        (Loop(steps_per_execution=4), 7, 1),
+        (Loop(pipeline="numpy", steps_per_execution=16), 450, 16),
+    ],
+)
+def test_a_call_never_runs_past_the_epoch(loop: Loop, n_steps: int, expected: int) -> None:
+    assert steps_per_execution(loop, n_steps) == expected
+
+
+def test_xla_only_where_it_pays_for_its_compilation() -> None:
+    mlp, cnn = full_params(), full_params({"architecture": "cnn"})
+    assert not use_xla(Loop(), mlp, False, XLA_MIN_STEPS - 1)
+    assert use_xla(Loop(), mlp, False, XLA_MIN_STEPS)
+    assert not use_xla(Loop(), cnn, False, 10 * XLA_MIN_STEPS)
+    assert use_xla(Loop(), cnn, True, 1)  # Keras's default on a GPU
+    assert not use_xla(Loop(jit_compile=False), mlp, True, 10 * XLA_MIN_STEPS)
+    assert use_xla(Loop(jit_compile=True), mlp, False, 1)
+
+
+@pytest.mark.parametrize("per_call", [0, 1, 4])
+def test_each_epoch_takes_exactly_its_steps(per_call: int) -> None:
+    data = tiny_data(n_train=110)  # batches of 50: 50, 50 and a partial 10
+    run = fit(tiny_params(batch_size=50), data, 0, loop=Loop(steps_per_execution=per_call))
+    assert int(run.model.optimizer.iterations.numpy()) == 3 * 3
+    assert run.n_epochs == 3 and len(run.seconds_per_epoch) == 3
+
+
+def test_full_batch_fit_matches_keras_on_numpy_arrays() -> None:
+    # One batch per epoch: the order of samples cannot matter, so both fits must agree.
+    data = tiny_data()
+    params = tiny_params(batch_size=len(data.x_train))
+    fast = fit(params, data, 5)
+    keras_fit = fit(params, data, 5, loop=Loop(pipeline="numpy", steps_per_execution=1))
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert fast.history[key] == pytest.approx(keras_fit.history[key], rel=1e-4, abs=1e-6)
+
+
+def test_minibatch_fit_learns_like_keras_on_numpy_arrays() -> None:
+    data = tiny_data()
+    params = tiny_params(batch_size=20, epochs=8, learning_rate=0.01)
+    fast = fit(params, data, 5)
+    keras_fit = fit(params, data, 5, loop=Loop(pipeline="numpy", steps_per_execution=1))
+    assert fast.history["loss"][-1] < 0.8 * fast.history["loss"][0]
+    assert fast.history["loss"] == pytest.approx(keras_fit.history["loss"], rel=0.15)
+    assert fast.history["val_accuracy"][-1] == pytest.approx(
+        keras_fit.history["val_accuracy"][-1], abs=0.15
+    )
+
+
+def test_same_seed_same_curves() -> None:
+    data = tiny_data()
+    params = tiny_params(batch_size=20)
+    assert fit(params, data, 3).history == fit(params, data, 3).history
+
+
+def test_evaluate_matches_the_last_validation() -> None:
+    data = tiny_data()
+    run = fit(tiny_params(batch_size=20), data, 1)
+    result = evaluate(run.model, data.x_val, data.y_val)
+    assert result["loss"] == pytest.approx(run.history["val_loss"][-1], rel=1e-5)
+    assert result["accuracy"] == pytest.approx(run.history["val_accuracy"][-1])
+
+
+def test_trials_leave_no_traced_graphs_behind() -> None:
+    from tensorflow.python.framework.func_graph import FuncGraph
+
+    def n_graphs() -> int:
+        gc.collect()
+        return sum(isinstance(o, FuncGraph) for o in gc.get_objects())
+
+    data = tiny_data()
+    params = tiny_params(batch_size=20, epochs=1)
+    fit(params, data, 0)
+    before = n_graphs()
+    for seed in range(1, 4):
+        fit(params, data, seed)
+    assert n_graphs() <= before
