@@ -6,6 +6,7 @@ import functools
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -60,6 +61,10 @@ def root(debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False) 
 
     _state["debug"] = debug
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # A process started in the background by a non-interactive shell inherits SIGINT ignored;
+    # hpo's long commands promise that Ctrl-C (SIGINT) stops them cleanly, so take it back.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @study_app.command("create")

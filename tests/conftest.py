@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,6 +39,14 @@ epochs = 2
 batch_size = 50
 learning_rate = { low = 1e-3, high = 1e-2, log = true }
 """
+
+
+@pytest.fixture(autouse=True)
+def sigint_raises_keyboard_interrupt() -> Iterator[None]:
+    """Tests send Ctrl-C to themselves; a runner started in the background ignores SIGINT."""
+    saved = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, saved)
 
 
 @pytest.fixture
