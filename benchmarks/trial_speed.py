@@ -1,6 +1,6 @@
 """How fast an hpo trial trains: against the plain Keras script, the FLOP floor, pruning, memory.
 
-Run on real CIFAR-100 (HPO_DATA, default ../shared/data/cifar100.npz), about 6 minutes on 2 CPUs:
+Run on real CIFAR-100 (HPO_DATA, default ../shared/data/cifar100.npz), 6-8 minutes on 2 CPUs:
 
     .venv/bin/python -m benchmarks.trial_speed
 
