@@ -245,7 +245,7 @@ def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> ParamVal
     if isinstance(dist, IntDistribution):
         return trial.suggest_int(name, dist.low, dist.high, log=dist.log, step=dist.step)
     if isinstance(dist, CategoricalDistribution):
-        return trial.suggest_categorical(name, dist.choices)  # type: ignore[arg-type]
+        return trial.suggest_categorical(name, dist.choices)  # type: ignore[return-value]
     raise TypeError(f"unsupported distribution for {name!r}: {dist!r}")
 
 

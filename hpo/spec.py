@@ -84,7 +84,7 @@ class Spec:
         """The most epochs any trial of this study may run."""
         epochs = self.space.get("epochs", KNOBS["epochs"].default)
         if isinstance(epochs, CategoricalDistribution):
-            return int(max(epochs.choices))  # type: ignore[type-var]
+            return max(int(c) for c in epochs.choices)  # type: ignore[arg-type]
         if isinstance(epochs, IntDistribution):
             return epochs.high
         return int(epochs)  # type: ignore[arg-type]
@@ -275,7 +275,8 @@ class _Validator:
         self.keys(value, {"low", "high", "log", "step"}, where)
         if "low" not in value or "high" not in value:
             raise self.fail(f"{where} needs both `low` and `high` (or `choices`)")
-        low, high = self.value(knob, value["low"], where), self.value(knob, value["high"], where)
+        low = float(self.value(knob, value["low"], where))
+        high = float(self.value(knob, value["high"], where))
         if low > high:
             raise self.fail(f"`low <= high` must hold for '{name}', got low={low} high={high}")
         log, step = value.get("log", False), value.get("step")
@@ -289,18 +290,18 @@ class _Validator:
 
     def value(self, knob: Knob, value: Any, where: str) -> ParamValue:
         if knob.kind == "bool":
-            return self.typed(value, bool, where)  # type: ignore[no-any-return]
+            return bool(self.typed(value, bool, where))
         if knob.kind == "categorical":
             if value not in knob.choices:
                 raise self.fail(f"{where} must be one of {list(knob.choices)}, got {value!r}")
-            return value  # type: ignore[no-any-return]
+            return value
         value = self.typed(value, int if knob.kind == "int" else (int, float), where)
         above = value < knob.high if knob.open_high else value <= knob.high
         below = value > knob.low if knob.open_low else value >= knob.low
         if not (below and above) or (knob.kind == "float" and not math.isfinite(value)):
             left, right = "(" if knob.open_low else "[", ")" if knob.open_high else "]"
             raise self.fail(f"{where} must be in {left}{knob.low}, {knob.high}{right}, got {value}")
-        return float(value) if knob.kind == "float" else value  # type: ignore[no-any-return]
+        return float(value) if knob.kind == "float" else int(value)
 
     def check_reachable(self, name: str, space: Mapping[str, Param]) -> None:
         """A conditional knob in the spec must be selectable by what its parent may take."""
