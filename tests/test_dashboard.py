@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import re
-import select
 import shutil
 import signal
 import subprocess
@@ -126,11 +125,17 @@ def spawn(*args: str, cwd: Path) -> subprocess.Popen[str]:
 
 
 def read_line(process: subprocess.Popen[str], timeout: float = 120) -> str:
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], timeout)
-    if not ready:
+    """The process's next stdout line; a thread reads it, since the pipe's buffer may already
+    hold it (select on the file descriptor would then wait for nothing)."""
+    stdout = process.stdout
+    assert stdout is not None
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.append(stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if not lines:
         raise AssertionError(f"no output within {timeout} s")
-    return process.stdout.readline()
+    return lines[0]
 
 
 def stop(process: subprocess.Popen[str], sig: int = signal.SIGINT) -> tuple[str, str]:
