@@ -263,6 +263,64 @@ def report(
     typer.echo(f"wrote {path}")
 
 
+class Design(str, Enum):
+    both = "both"
+    leave_one_out = "leave-one-out"
+    add_one_in = "add-one-in"
+
+
+@app.command("ablate")
+@handles_errors
+def ablate(
+    name: Annotated[str, typer.Argument(help="The finished study to ablate.")],
+    seeds: Annotated[
+        int, typer.Option("--seeds", help="K, paired seeds per variant (more extends it).")
+    ] = 10,
+    design: Annotated[Design, typer.Option(help="Which comparisons to run.")] = Design.both,
+    technique: Annotated[
+        list[str] | None,
+        typer.Option(help="Only this technique (or named experiment); repeatable."),
+    ] = None,
+    delta: Annotated[
+        float, typer.Option(help="Margin of 'no effect', in accuracy points.")
+    ] = 0.5,
+    data: Annotated[
+        Path | None, typer.Option(help="Local CIFAR-100 [default: $HPO_DATA, else download].")
+    ] = None,
+    storage: StorageOption = None,
+    workers: Annotated[int, typer.Option(help="Worker processes on this machine.")] = 1,
+    timeout: Annotated[
+        float | None, typer.Option(help="Stop starting runs after this many seconds.")
+    ] = None,
+) -> None:
+    """Train a paired, many-seed ablation of a finished study and print each verdict.
+
+    Runs are trials of the study NAME:ablation in the same storage: Ctrl-C and a second call
+    resume, --workers and other machines share them. Trains, and reads the test set to score
+    each run after every choice was made on validation.
+    """
+    from hpo.ablate import analyze, collect_runs, prepare_ablation, verdict_lines
+    from hpo.ablation import DESIGNS
+    from hpo.study import storage_url
+
+    if workers < 1:
+        raise HpoError(f"--workers must be at least 1, got {workers}")
+    if not 0 < delta < 100:
+        raise HpoError(f"--delta is in accuracy points and must be in (0, 100), got {delta}")
+    url = storage_url(storage)
+    designs = DESIGNS if design == Design.both else (design.value,)
+    companion, plan, n_runs = prepare_ablation(name, url, seeds, designs, technique)
+    typer.echo(
+        f"ablation of '{name}': {len(plan.variants)} variants x {n_runs // len(plan.variants)} "
+        f"seeds = {n_runs} runs, {len(plan.comparisons)} comparisons (study '{companion.study_name}')"
+    )
+    run(companion.study_name, None, timeout, data, url, workers)
+    seeds_used = list(companion.user_attrs["seeds"])
+    runs = collect_runs(companion.get_trials(deepcopy=False))
+    analysis = analyze(plan, seeds_used, runs, delta / 100)
+    typer.echo("\n".join(verdict_lines(analysis)))
+
+
 @app.command("dashboard")
 @handles_errors
 def dashboard(

@@ -58,6 +58,20 @@ def draw_figures(facts: Facts, figures_dir: Path, data_path: Path | None) -> Non
             figures_dir / "curves.png",
         ),
     )
+    if facts.ablation is not None and facts.ablation.rows:
+        from hpo.ablation_report import draw_effects
+
+        saved("effects", draw_effects(facts.ablation, figures_dir / "effects.png"))
+    values = [float(t.value) for t in facts.complete]  # type: ignore[arg-type]
+    values += [v for _, v in last_reports if math.isfinite(v)]
+    if len(values) >= 2:
+        from hpo.stats import expected_best
+
+        n, mean, sd = expected_best(values, len(values), spec.direction == "maximize")
+        saved(
+            "expected_best",
+            figures.plot_expected_best(n, mean, sd, spec.metric, figures_dir / "expected_best.png"),
+        )
     if facts.importances:
         saved(
             "importances",

@@ -61,7 +61,12 @@ def result_key(params: Mapping[str, Any], seed: int) -> str:
 
 def evaluation_seeds(spec: Spec, n_seeds: int) -> list[int]:
     """K seeds, fixed by the study seed and apart from every trial's seed stream."""
-    return [(spec.seed * 1_000_003 + 999_983 + i * 104_729) % (2**31 - 1) for i in range(n_seeds)]
+    return seed_stream(spec.seed, n_seeds)
+
+
+def seed_stream(study_seed: int, n_seeds: int) -> list[int]:
+    """The first `n_seeds` retraining seeds of a study: the test evaluation's and ablations'."""
+    return [(study_seed * 1_000_003 + 999_983 + i * 104_729) % (2**31 - 1) for i in range(n_seeds)]
 
 
 def default_params(spec: Spec) -> dict[str, Any]:

@@ -145,3 +145,80 @@ def plot_activations(
             if col == 0:
                 ax.set_ylabel(initializer, fontsize=7)
     return _save(fig, path)
+
+
+WIDE = (12, 5)
+WIDE_DPI = 100
+"""Figures a reader compares across: 1,200 px wide at least."""
+VERDICT_COLORS = {
+    "helps": "tab:green",
+    "hurts": "tab:red",
+    "no effect": "tab:gray",
+    "inconclusive": "tab:orange",
+}
+
+
+def _save_wide(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=WIDE_DPI, metadata={"Software": None})
+    _pyplot().close(fig)
+    return path
+
+
+def plot_effects(
+    groups: Sequence[tuple[str, Sequence[tuple[str, float, float, float, str]]]],
+    delta: float,
+    path: Path,
+) -> Path:
+    """Paired differences in points with their intervals, one panel per design, colored by
+    verdict; the band is the margin of "no effect"."""
+    plt = _pyplot()
+    heights = [max(2, len(rows)) for _, rows in groups]
+    fig, axes = plt.subplots(
+        len(groups),
+        1,
+        figsize=(WIDE[0], 0.45 * sum(heights) + 1.6 * len(groups)),
+        squeeze=False,
+        gridspec_kw={"height_ratios": heights},
+    )
+    for ax, (design, rows) in zip(axes[:, 0], groups, strict=True):
+        y = np.arange(len(rows))
+        for i, (_, mean, low, high, label) in enumerate(rows):
+            color = VERDICT_COLORS.get(label, "black")
+            ax.errorbar(
+                mean,
+                i,
+                xerr=[[max(0.0, mean - low)], [max(0.0, high - mean)]],
+                fmt="o",
+                color=color,
+                capsize=4,
+                lw=2,
+            )
+        ax.axvline(0, color="black", lw=1)
+        ax.axvspan(-delta, delta, color="0.85", zorder=0)
+        ax.set_yticks(y, [name for name, *_ in rows], fontsize=11)
+        ax.set_xlabel("test accuracy, with minus without (percentage points; higher is better)")
+        ax.set_title(f"{design}: mean paired difference over seeds, 95% interval", fontsize=12)
+    handles = [
+        plt.Line2D([], [], color=c, marker="o", ls="", label=v) for v, c in VERDICT_COLORS.items()
+    ]
+    handles.append(plt.Rectangle((0, 0), 1, 1, color="0.85", label=f"±{delta:.1f} pp"))
+    axes[0, 0].legend(handles=handles, loc="best", fontsize=10)
+    return _save_wide(fig, path)
+
+
+def plot_expected_best(
+    n: Sequence[int], mean: Sequence[float], sd: Sequence[float], metric: str, path: Path
+) -> Path:
+    """Expected best validation score of a study of n trials, with +-1 sd."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=WIDE)
+    m, s = np.asarray(mean), np.asarray(sd)
+    ax.plot(n, m, color="tab:blue", lw=2, label="expected best of n trials")
+    ax.fill_between(n, m - s, m + s, color="tab:blue", alpha=0.2, label="± 1 sd")
+    ax.set_xlabel("trials in the study (n)", fontsize=12)
+    ax.set_ylabel(f"best {metric}", fontsize=12)
+    ax.set_title("Expected best validation score against the number of trials", fontsize=13)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(loc="lower right", fontsize=11)
+    return _save_wide(fig, path)

@@ -12,7 +12,8 @@ import optuna
 from hpo.data import Dataset
 from hpo.space import suggest_params
 from hpo.spec import Spec
-from hpo.train import Run, fit
+from hpo.study import FIXED_ONLY, FIXED_RUN
+from hpo.train import Run, evaluate, fit
 
 
 def trial_seed(study_seed: int, trial_number: int) -> int:
@@ -44,10 +45,19 @@ class PruningCallback(keras.callbacks.Callback):
 
 
 def make_objective(spec: Spec, data: Dataset) -> Callable[[optuna.Trial], float]:
-    """The objective of `spec`'s study over data that were loaded once, outside it."""
+    """The objective of `spec`'s study over data that were loaded once, outside it.
+
+    A trial enqueued as a fixed run trains its given params with its given seed; any other
+    trial suggests its params from the spec's space.
+    """
 
     def objective(trial: optuna.Trial) -> float:
         try:
+            if trial.user_attrs.get(FIXED_RUN):
+                return run_fixed(trial, data)
+            if trial.study.user_attrs.get(FIXED_ONLY):
+                trial.set_user_attr("fail_reason", "surplus: no enqueued run was left")
+                return math.nan
             return run_trial(trial, spec, data)
         except optuna.TrialPruned:
             raise
@@ -61,14 +71,22 @@ def make_objective(spec: Spec, data: Dataset) -> Callable[[optuna.Trial], float]
 
 
 def run_trial(trial: optuna.Trial, spec: Spec, data: Dataset) -> float:
-    """Train one configuration; return its best validation value, or NaN if it diverged."""
+    """Train one configuration; return the validation score of the model it ends with.
+
+    That model is the last epoch's, or the restored best weights where early stopping restored
+    them: the same model a test evaluation or an ablation run scores. NaN if it diverged.
+    """
     params = suggest_params(trial, spec.space)
     seed = trial_seed(spec.seed, trial.number)
     trial.set_user_attr("seed", seed)
     pruning = PruningCallback(trial, spec.metric)
     run = fit(params, data, seed, callbacks=[pruning])
-    value, best_epoch = best_of(run.history.get(spec.metric, []), spec.direction)
+    _, best_epoch = best_of(run.history.get(spec.metric, []), spec.direction)
     record(trial, run, params, best_epoch)
+    scores = evaluate(run.model, data.x_val, data.y_val) if run.n_epochs else {}
+    value = scores.get(spec.metric.removeprefix("val_"), math.nan)
+    if math.isfinite(value):
+        trial.set_user_attr("final_" + spec.metric, value)
     if spec.artifact_dir:
         from hpo.artifacts import save_trial_artifacts
 
@@ -87,8 +105,58 @@ def run_trial(trial: optuna.Trial, spec: Spec, data: Dataset) -> float:
     return value
 
 
+def run_fixed(trial: optuna.Trial, data: Dataset) -> float:
+    """Train a fixed run (params and seed given as user attributes) and score its final model.
+
+    Validation and test accuracy are both recorded: the run's configuration was chosen before
+    it started, so the test set only scores it. A diverged run is complete, with the scores of
+    the model it ended with; its value is the validation accuracy.
+    """
+    params = dict(trial.user_attrs["params"])
+    seed = int(trial.user_attrs["seed"])
+    try:
+        run = fit(params, data, seed)
+    except Exception:
+        # Put the run back so it is not lost; repeated failures stop the study.
+        trial.study.enqueue_trial({}, user_attrs=_run_attrs(trial.user_attrs))
+        raise
+    val = evaluate(run.model, data.x_val, data.y_val)
+    test = evaluate(run.model, data.x_test, data.y_test)
+    attrs: dict[str, Any] = {
+        "val_accuracy": val["accuracy"],
+        "val_loss": _finite_or_none(val["loss"]),
+        "test_accuracy": test["accuracy"],
+        "test_loss": _finite_or_none(test["loss"]),
+        "n_epochs": run.n_epochs,
+        "epoch_budget": int(params["epochs"]),
+        "seconds_per_epoch": [round(s, 4) for s in run.seconds_per_epoch],
+        "stopped_by": _stopped_by(run),
+    }
+    for key, values in run.history.items():
+        attrs[f"curve_{key}"] = [_finite_or_none(v) for v in values]
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+    return float(val["accuracy"])
+
+
+def _run_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    keep = (FIXED_RUN, "params", "seed", "variant")
+    return {k: attrs[k] for k in keep if k in attrs}
+
+
+def _stopped_by(run: Run) -> str:
+    if run.diverged_at is not None:
+        return "diverged"
+    return "early_stopping" if run.stopped_early else "budget"
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
 def best_of(values: list[float], direction: str) -> tuple[float, int | None]:
-    """The best finite value in `values` and its 1-based epoch."""
+    """The best finite value in `values` and its 1-based epoch (a curve's peak, for the record;
+    a trial's value is the score of its final model)."""
     finite = [(v, i) for i, v in enumerate(values, start=1) if math.isfinite(v)]
     if not finite:
         return math.nan, None

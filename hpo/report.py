@@ -7,10 +7,12 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.ablate import Analysis, analyze, collect_runs, load_ablation
 from hpo.errors import HpoError
 from hpo.evaluate import (
     Config,
@@ -48,6 +50,8 @@ class Facts:
     figures: dict[str, str] = field(default_factory=dict)
     figure_notes: dict[str, str] = field(default_factory=dict)
     activation_rows: list[list[str]] = field(default_factory=list)
+    ablation: Analysis | None = None
+    ablation_runs: dict[tuple[str, int], Any] = field(default_factory=dict)
 
     @property
     def experiments(self) -> list[FrozenTrial]:
@@ -82,6 +86,11 @@ def write_report(
     figures_dir.mkdir(parents=True, exist_ok=True)
 
     facts = gather(study, spec, trials)
+    found = load_ablation(name, url)
+    if found is not None:
+        companion, plan, seeds = found
+        facts.ablation_runs = dict(collect_runs(companion.get_trials(deepcopy=False)))
+        facts.ablation = analyze(plan, seeds, facts.ablation_runs)
     if evaluate_test:
         evaluate_configs(study, spec, facts.configs, n_seeds, data_path, echo)
     facts.results = {c.key: summarize(stored_results(study, c)) for c in facts.configs}

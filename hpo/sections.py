@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from hpo.report import Facts
 
 TOP_K = 10
+SCREENING = "Screening: trials with and without each technique"
 GENERATED = "Generated "
 """The one line that differs between two reports of an unchanged study."""
 
@@ -45,7 +46,9 @@ def render(facts: Facts, url: str) -> str:
         spec.description,
         f"{GENERATED}{now} by `hpo report {spec.name}` from {mask(url)}.",
         *summary(facts),
+        *ablation(facts),
         *ranking(facts),
+        *expected_best(facts),
         *test_evaluation(facts),
         *experiments(facts),
         *importances(facts),
@@ -58,8 +61,34 @@ def render(facts: Facts, url: str) -> str:
 def note_markdown(facts: Facts) -> str:
     """The study's note in optuna-dashboard: the ranking and, if stored, the test results."""
     return "\n\n".join(
-        [f"# {facts.spec.name}: technique ranking", *ranking(facts)[1:], *test_evaluation(facts)]
+        [
+            f"# {facts.spec.name}: technique ranking",
+            *ablation(facts, with_figures=False)[1:],
+            *ranking(facts),
+            *test_evaluation(facts),
+        ]
     )
+
+
+def ablation(facts: Facts, with_figures: bool = True) -> list[str]:
+    from hpo.ablation_report import section
+
+    figures = facts.figures if with_figures else {}
+    return section(facts.ablation, facts.ablation_runs, figures, facts.spec.name)
+
+
+def expected_best(facts: Facts) -> list[str]:
+    if "expected_best" not in facts.figures:
+        return []
+    n = len(facts.complete) + sum(t.state.name == "PRUNED" for t in facts.trials)
+    return [
+        "## Was the budget enough?",
+        f"The expected best `{facts.spec.metric}` of a study of n trials, drawn from this "
+        f"study's {n} finished trials (complete trials at their score, pruned ones at their "
+        "last report, which the pruner judged worse), with ± 1 sd: where the curve is still "
+        "rising at the right, more trials would likely find better configurations.",
+        f"![Expected best against trials]({facts.figures['expected_best']})",
+    ]
 
 
 def describe(dist: BaseDistribution) -> str:
@@ -90,7 +119,8 @@ def summary(facts: Facts) -> list[str]:
         "## Summary",
         "\n".join(
             [
-                f"- Objective: {spec.direction} `{spec.metric}` (each trial's best epoch)",
+                f"- Objective: {spec.direction} `{spec.metric}` of the model each trial ends "
+                "with (early stopping's restored weights where it restores them)",
                 f"- Sampler: `{spec.sampler.type}`{_args(dict(spec.sampler.args))}, "
                 f"seed {spec.seed}",
                 f"- Pruner: `{spec.pruner.type}`{_args(dict(spec.pruner.args))}",
@@ -135,7 +165,7 @@ def summary(facts: Facts) -> list[str]:
 
 def ranking(facts: Facts) -> list[str]:
     if not facts.rows:
-        return ["## Technique ranking", "The spec searches no technique switch or option."]
+        return [f"## {SCREENING}", "The spec searches no technique switch or option."]
     headers = [
         "rank",
         "technique",
@@ -169,7 +199,9 @@ def ranking(facts: Facts) -> list[str]:
     ]
     better = "higher" if facts.spec.direction == "maximize" else "lower"
     return [
-        "## Technique ranking",
+        f"## {SCREENING}",
+        "Screening, not a verdict: this compares trials the sampler chose, so it can only "
+        "suggest what the ablation above should test. "
         f"Each technique is compared on `{facts.spec.metric}` of complete trials that use it "
         f"against complete trials with the baseline choice (the switch off, or the lesson's "
         f"default option). Δ mean is the mean with minus the mean without ({better} is "
@@ -220,8 +252,9 @@ def test_evaluation(facts: Facts) -> list[str]:
             "with K seeds on the training split and tests each run once.",
         ]
     base = facts.results.get(facts.baseline.key)
+    # Ordered by validation, never by test: the test set only scores.
     order = sorted(
-        stored, key=lambda cs: (cs[1] is None, -(cs[1].mean if cs[1] else 0), cs[0].label)
+        stored, key=lambda cs: (cs[1] is None, -(cs[1].val_mean if cs[1] else 0), cs[0].label)
     )
     values = {t.number: t.value for t in facts.trials}
     rows = [
@@ -239,11 +272,11 @@ def test_evaluation(facts: Facts) -> list[str]:
         head,
         "Each configuration was retrained from scratch on the training split with the seeds "
         "listed in the study and scored once on the test set, which no choice in the study "
-        f"saw. Ranked by mean test accuracy; Δ is against `{facts.baseline.label}`; sd is "
-        "the sample standard deviation over seeds. The retrained models' validation accuracy "
-        f"is at their final epoch; the trial's `{metric}` is its best epoch in the study, one "
-        "seed. They differ by seed noise, by the choice of the best epoch, and by any change "
-        "to the training code since the study ran.",
+        f"saw. Ordered by the retrained models' mean validation accuracy (the test column "
+        f"only scores); Δ is against `{facts.baseline.label}`; sd is the sample standard "
+        "deviation over seeds. Every score is of the model a run ends with, as in the study; "
+        f"the trial's `{metric}` is one seed, so the two differ by seed noise (and by any "
+        "change to the training code since the study ran).",
         table(
             [
                 "configuration",

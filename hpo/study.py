@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -18,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.errors import HpoError, StorageError, StudyNotFoundError
 from hpo.interrupts import HeldInterrupts
 from hpo.registry import make_pruner, make_sampler
-from hpo.spec import Spec, load_spec_text
+from hpo.spec import Component, Spec, load_spec_text
 
 # Heartbeats and the stale-trial retry are marked experimental; they are what fault recovery uses.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -30,6 +31,13 @@ HEARTBEAT_INTERVAL = 30
 HEARTBEAT_ENV = "HPO_HEARTBEAT_INTERVAL"
 SQLITE_TIMEOUT_S = 60
 POLL_S = 1.0
+MAX_FAILURES = 10
+FIXED_RUN = "fixed_run"
+"""Trial user attribute: the trial was enqueued with its full params and seed (an ablation run)."""
+FIXED_ONLY = "fixed_runs_only"
+"""Study user attribute: every trial of the study is an enqueued fixed run (an ablation)."""
+N_RUNS = "n_runs"
+"""Study user attribute of a study of fixed runs: how many it must finish."""
 
 
 def storage_url(url: str | None = None) -> str:
@@ -193,6 +201,15 @@ def load_study(name: str, url: str, **kwargs: Any) -> tuple[optuna.Study, Spec]:
     if text is None:
         raise HpoError(f"study '{name}' in {mask(url)} was not created by hpo (it has no spec)")
     spec = load_spec_text(text, f"the spec stored with study '{name}'")
+    if study.user_attrs.get(FIXED_ONLY):
+        # An ablation keeps its study's spec for the data; its runs are enqueued, never pruned.
+        spec = dataclasses.replace(
+            spec,
+            name=name,
+            n_trials=int(study.user_attrs[N_RUNS]),
+            sampler=Component("random"),
+            pruner=Component("none"),
+        )
     offset = len(study.get_trials(deepcopy=False)) + 10_000 * worker
     seed = (spec.seed + offset) % 2**32
     sampler = make_sampler(spec.sampler.type, spec.sampler.args, seed, spec.searched())
@@ -218,8 +235,13 @@ def optimize(
     n_trials: int | None,
     timeout: float | None = None,
     callbacks: Sequence[TrialCallback] = (),
+    max_failures: int = MAX_FAILURES,
 ) -> None:
     """Run trials until the study holds `n_trials` finished ones, all workers together.
+
+    After `max_failures` failed trials in a row (surplus ones aside) it raises HpoError: a
+    study whose every trial fails (a range that always diverges, a missing resource, a bug)
+    stops instead of spinning. Finished trials stay.
 
     Finished means complete or pruned; a failed trial does not count. A worker starts a trial
     only while finished plus running trials stay below the target, and a trial that finds the
@@ -237,9 +259,14 @@ def optimize(
         def guarded(trial: optuna.trial.Trial) -> float:
             if _taken_before(study, trial.number) >= target:
                 trial.set_user_attr("fail_reason", "surplus: the study already had n_trials")
+                if trial.user_attrs.get(FIXED_RUN):
+                    # An enqueued run popped by the race goes back to the queue, never lost.
+                    study.enqueue_trial({}, user_attrs=dict(trial.user_attrs))
                 return math.nan
             with interrupts.delivered():
                 return objective(trial)
+
+        failures = _FailureStreak(max_failures)
 
         while time.monotonic() < deadline:
             interrupts.raise_pending()
@@ -253,7 +280,34 @@ def optimize(
                 with interrupts.delivered():
                     time.sleep(POLL_S)
                 continue
-            study.optimize(guarded, n_trials=1, callbacks=list(callbacks), catch=(Exception,))
+            study.optimize(
+                guarded, n_trials=1, callbacks=[*callbacks, failures], catch=(Exception,)
+            )
+
+
+class _FailureStreak:
+    """A trial callback that counts this worker's failed trials in a row."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.n = 0
+        self.first_reason = ""
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        reason = str(trial.user_attrs.get("fail_reason", ""))
+        if trial.state != TrialState.FAIL:
+            self.n = 0
+            return
+        if reason.startswith("surplus"):
+            return
+        self.n += 1
+        if self.n == 1:
+            self.first_reason = reason or "no reason recorded"
+        if self.n >= self.limit:
+            raise HpoError(
+                f"stopped after {self.n} failed trials in a row; the first failed with: "
+                f"{self.first_reason}"
+            )
 
 
 def heartbeat_enabled(study: optuna.Study) -> bool:

@@ -23,6 +23,8 @@ def trial_line(trial: FrozenTrial) -> str:
     """One compact line for a finished trial: number, state, value, epochs, seconds."""
     attrs = trial.user_attrs
     name = f" [{attrs['experiment']}]" if "experiment" in attrs else ""
+    if "variant" in attrs:
+        name = f" [{attrs['variant']}, seed {attrs['seed']}]"
     value = trial.value if trial.value is not None else math.nan
     epochs = f"{attrs.get('n_epochs', 0)}/{attrs.get('epoch_budget', '?')}"
     seconds = sum(attrs.get("seconds_per_epoch", []))

@@ -212,6 +212,10 @@ def use_xla(
         return loop.jit_compile
     if keras_default:
         return True
+    # XLA's random-number ops make a dropout step about 2.9x slower on a CPU (1.74 s an epoch
+    # against 0.61 s without XLA, quiet machine); without dropout the two run alike.
+    if params.get("dropout") == "on":
+        return False
     return params["architecture"] == "mlp" and n_budget_steps >= XLA_MIN_STEPS
 
 

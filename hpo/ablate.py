@@ -1,0 +1,263 @@
+"""An ablation as a study: its runs enqueued in a companion study, their scores, the verdicts.
+
+The companion of study NAME is `NAME:ablation` in the same storage. It keeps NAME's spec (for
+the data), the plan (variants and comparisons), and the seeds; each (variant, seed) run is an
+enqueued trial, so the ablation resumes after Ctrl-C or a killed worker and runs on
+`--workers N` or on many machines like any study.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from hpo.ablation import DESIGNS, Comparison, Plan, plan_ablation
+from hpo.errors import HpoError
+from hpo.stats import DELTA, Effect, Verdict, judge, paired_effect, t_interval
+from hpo.study import (
+    FIXED_ONLY,
+    FIXED_RUN,
+    N_RUNS,
+    SPEC_ATTR,
+    load_study,
+    mask,
+    open_storage,
+    study_names,
+)
+
+SUFFIX = ":ablation"
+PLAN_ATTR = "ablation"
+SEEDS_ATTR = "seeds"
+METRICS = ("test_accuracy", "val_accuracy")
+PENDING = (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)
+
+
+def ablation_name(name: str) -> str:
+    return name + SUFFIX
+
+
+def ablation_seeds(study_seed: int, n_seeds: int) -> list[int]:
+    """K seeds fixed by the study seed, the same stream as the test evaluation's."""
+    from hpo.evaluate import seed_stream
+
+    return seed_stream(study_seed, n_seeds)
+
+
+def prepare_ablation(
+    name: str,
+    url: str,
+    n_seeds: int,
+    designs: Sequence[str] = DESIGNS,
+    techniques: Sequence[str] | None = None,
+) -> tuple[optuna.Study, Plan, int]:
+    """Create (or extend) the ablation of study `name` and enqueue its missing runs.
+
+    Returns the companion study, its plan and the number of runs it must finish. An existing
+    ablation keeps its plan; more seeds extend it.
+    """
+    if n_seeds < 2:
+        raise HpoError(f"--seeds must be at least 2 to pair differences, got {n_seeds}")
+    if name.endswith(SUFFIX):
+        raise HpoError(f"'{name}' is an ablation already; ablate the study it belongs to")
+    parent, spec = load_study(name, url, heartbeat_interval=None)
+    storage = open_storage(url, heartbeat_interval=None)
+    companion_name = ablation_name(name)
+    plan = plan_ablation(parent.get_trials(deepcopy=False), spec, designs, techniques)
+    if companion_name in study_names(storage):
+        companion = optuna.load_study(study_name=companion_name, storage=storage)
+        stored = Plan.from_json(companion.user_attrs[PLAN_ATTR])
+        if _shape(stored) != _shape(plan):
+            raise HpoError(
+                f"study '{companion_name}' in {mask(url)} holds an ablation with another plan "
+                f"(best trial {stored.best_trial}, {len(stored.comparisons)} comparisons); "
+                f"delete it with `hpo study delete {companion_name}` to plan anew"
+            )
+        plan = stored
+        seeds = list(companion.user_attrs[SEEDS_ATTR])
+    else:
+        companion = optuna.create_study(
+            study_name=companion_name, storage=storage, direction="maximize"
+        )
+        companion.set_user_attr(SPEC_ATTR, spec.text)
+        companion.set_user_attr(FIXED_ONLY, True)
+        companion.set_user_attr(PLAN_ATTR, plan.to_json())
+        seeds = []
+    wanted = ablation_seeds(spec.seed, n_seeds)
+    seeds = seeds + [s for s in wanted if s not in seeds]
+    n_runs = len(plan.variants) * len(seeds)
+    companion.set_user_attr(SEEDS_ATTR, seeds)
+    companion.set_user_attr(N_RUNS, n_runs)
+    enqueue_missing(companion, plan, seeds)
+    return companion, plan, n_runs
+
+
+def _shape(plan: Plan) -> tuple[Any, ...]:
+    return (plan.best_trial, tuple((c.design, c.technique) for c in plan.comparisons))
+
+
+def enqueue_missing(study: optuna.Study, plan: Plan, seeds: Sequence[int]) -> int:
+    """Enqueue every (variant, seed) run with no complete, waiting or running trial."""
+    present = {
+        (t.user_attrs.get("variant"), t.user_attrs.get("seed"))
+        for t in study.get_trials(deepcopy=False, states=PENDING)
+    }
+    n = 0
+    for seed in seeds:
+        for variant in plan.variants:
+            if (variant.key, seed) in present:
+                continue
+            attrs = {FIXED_RUN: True, "variant": variant.key, "seed": seed}
+            study.enqueue_trial({}, user_attrs={**attrs, "params": dict(variant.params)})
+            n += 1
+    return n
+
+
+def load_ablation(name: str, url: str) -> tuple[optuna.Study, Plan, list[int]] | None:
+    """The ablation of study `name`, if there is one."""
+    storage = open_storage(url, heartbeat_interval=None)
+    companion_name = ablation_name(name)
+    if companion_name not in study_names(storage):
+        return None
+    study = optuna.load_study(study_name=companion_name, storage=storage)
+    return study, Plan.from_json(study.user_attrs[PLAN_ATTR]), list(study.user_attrs[SEEDS_ATTR])
+
+
+def collect_runs(trials: Sequence[FrozenTrial]) -> dict[tuple[str, int], Mapping[str, Any]]:
+    """The user attributes of each (variant, seed) run's first complete trial."""
+    runs: dict[tuple[str, int], Mapping[str, Any]] = {}
+    for t in sorted(trials, key=lambda t: t.number):
+        if t.state != TrialState.COMPLETE or not t.user_attrs.get(FIXED_RUN):
+            continue
+        runs.setdefault((t.user_attrs["variant"], int(t.user_attrs["seed"])), t.user_attrs)
+    return runs
+
+
+@dataclass(frozen=True)
+class Row:
+    """One comparison's verdicts, on test and on validation accuracy."""
+
+    comparison: Comparison
+    test: Verdict
+    val: Verdict
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What an ablation found: a row per comparison, and each variant's scores over seeds."""
+
+    plan: Plan
+    seeds: list[int]
+    rows: list[Row]
+    n_runs: int
+    n_done: int
+    delta: float
+
+    def rows_of(self, design: str) -> list[Row]:
+        return [r for r in self.rows if r.comparison.design == design]
+
+
+def analyze(
+    plan: Plan,
+    seeds: Sequence[int],
+    runs: Mapping[tuple[str, int], Mapping[str, Any]],
+    delta: float = DELTA,
+) -> Analysis:
+    """Verdicts for every comparison of `plan`, each design a family for Holm's correction.
+
+    Only seeds with a finished run on both sides of a comparison pair up.
+    """
+    rows: list[Row] = []
+    for design in DESIGNS:
+        comparisons = [c for c in plan.comparisons if c.design == design]
+        verdicts = {
+            metric: judge([_effect(c, seeds, runs, metric) for c in comparisons], delta)
+            for metric in METRICS
+        }
+        for i, c in enumerate(comparisons):
+            rows.append(Row(c, verdicts["test_accuracy"][i], verdicts["val_accuracy"][i]))
+    n_runs = len(plan.variants) * len(seeds)
+    return Analysis(plan, list(seeds), rows, n_runs, len(runs), delta)
+
+
+def _effect(
+    c: Comparison,
+    seeds: Sequence[int],
+    runs: Mapping[tuple[str, int], Mapping[str, Any]],
+    metric: str,
+) -> Effect:
+    pairs = [
+        (runs[(c.with_, s)][metric], runs[(c.without, s)][metric])
+        for s in seeds
+        if (c.with_, s) in runs and (c.without, s) in runs
+    ]
+    return paired_effect([a for a, _ in pairs], [b for _, b in pairs])
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One variant's scores over seeds: mean with a 95% t interval, and the spread."""
+
+    n: int
+    mean: float
+    low: float
+    high: float
+    sd: float
+
+
+def variant_scores(
+    key: str,
+    seeds: Sequence[int],
+    runs: Mapping[tuple[str, int], Mapping[str, Any]],
+    metric: str = "test_accuracy",
+) -> Scores:
+    values = np.asarray([runs[(key, s)][metric] for s in seeds if (key, s) in runs], dtype=float)
+    if len(values) == 0:
+        return Scores(0, math.nan, math.nan, math.nan, math.nan)
+    if len(values) == 1:
+        return Scores(1, float(values[0]), math.nan, math.nan, math.nan)
+    centered = values - values.mean()
+    low, high, _ = t_interval(centered, 0.95)
+    mean = float(values.mean())
+    return Scores(len(values), mean, mean + low, mean + high, float(values.std(ddof=1)))
+
+
+def verdict_lines(analysis: Analysis) -> list[str]:
+    """The verdicts as plain text, one line per comparison, for the command line."""
+    lines = [
+        f"ablation of '{analysis.plan.of}': {analysis.n_done}/{analysis.n_runs} runs, "
+        f"{len(analysis.seeds)} paired seeds; effects on test accuracy in points "
+        f"(higher is better), 95% t intervals, Holm-corrected verdicts, "
+        f"no effect = within +-{100 * analysis.delta:.1f}"
+    ]
+    for design in DESIGNS:
+        rows = analysis.rows_of(design)
+        if not rows:
+            continue
+        lines.append(f"{design}:")
+        for row in sorted(rows, key=lambda r: -_or_zero(r.test.effect.mean)):
+            lines.append(f"  {row.comparison.technique:<20} {verdict_text(row.test)}")
+    return lines
+
+
+def verdict_text(v: Verdict) -> str:
+    """`+1.2 [+0.4, +2.0] pp, p(Holm) 0.012 -> helps` (points, one decimal)."""
+    e = v.effect
+    if e.n < 2:
+        return f"{e.n} paired seeds: too few -> inconclusive"
+    text = (
+        f"{100 * e.mean:+5.1f} [{100 * e.low:+.1f}, {100 * e.high:+.1f}] pp, "
+        f"P(better) {e.p_better:.2f}, p(Holm) {v.p_holm:.3f} -> {v.label}"
+    )
+    if v.n_seeds_needed is not None:
+        text += f" (about {v.n_seeds_needed} seeds would settle it)"
+    return text
+
+
+def _or_zero(value: float) -> float:
+    return 0.0 if math.isnan(value) else value

@@ -1,0 +1,184 @@
+"""The report's ablation: verdicts ranked by effect, the headline number, their figures."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from hpo.ablate import Analysis, Row, Scores, ablation_name, variant_scores
+from hpo.ablation import ADD_ONE_IN, DESIGNS, LEAVE_ONE_OUT
+from hpo.markdown import DASH, table
+from hpo.stats import ALPHA, INCONCLUSIVE, Verdict
+
+QUESTIONS = {
+    LEAVE_ONE_OUT: "what each technique contributes to the best configuration: the best "
+    "configuration against the same with that technique switched off (or reset to the "
+    "baseline's setting)",
+    ADD_ONE_IN: "what each technique does on its own: the baseline against the baseline with "
+    "that technique switched on as the study found it best",
+}
+
+
+def points(value: float, sign: bool = True) -> str:
+    """A fraction of accuracy as points with one decimal: 0.0123 -> +1.2."""
+    if not math.isfinite(value):
+        return DASH
+    return f"{100 * value:+.1f}" if sign else f"{100 * value:.1f}"
+
+
+def interval_points(low: float, high: float) -> str:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return DASH
+    return f"[{points(low)}, {points(high)}]"
+
+
+def verdict_cell(v: Verdict) -> str:
+    if v.label == INCONCLUSIVE and v.n_seeds_needed is not None:
+        return f"inconclusive: about {v.n_seeds_needed} seeds would settle it"
+    return v.label
+
+
+def headline(analysis: Analysis, runs: Mapping[tuple[str, int], Mapping[str, Any]]) -> str:
+    """The best configuration's test accuracy over the ablation's seeds."""
+    plan = analysis.plan
+    best = plan.best
+    s = variant_scores(best, analysis.seeds, runs)
+    b = variant_scores(plan.baseline, analysis.seeds, runs)
+    return (
+        f"**Headline: the study's best configuration (trial #{plan.best_trial}, `{best}`, "
+        f"chosen on validation) scores {_scores_text(s)} test accuracy over {s.n} seeds; the "
+        f"baseline scores {_scores_text(b)}.**"
+    )
+
+
+def _scores_text(s: Scores) -> str:
+    if s.n < 2:
+        return f"{points(s.mean, sign=False)}%"
+    return (
+        f"{points(s.mean, sign=False)}% (95% interval {points(s.low, False)}-"
+        f"{points(s.high, False)}%, sd {points(s.sd, False)} points)"
+    )
+
+
+def section(
+    analysis: Analysis | None,
+    runs: Mapping[tuple[str, int], Mapping[str, Any]],
+    figures: Mapping[str, str],
+    name: str,
+) -> list[str]:
+    """The report's lead section: the ablation, or how to run one."""
+    head = "## Technique ranking: controlled ablation"
+    if analysis is None:
+        return [
+            head,
+            f"No ablation yet. `hpo ablate {name} --seeds 10` trains the baseline, the best "
+            "configuration and one variant per technique with the same 10 seeds each and "
+            "ranks every technique by its paired effect; the screening below is only a hint.",
+        ]
+    lines = [
+        head,
+        f"From `hpo ablate` (study `{ablation_name(name)}`): {analysis.n_done} of "
+        f"{analysis.n_runs} runs, {len(analysis.seeds)} paired seeds. Seed s drives the "
+        "initialization, the data order and the dropout masks of every variant alike; the "
+        "train/validation split is the study's, the same for all. Each run is scored once, "
+        "on the model it ends with (early stopping's restored weights where it restores "
+        "them), on validation and on the test set; every choice was made on validation "
+        "before. Effects are **test accuracy in points, with minus without (higher is "
+        "better)**: the mean paired difference over seeds with its 95% t interval, P(better) "
+        "the share of seeds where the variant with the technique scored higher, and sd the "
+        "seed-to-seed spread of the difference. Verdicts use Holm's correction over the "
+        "comparisons of one design (family-wise error "
+        f"{ALPHA:.0%}): **no effect** when the Bonferroni-corrected interval lies within "
+        f"±{100 * analysis.delta:.1f} points (any effect is smaller than that); else "
+        "**helps** / **hurts** when the corrected paired t-test rejects no difference; "
+        "otherwise **inconclusive**, with the seeds that would settle it at the observed "
+        "spread (80% power).",
+        headline(analysis, runs),
+    ]
+    for design in DESIGNS:
+        rows = analysis.rows_of(design)
+        if not rows:
+            continue
+        lines += [f"### {design.capitalize()}", f"Question: {QUESTIONS[design]}."]
+        lines.append(_table(rows))
+    if "effects" in figures:
+        lines.append(
+            f"![Paired differences with 95% intervals]({figures['effects']})"
+        )
+    return lines
+
+
+def _table(rows: Sequence[Row]) -> str:
+    ordered = sorted(rows, key=lambda r: -_or(r.test.effect.mean))
+    body = [
+        [
+            i,
+            r.comparison.technique,
+            r.comparison.changes,
+            points(r.test.effect.mean),
+            interval_points(r.test.effect.low, r.test.effect.high),
+            points(r.test.effect.sd, sign=False),
+            f"{r.test.effect.p_better:.2f}" if math.isfinite(r.test.effect.p_better) else DASH,
+            _p(r.test.p_holm),
+            points(r.val.effect.mean),
+            interval_points(r.val.effect.low, r.val.effect.high),
+            r.val.label,
+            r.test.effect.n,
+            f"**{verdict_cell(r.test)}**",
+        ]
+        for i, r in enumerate(ordered, start=1)
+    ]
+    headers = [
+        "rank",
+        "technique",
+        "what it changes",
+        "Δ test (pp)",
+        "95% interval",
+        "sd (pp)",
+        "P(better)",
+        "p (Holm)",
+        "Δ val (pp)",
+        "val 95% interval",
+        "val verdict",
+        "seeds",
+        "verdict (test)",
+    ]
+    return table(headers, body, numeric=[0, 3, 5, 6, 7, 8, 11])
+
+
+def _p(p: float) -> str:
+    if not math.isfinite(p):
+        return DASH
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _or(value: float) -> float:
+    return 0.0 if math.isnan(value) else value
+
+
+def draw_effects(analysis: Analysis, path: Path) -> Path:
+    """Each comparison's mean paired difference on test accuracy with its 95% interval."""
+    from hpo.figures import plot_effects
+
+    groups = []
+    for design in DESIGNS:
+        rows = sorted(analysis.rows_of(design), key=lambda r: _or(r.test.effect.mean))
+        if rows:
+            groups.append(
+                (
+                    design,
+                    [
+                        (
+                            r.comparison.technique,
+                            100 * r.test.effect.mean,
+                            100 * r.test.effect.low,
+                            100 * r.test.effect.high,
+                            r.test.label,
+                        )
+                        for r in rows
+                    ],
+                )
+            )
+    return plot_effects(groups, 100 * analysis.delta, path)

@@ -1,0 +1,192 @@
+"""Paired comparisons over seeds: effects with t intervals, Holm's correction, verdicts.
+
+A comparison holds one score per seed for a variant with a technique and for the same variant
+without it, trained with the same seeds. Everything here works on the per-seed differences
+(with minus without), in the score's own units (accuracy as a fraction; reports show points).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+ALPHA = 0.05
+"""Family-wise error rate of one ablation's verdicts (per design and metric)."""
+DELTA = 0.005
+"""Default margin of "no effect": 0.5 accuracy points."""
+POWER = 0.8
+"""Power asked of the number of seeds that would settle an inconclusive comparison."""
+
+HELPS, HURTS, NO_EFFECT, INCONCLUSIVE = "helps", "hurts", "no effect", "inconclusive"
+
+
+@dataclass(frozen=True)
+class Effect:
+    """What the paired differences of one comparison say.
+
+    Attributes:
+        n: seeds with a score on both sides.
+        mean: mean difference, with minus without (> 0: the technique scores higher).
+        sd: standard deviation of the differences.
+        low, high: the 95% t interval of the mean difference.
+        p: two-sided p-value of the paired t-test (mean difference 0).
+        p_better: share of seeds where the variant with the technique scores higher (ties
+            count half).
+    """
+
+    n: int
+    mean: float
+    sd: float
+    low: float
+    high: float
+    p: float
+    p_better: float
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """An effect judged within its family of comparisons.
+
+    Attributes:
+        effect: the uncorrected effect.
+        p_holm: `effect.p` after Holm's step-down correction over the family.
+        low, high: the interval at level 1 - alpha/m (Bonferroni, m comparisons), used to
+            call "no effect": the whole interval must lie inside +-delta.
+        label: helps, hurts, no effect or inconclusive.
+        n_seeds_needed: for an inconclusive comparison, the seeds in all that would settle it
+            with 80% power at the observed spread; None otherwise.
+    """
+
+    effect: Effect
+    p_holm: float
+    low: float
+    high: float
+    label: str
+    n_seeds_needed: int | None
+
+
+def paired_effect(with_: Sequence[float], without: Sequence[float]) -> Effect:
+    """The effect of a technique from scores paired by seed (same order on both sides)."""
+    a = np.asarray(with_, dtype=float)
+    b = np.asarray(without, dtype=float)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"paired scores must have one shape, got {a.shape} and {b.shape}")
+    d = a - b
+    n = len(d)
+    if n == 0:
+        return Effect(0, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan)
+    mean = float(d.mean())
+    p_better = float(np.mean(d > 0) + 0.5 * np.mean(d == 0))
+    sd = float(d.std(ddof=1)) if n > 1 else math.nan
+    if n > 1 and np.allclose(d, d[0], rtol=0.0, atol=1e-9):
+        sd = 0.0
+    if n < 2:
+        return Effect(n, mean, sd, math.nan, math.nan, math.nan, p_better)
+    low, high, p = t_interval(d, 1 - ALPHA)
+    return Effect(n, mean, sd, low, high, p, p_better)
+
+
+def t_interval(d: np.ndarray, level: float) -> tuple[float, float, float]:
+    """The t interval of mean(d) at `level`, and the two-sided p-value of mean 0.
+
+    Differences that are all equal have no spread: the interval is that value and the
+    p-value 1 where it is 0, else 0 (scipy's test is undefined there).
+    """
+    if np.allclose(d, d[0], rtol=0.0, atol=1e-9):
+        value = float(d.mean())
+        return value, value, 1.0 if abs(value) <= 1e-9 else 0.0
+    result = stats.ttest_1samp(d, 0.0)
+    ci = result.confidence_interval(confidence_level=level)
+    return float(ci.low), float(ci.high), float(result.pvalue)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (NaN stays NaN and does not count in the family)."""
+    indexed = [(p, i) for i, p in enumerate(pvalues) if not math.isnan(p)]
+    m = len(indexed)
+    adjusted = [math.nan] * len(pvalues)
+    running = 0.0
+    for rank, (p, i) in enumerate(sorted(indexed)):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def judge(
+    effects: Sequence[Effect], delta: float = DELTA, alpha: float = ALPHA
+) -> list[Verdict]:
+    """Verdicts for a family of comparisons judged together.
+
+    "no effect": the Bonferroni interval (level 1 - alpha/m) lies inside +-`delta`, so any
+    effect is smaller than the margin (even one that is consistently not zero). Else
+    "helps"/"hurts": Holm-adjusted p below `alpha`, by the sign of the mean. Otherwise
+    "inconclusive", with the seeds that would settle it.
+    """
+    adjusted = holm([e.p for e in effects])
+    m = max(1, sum(not math.isnan(e.p) for e in effects))
+    verdicts = []
+    for effect, p_holm in zip(effects, adjusted, strict=True):
+        if effect.n < 2:
+            verdicts.append(Verdict(effect, p_holm, math.nan, math.nan, INCONCLUSIVE, None))
+            continue
+        d_low, d_high = _corrected(effect, 1 - alpha / m)
+        if -delta < d_low and d_high < delta:
+            label = NO_EFFECT
+        elif p_holm < alpha and effect.mean != 0:
+            label = HELPS if effect.mean > 0 else HURTS
+        else:
+            label = INCONCLUSIVE
+        needed = seeds_to_settle(effect, delta, alpha / m) if label == INCONCLUSIVE else None
+        verdicts.append(Verdict(effect, p_holm, d_low, d_high, label, needed))
+    return verdicts
+
+
+def _corrected(effect: Effect, level: float) -> tuple[float, float]:
+    if effect.sd == 0 or math.isnan(effect.sd):
+        return effect.mean, effect.mean
+    half = stats.t.ppf(0.5 + level / 2, effect.n - 1) * effect.sd / math.sqrt(effect.n)
+    return effect.mean - half, effect.mean + half
+
+
+def seeds_to_settle(effect: Effect, delta: float, alpha: float) -> int:
+    """Seeds in all for an interval narrow enough to conclude, with power `POWER`.
+
+    Concluding an effect needs the interval's half-width below |mean|; concluding "no effect"
+    needs it below delta - |mean|. The nearer of the two is taken, with the observed spread
+    (the normal approximation n = ((z_{1-alpha/2} + z_power) sd / gap)^2).
+    """
+    size = abs(effect.mean)
+    gap = max(size, delta - size)
+    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(POWER)
+    return max(effect.n + 1, math.ceil((z * effect.sd / gap) ** 2))
+
+
+def expected_best(
+    values: Sequence[float], n_max: int, maximize: bool = True
+) -> tuple[list[int], list[float], list[float]]:
+    """Expected best of n trials drawn from a study's scores, with its sd, for n = 1..n_max.
+
+    The "show your work" estimate: the best of n draws with replacement from the empirical
+    distribution of the scores, whose k-th smallest value is the best with probability
+    (k/N)^n - ((k-1)/N)^n.
+    """
+    v = np.sort(np.asarray(values, dtype=float))
+    if not maximize:
+        v = v[::-1]
+    n_values = len(v)
+    if n_values == 0:
+        return [], [], []
+    k = np.arange(1, n_values + 1) / n_values
+    ns, means, sds = [], [], []
+    for n in range(1, n_max + 1):
+        w = k**n - (k - 1 / n_values) ** n
+        mean = float(np.sum(w * v))
+        var = max(0.0, float(np.sum(w * v**2)) - mean**2)
+        ns.append(n)
+        means.append(mean)
+        sds.append(math.sqrt(var))
+    return ns, means, sds

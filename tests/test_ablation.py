@@ -1,0 +1,124 @@
+"""Planning an ablation from a finished study: which variants, which comparisons."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState, create_trial
+
+from hpo.ablation import (
+    ADD_ONE_IN,
+    LEAVE_ONE_OUT,
+    Plan,
+    describe_changes,
+    family,
+    plan_ablation,
+    resolve,
+    switch,
+)
+from hpo.errors import HpoError
+from hpo.evaluate import default_params
+from hpo.spec import Spec, load_spec, load_spec_text
+
+from .conftest import REPO
+
+SEARCH = """
+name = "search"
+seed = 1
+[data]
+dataset = "synthetic"
+[params]
+learning_rate = { low = 1e-4, high = 1e-1, log = true }
+dropout = { choices = ["off", "on"] }
+dropout_rate = { low = 0.1, high = 0.5 }
+weight_decay = { choices = ["off", "on"] }
+weight_decay_l2 = { low = 1e-6, high = 1e-2, log = true }
+schedule = { choices = ["constant", "cosine"] }
+"""
+
+
+def trial(
+    spec: Spec, value: float | None, state: TrialState = TrialState.COMPLETE, **params: Any
+) -> optuna.trial.FrozenTrial:
+    full = resolve({**default_params(spec), **params})
+    return create_trial(state=state, value=value, user_attrs={"params": full})
+
+
+def test_family_takes_the_knobs_that_depend_on_a_technique() -> None:
+    assert family("dropout") == ["dropout", "dropout_rate"]
+    assert family("early_stopping") == [
+        "early_stopping", "patience", "min_delta", "restore_best_weights"
+    ]
+    assert set(family("optimizer")) >= {"optimizer", "learning_rate", "beta_1", "momentum"}
+
+
+def test_switching_a_technique_off_drops_its_dependent_knobs() -> None:
+    best = resolve({"dropout": "on", "dropout_rate": 0.3, "learning_rate": 0.01})
+    off = switch(best, "dropout", resolve({}))
+    assert off["dropout"] == "off" and "dropout_rate" not in off
+    assert off["learning_rate"] == 0.01  # everything else is kept
+    on = switch(resolve({}), "dropout", best)
+    assert on["dropout_rate"] == 0.3
+    assert describe_changes(off, best) == "dropout=on, dropout_rate=0.3"
+
+
+def test_leave_one_out_and_add_one_in_from_a_search() -> None:
+    spec = load_spec_text(SEARCH)
+    trials = [
+        trial(spec, 0.30, dropout="on", dropout_rate=0.2, schedule="cosine"),  # best
+        trial(spec, 0.25, weight_decay="on", weight_decay_l2=1e-4),
+        trial(spec, 0.22, dropout="on", dropout_rate=0.4),
+        trial(spec, None, TrialState.PRUNED, weight_decay="on", weight_decay_l2=1e-2),
+        trial(spec, 0.21),
+    ]
+    plan = plan_ablation(trials, spec)
+    keys = [v.key for v in plan.variants]
+    assert keys[:2] == ["baseline", "best"] and plan.best == "best"
+    loo = {c.technique: c for c in plan.comparisons if c.design == LEAVE_ONE_OUT}
+    assert set(loo) == {"dropout", "schedule"}  # the best uses no weight decay
+    assert loo["dropout"].with_ == "best" and loo["dropout"].without == "best - dropout"
+    add = {c.technique: c for c in plan.comparisons if c.design == ADD_ONE_IN}
+    # Each switched on as its best trial has it: dropout 0.2 (from the best), L2 1e-4.
+    # No trial changed the learning rate, so the optimizer has nothing to add.
+    assert set(add) == {"dropout", "weight_decay", "schedule"}
+    assert plan.variant(add["dropout"].with_).params["dropout_rate"] == 0.2
+    assert plan.variant(add["weight_decay"].with_).params["weight_decay_l2"] == 1e-4
+    assert all(c.without == "baseline" for c in add.values())
+    assert Plan.from_json(plan.to_json()) == plan
+
+
+def test_techniques_can_be_chosen_but_only_searched_ones() -> None:
+    spec = load_spec_text(SEARCH)
+    trials = [trial(spec, 0.3, dropout="on"), trial(spec, 0.2)]
+    plan = plan_ablation(trials, spec, techniques=["dropout"])
+    assert {c.technique for c in plan.comparisons} == {"dropout"}
+    with pytest.raises(HpoError, match="never searched technique 'early_stopping'"):
+        plan_ablation(trials, spec, techniques=["early_stopping"])
+    with pytest.raises(HpoError, match="unknown technique 'magic'"):
+        plan_ablation(trials, spec, techniques=["magic"])
+
+
+def test_a_study_without_a_complete_trial_cannot_be_ablated() -> None:
+    spec = load_spec_text(SEARCH)
+    with pytest.raises(HpoError, match="no complete trial to ablate"):
+        plan_ablation([trial(spec, None, TrialState.PRUNED)], spec)
+
+
+def test_the_lessons_add_one_in_is_its_experiments_against_the_baseline() -> None:
+    spec = load_spec(REPO / "studies" / "lesson.toml")
+    trials = []
+    for i, entry in enumerate(spec.enqueue):
+        t = trial(spec, 0.2 + (0.01 if entry.name == "weight_decay" else 0.0) - 0.001 * i)
+        from hpo.ablation import experiment_params
+
+        t.user_attrs.update(experiment=entry.name, params=experiment_params(spec, entry.params))
+        trials.append(t)
+    plan = plan_ablation(trials, spec, designs=[ADD_ONE_IN])
+    names = [c.technique for c in plan.comparisons]
+    assert names == [e.name for e in spec.enqueue if e.name != "baseline"]
+    by_name = {c.technique: c for c in plan.comparisons}
+    assert by_name["dropout"].changes == "first_units=140, dropout=on, dropout_rate=0.1"
+    assert by_name["cosine_restarts"].changes.startswith("learning_rate=0.01, schedule=")
+    assert plan.best == "weight_decay"  # the best trial is an experiment: named after it

@@ -1,0 +1,117 @@
+"""Paired statistics: known values, and known answers over many simulated replications."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from hpo.stats import (
+    HELPS,
+    HURTS,
+    INCONCLUSIVE,
+    NO_EFFECT,
+    expected_best,
+    holm,
+    judge,
+    paired_effect,
+    seeds_to_settle,
+)
+
+
+def test_holm_matches_the_textbook_step_down() -> None:
+    # Sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, then max(0.06, 0.04*1) = 0.06.
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, math.nan]) == [0.5, pytest.approx(math.nan, nan_ok=True)]
+
+
+def test_paired_effect_is_the_t_interval_of_the_differences() -> None:
+    with_ = [0.22, 0.21, 0.25, 0.20, 0.23]
+    without = [0.20, 0.20, 0.22, 0.20, 0.21]
+    e = paired_effect(with_, without)
+    d = np.subtract(with_, without)
+    assert e.n == 5 and e.mean == pytest.approx(d.mean())
+    half = 2.7764451 * d.std(ddof=1) / math.sqrt(5)  # t(0.975, 4)
+    assert (e.low, e.high) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert e.p_better == pytest.approx((4 + 0.5) / 5)  # one tie counts half
+    assert 0 < e.p < 0.05
+
+
+def test_identical_runs_have_no_spread_and_no_effect() -> None:
+    e = paired_effect([0.2, 0.3, 0.25], [0.2, 0.3, 0.25])
+    assert (e.mean, e.sd, e.low, e.high, e.p) == (0.0, 0.0, 0.0, 0.0, 1.0)
+    [v] = judge([e])
+    assert v.label == NO_EFFECT
+
+
+def test_an_equal_shift_on_every_seed_is_an_effect() -> None:
+    [v] = judge([paired_effect([0.21, 0.31], [0.2, 0.3])])
+    assert v.label == HELPS and v.p_holm == 0.0
+
+
+def test_an_effect_inside_the_margin_is_no_effect_even_when_consistent() -> None:
+    [v] = judge([paired_effect([0.202, 0.302, 0.252], [0.2, 0.3, 0.25])])
+    assert v.p_holm == 0.0 and v.label == NO_EFFECT
+
+
+def test_a_wide_interval_is_inconclusive_with_the_seeds_to_settle_it() -> None:
+    rng = np.random.default_rng(0)
+    without = rng.normal(0.2, 0.02, 5)
+    e = paired_effect(without + 0.004 + rng.normal(0, 0.02, 5), without)
+    [v] = judge([e])
+    assert v.label == INCONCLUSIVE
+    assert v.n_seeds_needed is not None and v.n_seeds_needed > 5
+    assert v.n_seeds_needed == seeds_to_settle(e, 0.005, 0.05)
+
+
+def simulate(
+    effects: list[float], n_seeds: int, sd: float, n_reps: int, seed: int
+) -> np.ndarray:
+    """Verdicts of `n_reps` simulated ablations: per-seed scores with a shared seed effect."""
+    rng = np.random.default_rng(seed)
+    labels = []
+    for _ in range(n_reps):
+        base = rng.normal(0.2, 0.02, n_seeds)  # the seed's own luck, shared by both sides
+        found = [
+            paired_effect(base + effect + rng.normal(0, sd, n_seeds), base)
+            for effect in effects
+        ]
+        labels.append([v.label for v in judge(found)])
+    return np.asarray(labels)
+
+
+def test_known_answers_no_effect_is_rarely_called_and_harm_is_found() -> None:
+    # Four techniques with no effect and one that costs 3 points, 10 seeds, 2 points of noise
+    # in each difference: over 400 replications a no-effect technique must be called helps
+    # or hurts in at most 5% of them, and the harmful one hurts in at least 95%.
+    labels = simulate([0.0, 0.0, 0.0, 0.0, -0.03], n_seeds=10, sd=0.02 / math.sqrt(2),
+                      n_reps=400, seed=1)
+    null = labels[:, :4]
+    false_calls = np.isin(null, [HELPS, HURTS]).mean()
+    assert false_calls <= 0.05
+    # Holm keeps the family-wise rate at 5%: at most one replication in twenty has any.
+    assert np.isin(null, [HELPS, HURTS]).any(axis=1).mean() <= 0.05 + 0.02
+    assert (labels[:, 4] == HURTS).mean() >= 0.95
+
+
+def test_disjoint_seed_sets_reach_the_same_verdicts_on_clear_effects() -> None:
+    first = simulate([0.0, -0.05, 0.04], 10, 0.001, 20, seed=2)
+    second = simulate([0.0, -0.05, 0.04], 10, 0.001, 20, seed=3)
+    for labels in (first, second):
+        assert set(labels[:, 0]) == {NO_EFFECT}
+        assert set(labels[:, 1]) == {HURTS} and set(labels[:, 2]) == {HELPS}
+
+
+def test_expected_best_of_n_rises_from_the_mean_to_the_maximum() -> None:
+    values = [0.1, 0.2, 0.3, 0.4]
+    n, mean, sd = expected_best(values, 50)
+    assert n[0] == 1 and mean[0] == pytest.approx(0.25)
+    assert sd[0] == pytest.approx(np.std(values))
+    assert all(b >= a for a, b in zip(mean, mean[1:], strict=False))
+    assert mean[-1] == pytest.approx(0.4, abs=1e-5)
+    # Best of two draws with replacement: P(max = 0.4) = 1 - (3/4)^2, and so on.
+    exact = sum(v * ((k / 4) ** 2 - ((k - 1) / 4) ** 2) for k, v in enumerate(values, 1))
+    assert mean[1] == pytest.approx(exact)
+    _, low_is_better, _ = expected_best(values, 2, maximize=False)
+    assert low_is_better[1] < 0.25
