@@ -166,9 +166,7 @@ def plan_ablation(
     """
     from hpo.evaluate import default_params, resolved_params
 
-    complete = [
-        t for t in trials if t.state == TrialState.COMPLETE and _finite(t.value)
-    ]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and _finite(t.value)]
     if not complete:
         raise HpoError(f"study '{spec.name}' has no complete trial to ablate: run it first")
     sign = 1 if spec.direction == "maximize" else -1
@@ -201,7 +199,8 @@ def plan_ablation(
             users = [x for x in complete if uses(resolved_params(x, spec), t, baseline)]
             if not users:
                 continue
-            source = resolved_params(max(users, key=lambda x: sign * float(x.value)), spec)
+            top = max(users, key=lambda x: sign * float(x.value))  # type: ignore[arg-type]
+            source = resolved_params(top, spec)
             key = builder.add(f"baseline + {t}", switch(baseline, t, source))
             comparisons.append(builder.compare(ADD_ONE_IN, t, key, base_key))
     comparisons = [c for c in comparisons if c.with_ != c.without]
@@ -250,9 +249,7 @@ def _chosen(spec: Spec, asked: Sequence[str] | None, experiments: list[str]) -> 
             )
         known = ", ".join([*TECHNIQUES, *experiments])
         raise HpoError(f"unknown technique '{name}' (known: {known})")
-    return _Chosen(
-        [t for t in searched if t in asked], [e for e in experiments if e in asked]
-    )
+    return _Chosen([t for t in searched if t in asked], [e for e in experiments if e in asked])
 
 
 class _Builder:

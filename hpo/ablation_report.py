@@ -104,9 +104,7 @@ def section(
         lines += [f"### {design.capitalize()}", f"Question: {QUESTIONS[design]}."]
         lines.append(_table(rows))
     if "effects" in figures:
-        lines.append(
-            f"![Paired differences with 95% intervals]({figures['effects']})"
-        )
+        lines.append(f"![Paired differences with 95% intervals]({figures['effects']})")
     return lines
 
 

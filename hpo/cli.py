@@ -281,9 +281,7 @@ def ablate(
         list[str] | None,
         typer.Option(help="Only this technique (or named experiment); repeatable."),
     ] = None,
-    delta: Annotated[
-        float, typer.Option(help="Margin of 'no effect', in accuracy points.")
-    ] = 0.5,
+    delta: Annotated[float, typer.Option(help="Margin of 'no effect', in accuracy points.")] = 0.5,
     data: Annotated[
         Path | None, typer.Option(help="Local CIFAR-100 [default: $HPO_DATA, else download].")
     ] = None,
@@ -312,7 +310,8 @@ def ablate(
     companion, plan, n_runs = prepare_ablation(name, url, seeds, designs, technique)
     typer.echo(
         f"ablation of '{name}': {len(plan.variants)} variants x {n_runs // len(plan.variants)} "
-        f"seeds = {n_runs} runs, {len(plan.comparisons)} comparisons (study '{companion.study_name}')"
+        f"seeds = {n_runs} runs, {len(plan.comparisons)} comparisons "
+        f"(study '{companion.study_name}')"
     )
     run(companion.study_name, None, timeout, data, url, workers)
     seeds_used = list(companion.user_attrs["seeds"])

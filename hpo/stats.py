@@ -116,9 +116,7 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted
 
 
-def judge(
-    effects: Sequence[Effect], delta: float = DELTA, alpha: float = ALPHA
-) -> list[Verdict]:
+def judge(effects: Sequence[Effect], delta: float = DELTA, alpha: float = ALPHA) -> list[Verdict]:
     """Verdicts for a family of comparisons judged together.
 
     "no effect": the Bonferroni interval (level 1 - alpha/m) lies inside +-`delta`, so any

@@ -49,7 +49,10 @@ def trial(
 def test_family_takes_the_knobs_that_depend_on_a_technique() -> None:
     assert family("dropout") == ["dropout", "dropout_rate"]
     assert family("early_stopping") == [
-        "early_stopping", "patience", "min_delta", "restore_best_weights"
+        "early_stopping",
+        "patience",
+        "min_delta",
+        "restore_best_weights",
     ]
     assert set(family("optimizer")) >= {"optimizer", "learning_rate", "beta_1", "momentum"}
 

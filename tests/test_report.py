@@ -17,7 +17,7 @@ from hpo.cli import app
 from hpo.errors import HpoError
 from hpo.fake_study import add_fake_experiments, add_fake_trials
 from hpo.report import write_report
-from hpo.sections import GENERATED
+from hpo.sections import GENERATED, SCREENING
 from hpo.spec import load_spec_text
 from hpo.study import SPEC_ATTR, open_storage
 
@@ -133,7 +133,9 @@ def test_report_has_every_section_and_small_figures(fake_report: Path) -> None:
         "## Summary",
         "### Search space",
         "### Training time and epochs",
-        "## Technique ranking",
+        "## Technique ranking: controlled ablation",
+        f"## {SCREENING}",
+        "## Was the budget enough?",
         "## Test evaluation",
         "## Parameter importances",
         "## Best trials (top 10)",
@@ -142,7 +144,8 @@ def test_report_has_every_section_and_small_figures(fake_report: Path) -> None:
         assert heading in text, heading
     assert "Evaluator: Optuna's `PedAnovaImportanceEvaluator`" in text
     assert "saved by pruning" in text and "saved by early stopping" not in text
-    ranking = text.split("## Technique ranking")[1].split("## Test evaluation")[0]
+    assert "No ablation yet. `hpo ablate fake --seeds 10`" in text
+    ranking = text.split(f"## {SCREENING}")[1].split("## Was the budget")[0]
     rows = [line for line in ranking.splitlines() if line.startswith("| ")][2:]
     assert rows[0].startswith("| 1 | dropout |") and "| helps |" in rows[0]
     assert rows[-1].startswith(f"| {len(rows)} | initializer=random_normal |")
@@ -151,11 +154,12 @@ def test_report_has_every_section_and_small_figures(fake_report: Path) -> None:
     assert figures == [
         "activations.png",
         "curves.png",
+        "expected_best.png",
         "history.png",
         "importances.png",
         "learning_rates.png",
     ]
-    assert sum(p.stat().st_size for p in folder.iterdir()) < 400_000
+    assert sum(p.stat().st_size for p in folder.iterdir()) < 500_000
     for name in figures:
         assert f"(fake/{name})" in text
 
@@ -265,3 +269,47 @@ def test_missing_data_leaves_the_activation_figure_out_with_the_reason(
     report = out.read_text()
     assert "Activation histograms not drawn: data file" in report and "nope.npz" in report
     assert not (tmp_path / "fake" / "activations.png").exists()
+
+
+def add_fake_ablation(url: str, name: str, effects: dict[str, float], n_seeds: int = 10) -> None:
+    """An ablation of study `name` whose runs are made up: each comparison's `with` side
+    scores its set effect above its `without` side, plus a little noise per seed."""
+    import numpy as np
+    from optuna.trial import TrialState, create_trial
+
+    from hpo.ablate import prepare_ablation
+
+    companion, plan, _ = prepare_ablation(name, url, n_seeds, designs=["add-one-in"])
+    rng = np.random.default_rng(0)
+    seeds = companion.user_attrs["seeds"]
+    luck = {s: rng.normal(0.2, 0.02) for s in seeds}
+    shift = {plan.baseline: 0.0}
+    for c in plan.comparisons:
+        shift[c.with_] = effects.get(c.technique, 0.0)
+    for variant in plan.variants:
+        for s in seeds:
+            score = luck[s] + shift.get(variant.key, 0.0) + rng.normal(0, 0.002)
+            attrs = {"fixed_run": True, "variant": variant.key, "seed": s}
+            attrs |= {"val_accuracy": score, "test_accuracy": score}
+            companion.add_trial(
+                create_trial(state=TrialState.COMPLETE, value=score, user_attrs=attrs)
+            )
+
+
+def test_the_ablation_leads_the_ranking_with_its_known_answers(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    spec = load_spec_text(LESSON)
+    add_fake_experiments(make_study(sqlite_url, LESSON), spec, {"baseline": 0.3, "dropout": 0.35})
+    add_fake_ablation(sqlite_url, "mini-lesson", {"dropout": 0.03})
+    path = write_report("mini-lesson", sqlite_url, tmp_path / "r.md", echo=lambda _: None)
+    text = path.read_text()
+    assert text.index("controlled ablation") < text.index(SCREENING)
+    section = text.split("## Technique ranking: controlled ablation")[1].split(SCREENING)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")][2:]
+    assert rows[0].startswith("| 1 | dropout |") and "| **helps** |" in rows[0]
+    low, high = (float(x) for x in rows[0].split("| [")[1].split("]")[0].split(", "))
+    assert low < 3.0 < high  # the set effect, in points, inside its interval
+    assert all("**no effect**" in row for row in rows[1:])
+    assert "10 of 10 runs" not in section and "10 paired seeds" in section
+    assert "(r/effects.png)" in text and (tmp_path / "r" / "effects.png").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -65,17 +66,14 @@ def test_a_wide_interval_is_inconclusive_with_the_seeds_to_settle_it() -> None:
     assert v.n_seeds_needed == seeds_to_settle(e, 0.005, 0.05)
 
 
-def simulate(
-    effects: list[float], n_seeds: int, sd: float, n_reps: int, seed: int
-) -> np.ndarray:
+def simulate(effects: list[float], n_seeds: int, sd: float, n_reps: int, seed: int) -> np.ndarray:
     """Verdicts of `n_reps` simulated ablations: per-seed scores with a shared seed effect."""
     rng = np.random.default_rng(seed)
     labels = []
     for _ in range(n_reps):
         base = rng.normal(0.2, 0.02, n_seeds)  # the seed's own luck, shared by both sides
         found = [
-            paired_effect(base + effect + rng.normal(0, sd, n_seeds), base)
-            for effect in effects
+            paired_effect(base + effect + rng.normal(0, sd, n_seeds), base) for effect in effects
         ]
         labels.append([v.label for v in judge(found)])
     return np.asarray(labels)
@@ -85,8 +83,9 @@ def test_known_answers_no_effect_is_rarely_called_and_harm_is_found() -> None:
     # Four techniques with no effect and one that costs 3 points, 10 seeds, 2 points of noise
     # in each difference: over 400 replications a no-effect technique must be called helps
     # or hurts in at most 5% of them, and the harmful one hurts in at least 95%.
-    labels = simulate([0.0, 0.0, 0.0, 0.0, -0.03], n_seeds=10, sd=0.02 / math.sqrt(2),
-                      n_reps=400, seed=1)
+    labels = simulate(
+        [0.0, 0.0, 0.0, 0.0, -0.03], n_seeds=10, sd=0.02 / math.sqrt(2), n_reps=400, seed=1
+    )
     null = labels[:, :4]
     false_calls = np.isin(null, [HELPS, HURTS]).mean()
     assert false_calls <= 0.05
@@ -108,7 +107,7 @@ def test_expected_best_of_n_rises_from_the_mean_to_the_maximum() -> None:
     n, mean, sd = expected_best(values, 50)
     assert n[0] == 1 and mean[0] == pytest.approx(0.25)
     assert sd[0] == pytest.approx(np.std(values))
-    assert all(b >= a for a, b in zip(mean, mean[1:], strict=False))
+    assert all(b >= a for a, b in itertools.pairwise(mean))
     assert mean[-1] == pytest.approx(0.4, abs=1e-5)
     # Best of two draws with replacement: P(max = 0.4) = 1 - (3/4)^2, and so on.
     exact = sum(v * ((k / 4) ** 2 - ((k - 1) / 4) ** 2) for k, v in enumerate(values, 1))

@@ -1,0 +1,221 @@
+"""`hpo ablate` end to end on synthetic images: known answers, resuming, storages, bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from hpo.ablate import analyze, collect_runs, load_ablation
+from hpo.cli import app
+from hpo.stats import HELPS, HURTS, NO_EFFECT
+from hpo.study import open_storage
+
+from .conftest import REPO, TINY_SPEC
+
+runner = CliRunner()
+
+# A no-effect technique (dropout at rate 0) and a harmful one (an L2 penalty of 1 on the first
+# layer's kernel), each a named experiment against the baseline.
+KNOWN = """
+name = "known"
+seed = 5
+n_trials = 3
+
+[data]
+dataset = "synthetic"
+n_samples = 600
+n_classes = 4
+image_size = 4
+validation_fraction = 0.25
+
+[sampler]
+type = "random"
+
+[pruner]
+type = "none"
+
+[params]
+first_units = 16
+units = 16
+epochs = 3
+batch_size = 50
+learning_rate = 0.01
+dropout_rate = 0.0
+weight_decay_l2 = 1.0
+dropout = { choices = ["off", "on"] }
+weight_decay = { choices = ["off", "on"] }
+
+[[enqueue]]
+name = "baseline"
+
+[[enqueue]]
+name = "dropout_zero"
+params = { dropout = "on" }
+
+[[enqueue]]
+name = "l2_one"
+params = { weight_decay = "on" }
+"""
+
+
+def hpo(*args: str) -> Any:
+    return runner.invoke(app, list(args))
+
+
+def one_line_error(result: Any, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def make_study(tmp_path: Path, url: str, text: str = KNOWN) -> str:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(text)
+    name = text.split('name = "')[1].split('"')[0]
+    assert hpo("study", "create", str(spec), "--storage", url).exit_code == 0
+    result = hpo("study", "run", name, "--storage", url)
+    assert result.exit_code == 0, result.output
+    return name
+
+
+def test_known_answers_hold_on_disjoint_seed_sets(tmp_path: Path, sqlite_url: str) -> None:
+    name = make_study(tmp_path, sqlite_url)
+    result = hpo("ablate", name, "--seeds", "30", "--design", "add-one-in", "--storage", sqlite_url)
+    assert result.exit_code == 0, result.output
+    assert "3 variants x 30 seeds = 90 runs" in result.output
+    found = load_ablation(name, sqlite_url)
+    assert found is not None
+    study, plan, seeds = found
+    runs = collect_runs(study.get_trials(deepcopy=False))
+    assert len(runs) == 90 and len(seeds) == 30
+    for part in (seeds[:10], seeds[10:20], seeds[20:]):
+        verdicts = {r.comparison.technique: r.test for r in analyze(plan, part, runs).rows}
+        assert verdicts["l2_one"].label == HURTS
+        assert verdicts["l2_one"].effect.mean < -0.05
+        assert verdicts["dropout_zero"].label not in (HELPS, HURTS)
+    everything = {r.comparison.technique: r.test for r in analyze(plan, seeds, runs).rows}
+    assert everything["dropout_zero"].label == NO_EFFECT
+    assert "l2_one" in result.output and "hurts" in result.output
+
+
+def ablate_in_subprocess(url: str, name: str, *extra: str, env: dict[str, str] | None = None):
+    return subprocess.Popen(
+        [sys.executable, "-m", "hpo", "ablate", name, "--storage", url, *extra],
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def scores(url: str, name: str) -> dict[tuple[str, int], tuple[float, float]]:
+    found = load_ablation(name, url)
+    assert found is not None
+    runs = collect_runs(found[0].get_trials(deepcopy=False))
+    return {k: (v["val_accuracy"], v["test_accuracy"]) for k, v in runs.items()}
+
+
+def test_a_fixed_seed_set_gives_the_same_numbers_in_two_processes(tmp_path: Path) -> None:
+    numbers = []
+    for i in range(2):
+        url = f"sqlite:///{tmp_path / f'{i}.db'}"
+        (tmp_path / str(i)).mkdir()
+        name = make_study(tmp_path / str(i), url)
+        proc = ablate_in_subprocess(url, name, "--seeds", "2", "--technique", "l2_one")
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out
+        numbers.append(scores(url, name))
+    # baseline, l2_one and the best configuration (kept for the headline), 2 seeds each
+    assert len(numbers[0]) == 6 and numbers[0] == numbers[1]
+
+
+def test_an_ablation_resumes_after_its_process_is_killed(tmp_path: Path, sqlite_url: str) -> None:
+    name = make_study(tmp_path, sqlite_url)
+    env = {"HPO_HEARTBEAT_INTERVAL": "1"}
+    proc = ablate_in_subprocess(sqlite_url, name, "--seeds", "4", env=env)
+    study_name = f"{name}:ablation"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            study = optuna.load_study(study_name=study_name, storage=sqlite_url)
+        except KeyError:
+            continue
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if len(done) >= 3:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    assert 3 <= len(before) < 12
+    time.sleep(2.5)  # the killed run's heartbeat goes stale
+    again = ablate_in_subprocess(sqlite_url, name, "--seeds", "4", env=env)
+    out, _ = again.communicate(timeout=300)
+    assert again.returncode == 0, out
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    keys = [(t.user_attrs["variant"], t.user_attrs["seed"]) for t in complete]
+    assert len(keys) == 12 and len(set(keys)) == 12  # every run once: none lost, none twice
+    assert {t.number for t in before} <= {t.number for t in complete}
+    assert "12/12 runs" in out
+
+
+@pytest.mark.postgres
+def test_an_ablation_runs_with_two_workers_on_postgresql(tmp_path: Path) -> None:
+    from .test_workers import POSTGRES, server_url
+
+    url = server_url(POSTGRES, "POSTGRES")
+    name = f"known-{uuid.uuid4().hex[:8]}"
+    make_study(tmp_path, url, KNOWN.replace('name = "known"', f'name = "{name}"'))
+    try:
+        result = hpo("ablate", name, "--seeds", "3", "--workers", "2", "--storage", url)
+        assert result.exit_code == 0, result.output
+        assert len(scores(url, name)) == 9
+        assert "9/9 runs" in result.output
+    finally:
+        store = open_storage(url, heartbeat_interval=None)
+        for study in (name, f"{name}:ablation"):
+            if study in {s.study_name for s in store.get_all_studies()}:
+                optuna.delete_study(study_name=study, storage=store)
+
+
+def test_bad_requests_get_one_line_and_lose_nothing(tmp_path: Path, sqlite_url: str) -> None:
+    name = make_study(tmp_path, sqlite_url)
+    n_before = len(optuna.load_study(study_name=name, storage=sqlite_url).trials)
+    one_line_error(hpo("ablate", "nope", "--storage", sqlite_url), "no study 'nope'")
+    one_line_error(hpo("ablate", name, "--seeds", "0", "--storage", sqlite_url), "--seeds", "got 0")
+    one_line_error(
+        hpo("ablate", name, "--technique", "early_stopping", "--storage", sqlite_url),
+        "never searched technique 'early_stopping'",
+    )
+    one_line_error(
+        hpo("ablate", name, "--technique", "magic", "--storage", sqlite_url),
+        "unknown technique 'magic'",
+        "l2_one",
+    )
+    tiny = tmp_path / "tiny.toml"
+    tiny.write_text(TINY_SPEC)
+    assert hpo("study", "create", str(tiny), "--storage", sqlite_url).exit_code == 0
+    one_line_error(hpo("ablate", "tiny", "--storage", sqlite_url), "no complete trial")
+    hpo("study", "run", "tiny", "--n-trials", "1", "--storage", sqlite_url)
+    one_line_error(
+        hpo("ablate", "tiny", "--technique", "dropout", "--storage", sqlite_url),
+        "never searched technique 'dropout'",
+    )
+    assert len(optuna.load_study(study_name=name, storage=sqlite_url).trials) == n_before
+    names = {s.study_name for s in optuna.get_all_study_summaries(sqlite_url)}
+    assert names == {name, "tiny"}  # no half-made ablation study was left behind
