@@ -1,69 +1,170 @@
-"""How often the ranking's intervals lie, on studies whose true effects are known.
+"""How often the ablation's verdicts are wrong, on techniques whose true effect is known.
 
-    .venv/bin/python -m benchmarks.ranking_calibration [--n-studies 40] [--n-trials 100 300]
+    .venv/bin/python -m benchmarks.ranking_calibration [--replications 20] [--seeds 10]
+        [--simulated 2000] [--skip-training]
 
-Each study draws the regularization spec's params at random and gives three techniques a set
-effect (dropout +0.05, cosine schedule +0.02, random_normal initializer -0.10, noise sd 0.01);
-every other technique has none. For the difference of means (what `hpo.ranking` uses) and of
-medians, it counts intervals that exclude zero: for no-effect techniques that is the false
-alarm rate (95% intervals should give about 5%), for the three real effects it is the power.
+Two measurements, both through the shipped code (`hpo.stats.judge`, `hpo.ablate.analyze`):
+
+1. Trained: a synthetic-image study with two named experiments against its baseline, a
+   technique with no effect (dropout at rate 0) and a harmful one (an L2 penalty of 1 on the
+   first layer's kernel), ablated by `hpo ablate` with replications x seeds paired seeds. Each
+   replication is a disjoint set of seeds, analysed on its own. A placebo comparison pairs the
+   no-effect variant's run of seed i with the baseline's run of seed i+1: the same
+   distribution on both sides, but not the same runs, so it checks the false-alarm rate where
+   the differences have spread.
+2. Simulated: per-seed scores with a shared seed effect and known differences (four with no
+   effect, one costing 3 points, 2 points of noise per difference), many replications: the
+   rate at which no-effect techniques are called helps/hurts, and the power on the harmful one.
+
+Bounds (from the ablation's issue): a no-effect technique is called helps or hurts in at most
+5% of the replications; a harmful one is called hurts in at least 95%.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import math
+import tempfile
+import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-EFFECTS = {"dropout": 0.05, "schedule=cosine": 0.02, "initializer=random_normal": -0.1}
-STATISTICS: dict[str, Callable[..., np.ndarray]] = {"mean": np.mean, "median": np.median}
+KNOWN = """
+name = "known"
+seed = 5
+n_trials = 3
+
+[data]
+dataset = "synthetic"
+n_samples = 600
+n_classes = 4
+image_size = 4
+validation_fraction = 0.25
+
+[sampler]
+type = "random"
+
+[pruner]
+type = "none"
+
+[params]
+first_units = 16
+units = 16
+epochs = 3
+batch_size = 50
+learning_rate = 0.01
+dropout_rate = 0.0
+weight_decay_l2 = 1.0
+dropout = { choices = ["off", "on"] }
+weight_decay = { choices = ["off", "on"] }
+
+[[enqueue]]
+name = "baseline"
+
+[[enqueue]]
+name = "dropout_zero"
+params = { dropout = "on" }
+
+[[enqueue]]
+name = "l2_one"
+params = { weight_decay = "on" }
+"""
+WRONG = ("helps", "hurts")
 
 
-def interval(a: np.ndarray, b: np.ndarray, stat: Callable[..., np.ndarray], seed: int) -> tuple:
-    rng = np.random.default_rng(seed)
-    sa = stat(a[rng.integers(0, len(a), (2000, len(a)))], axis=1)
-    sb = stat(b[rng.integers(0, len(b), (2000, len(b)))], axis=1)
-    return tuple(np.percentile(sa - sb, [2.5, 97.5]))
+def trained(n_replications: int, n_seeds: int) -> None:
+    from hpo.ablate import analyze, collect_runs, load_ablation, prepare_ablation
+    from hpo.runner import run_study
+    from hpo.spec import load_spec_text
+    from hpo.stats import judge, paired_effect
+    from hpo.study import create_study
+
+    folder = Path(tempfile.mkdtemp(prefix="calibration-"))
+    url = f"sqlite:///{folder / 'studies.db'}"
+    create_study(load_spec_text(KNOWN), url)
+    run_study("known", url, None, echo=lambda _: None)
+    began = time.monotonic()
+    companion, plan, n_runs = prepare_ablation(
+        "known", url, n_replications * n_seeds, designs=["add-one-in"]
+    )
+    run_study(companion.study_name, url, None, echo=lambda _: None)
+    found = load_ablation("known", url)
+    assert found is not None
+    study, plan, seeds = found
+    runs = collect_runs(study.get_trials(deepcopy=False))
+    print(
+        f"trained: {len(runs)}/{n_runs} runs of {len(plan.variants)} variants in "
+        f"{time.monotonic() - began:.0f} s; {n_replications} replications x {n_seeds} seeds"
+    )
+    labels: dict[str, Counter[str]] = {}
+    for r in range(n_replications):
+        part = seeds[r * n_seeds : (r + 1) * n_seeds]
+        for row in analyze(plan, part, runs).rows:
+            labels.setdefault(row.comparison.technique, Counter())[row.test.label] += 1
+        # Placebo: the no-effect variant's seed i against the baseline's seed i+1.
+        nxt = [*part[1:], part[0]]
+        with_ = [runs[("dropout_zero", s)]["test_accuracy"] for s in part]
+        without = [runs[("baseline", s)]["test_accuracy"] for s in nxt]
+        [verdict] = judge([paired_effect(with_, without)])
+        labels.setdefault("placebo (unpaired seeds)", Counter())[verdict.label] += 1
+    for technique, counts in labels.items():
+        wrong = sum(counts[w] for w in WRONG) if technique != "l2_one" else None
+        line = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        if wrong is not None:
+            verdict = "ok" if wrong / n_replications <= 0.05 else "ABOVE 5%"
+            print(f"  {technique:<26} {line}: helps/hurts {wrong / n_replications:.0%} [{verdict}]")
+        else:
+            rate = counts["hurts"] / n_replications
+            verdict = "ok" if rate >= 0.95 else "BELOW 95%"
+            print(f"  {technique:<26} {line}: hurts {rate:.0%} [{verdict}]")
+
+
+def simulated(n_replications: int, n_seeds: int) -> None:
+    from hpo.stats import judge, paired_effect
+
+    rng = np.random.default_rng(0)
+    effects = [0.0, 0.0, 0.0, 0.0, -0.03]
+    sd = 0.02 / math.sqrt(2)
+    wrong = np.zeros(4)
+    any_wrong = 0
+    hurts = 0
+    for _ in range(n_replications):
+        base = rng.normal(0.2, 0.02, n_seeds)
+        found = [paired_effect(base + e + rng.normal(0, sd, n_seeds), base) for e in effects]
+        labels = [v.label for v in judge(found)]
+        hits = np.isin(labels[:4], WRONG)
+        wrong += hits
+        any_wrong += bool(hits.any())
+        hurts += labels[4] == "hurts"
+    rate = wrong.mean() / n_replications
+    print(
+        f"simulated: {n_replications} replications x {n_seeds} seeds, 4 no-effect techniques "
+        f"and one at -3.0 points, sd of a difference 2.0 points"
+    )
+    print(
+        f"  no effect called helps/hurts: {rate:.1%} per technique "
+        f"[{'ok' if rate <= 0.05 else 'ABOVE 5%'}], {any_wrong / n_replications:.1%} of "
+        "replications call any (Holm's family-wise rate, nominal 5%)"
+    )
+    power = hurts / n_replications
+    print(f"  harmful called hurts: {power:.1%} [{'ok' if power >= 0.95 else 'BELOW 95%'}]")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-studies", type=int, default=40)
-    parser.add_argument("--n-trials", type=int, nargs="+", default=[100, 300])
+    parser.add_argument("--replications", type=int, default=20)
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--simulated", type=int, default=2000, help="simulated replications")
+    parser.add_argument("--skip-training", action="store_true")
     args = parser.parse_args(argv)
     import optuna
 
-    from hpo.fake_study import add_fake_trials
-    from hpo.ranking import MIN_TRIALS, find_techniques, trial_params
-    from hpo.spec import load_spec
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    spec = load_spec(Path(__file__).resolve().parents[1] / "studies" / "regularization.toml")
-    techniques = find_techniques(spec)
-    print(f"{'trials':>6} {'statistic':<9} {'false alarms':>16} {'power':>12}")
-    for n_trials in args.n_trials:
-        counts = {name: [0, 0, 0, 0] for name in STATISTICS}
-        for s in range(args.n_studies):
-            study = optuna.create_study(direction="maximize")
-            add_fake_trials(study, spec, n_trials, EFFECTS, noise=0.01, seed=1000 + s)
-            trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
-            for k, t in enumerate(techniques):
-                a = np.array([x.value for x in trials if t.uses(trial_params(x))])
-                b = np.array([x.value for x in trials if t.is_baseline(trial_params(x))])
-                if min(len(a), len(b)) < MIN_TRIALS:
-                    continue
-                real = t.name in EFFECTS
-                for name, stat in STATISTICS.items():
-                    low, high = interval(a, b, stat, seed=s * 100 + k)
-                    counts[name][2 * real] += bool(low > 0 or high < 0)
-                    counts[name][2 * real + 1] += 1
-        for name, (fa, n_null, hits, n_real) in counts.items():
-            print(
-                f"{n_trials:>6} {name:<9} {fa:>4}/{n_null:<4} {fa / n_null:5.1%} "
-                f"{hits:>4}/{n_real:<4} {hits / n_real:4.0%}"
-            )
+    simulated(args.simulated, args.seeds)
+    if not args.skip_training:
+        trained(args.replications, args.seeds)
 
 
 if __name__ == "__main__":

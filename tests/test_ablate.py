@@ -16,6 +16,7 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
+from benchmarks.ranking_calibration import KNOWN as KNOWN_SPEC
 from hpo.ablate import analyze, collect_runs, load_ablation
 from hpo.cli import app
 from hpo.stats import HELPS, HURTS, NO_EFFECT
@@ -26,47 +27,8 @@ from .conftest import REPO, TINY_SPEC
 runner = CliRunner()
 
 # A no-effect technique (dropout at rate 0) and a harmful one (an L2 penalty of 1 on the first
-# layer's kernel), each a named experiment against the baseline.
-KNOWN = """
-name = "known"
-seed = 5
-n_trials = 3
-
-[data]
-dataset = "synthetic"
-n_samples = 600
-n_classes = 4
-image_size = 4
-validation_fraction = 0.25
-
-[sampler]
-type = "random"
-
-[pruner]
-type = "none"
-
-[params]
-first_units = 16
-units = 16
-epochs = 3
-batch_size = 50
-learning_rate = 0.01
-dropout_rate = 0.0
-weight_decay_l2 = 1.0
-dropout = { choices = ["off", "on"] }
-weight_decay = { choices = ["off", "on"] }
-
-[[enqueue]]
-name = "baseline"
-
-[[enqueue]]
-name = "dropout_zero"
-params = { dropout = "on" }
-
-[[enqueue]]
-name = "l2_one"
-params = { weight_decay = "on" }
-"""
+# layer's kernel), each a named experiment against the baseline: the calibration benchmark's.
+KNOWN = KNOWN_SPEC
 
 
 def hpo(*args: str) -> Any:

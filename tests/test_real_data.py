@@ -106,3 +106,39 @@ def test_lesson_baseline_learns_on_real_data(cifar100_path: Path, tmp_path: Path
     baseline = study.trials[0]
     assert baseline.user_attrs["experiment"] == "baseline"
     assert baseline.state == TrialState.COMPLETE and baseline.value > 0.03
+
+
+def test_ablation_on_real_data_finds_the_stddev_one_initializer_hurts(
+    cifar100_path: Path, tmp_path: Path
+) -> None:
+    text = (REPO / "studies" / "lesson.toml").read_text()
+    text = text.replace(
+        'scaling = "rescale"', 'scaling = "rescale"\nn_train = 5000\nn_validation = 1000'
+    )
+    spec = tmp_path / "lesson.toml"
+    spec.write_text(text.replace("n_trials = 9", "n_trials = 2"))
+    url = f"sqlite:///{tmp_path / 'lesson.db'}"
+    data = ["--data", str(cifar100_path), "--storage", url]
+    assert runner.invoke(app, ["study", "create", str(spec), "--storage", url]).exit_code == 0
+    assert runner.invoke(app, ["study", "run", "lesson", *data]).exit_code == 0
+    result = runner.invoke(
+        app,
+        [
+            "ablate",
+            "lesson",
+            "--seeds",
+            "3",
+            "--design",
+            "add-one-in",
+            "--technique",
+            "init_random_normal",
+            *data,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "6/6 runs" in result.output  # the baseline is the best here: 2 variants x 3 seeds
+    line = next(x for x in result.output.splitlines() if "init_random_normal " in x)
+    assert line.endswith("-> hurts"), line
+    report = runner.invoke(app, ["report", "lesson", "--out", str(tmp_path / "r.md"), *data[2:]])
+    assert report.exit_code == 0, report.output
+    assert "| init_random_normal | initializer=random_normal" in (tmp_path / "r.md").read_text()
