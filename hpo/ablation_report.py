@@ -105,6 +105,18 @@ def section(
         lines.append(_table(rows))
     if "effects" in figures:
         lines.append(f"![Paired differences with 95% intervals]({figures['effects']})")
+    gaps = [d for d in DESIGNS if f"gap_{d}" in figures]
+    if gaps:
+        lines += [
+            "### The overfitting gap",
+            "What regularization is for: training accuracy (solid) against validation "
+            "accuracy (dashed) over epochs, with each technique (blue) and without it (grey), "
+            "mean over the ablation's seeds with the min-max band. A technique that "
+            "regularizes narrows the gap; one that only slows learning lowers both lines. "
+            "Training accuracy is Keras's average over each epoch's batches, with dropout "
+            "active, so with dropout it can sit below validation accuracy.",
+        ]
+        lines += [f"![Overfitting gap, {d}]({figures[f'gap_{d}']})" for d in gaps]
     return lines
 
 
@@ -180,3 +192,40 @@ def draw_effects(analysis: Analysis, path: Path) -> Path:
                 )
             )
     return plot_effects(groups, 100 * analysis.delta, path)
+
+
+def draw_gaps(
+    analysis: Analysis,
+    runs: Mapping[tuple[str, int], Mapping[str, Any]],
+    design: str,
+    path: Path,
+) -> Path | None:
+    """The overfitting-gap figure of one design's comparisons, from the runs' curves."""
+    import numpy as np
+
+    from hpo.figures import plot_gaps
+
+    def curves(key: str) -> dict[str, np.ndarray]:
+        found = [runs[(key, s)] for s in analysis.seeds if (key, s) in runs]
+        out = {}
+        for metric in ("accuracy", "val_accuracy"):
+            series = [r.get(f"curve_{metric}") or [] for r in found]
+            width = max((len(c) for c in series), default=0)
+            grid = np.full((max(1, len(series)), max(1, width)), np.nan)
+            for i, c in enumerate(series):
+                grid[i, : len(c)] = [np.nan if v is None else v for v in c]
+            out[metric] = grid
+        return out
+
+    rows = sorted(analysis.rows_of(design), key=lambda r: -_or(r.test.effect.mean))
+    panels = [
+        (
+            f"{r.comparison.technique} ({points(r.test.effect.mean)} pp, {r.test.label})",
+            {"with": curves(r.comparison.with_), "without": curves(r.comparison.without)},
+        )
+        for r in rows
+    ]
+    drawn = any(
+        np.isfinite(side["val_accuracy"]).any() for _, sides in panels for side in sides.values()
+    )
+    return plot_gaps(panels, path) if drawn else None

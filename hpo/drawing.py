@@ -62,6 +62,15 @@ def draw_figures(facts: Facts, figures_dir: Path, data_path: Path | None) -> Non
         from hpo.ablation_report import draw_effects
 
         saved("effects", draw_effects(facts.ablation, figures_dir / "effects.png"))
+        from hpo.ablation import DESIGNS
+        from hpo.ablation_report import draw_gaps
+
+        for design in DESIGNS:
+            drawn = draw_gaps(
+                facts.ablation, facts.ablation_runs, design, figures_dir / f"gap_{design}.png"
+            )
+            if drawn is not None:
+                saved(f"gap_{design}", drawn)
     values = [float(t.value) for t in facts.complete]  # type: ignore[arg-type]
     values += [v for _, v in last_reports if math.isfinite(v)]
     if len(values) >= 2:
@@ -96,7 +105,7 @@ def _last(values: list[float]) -> float:
 
 def _label(trial: Any) -> str:
     name = trial.user_attrs.get("experiment")
-    return f"#{trial.number}{f' {name}' if name else ''} ({trial.value:.3f})"
+    return f"#{trial.number}{f' {name}' if name else ''} (val {trial.value:.3f})"
 
 
 def _draw_learning_rates(facts: Facts, path: Path) -> Path:

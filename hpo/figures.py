@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,8 @@ import numpy as np
 
 from hpo.probes import LayerActivations
 
-DPI = 72
+DPI = 180
+"""7-inch figures come out 1,260 px wide."""
 TOP_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
 
 
@@ -172,6 +175,12 @@ def plot_effects(
 ) -> Path:
     """Paired differences in points with their intervals, one panel per design, colored by
     verdict; the band is the margin of "no effect"."""
+    return _save_wide(effects_figure(groups, delta), path)
+
+
+def effects_figure(
+    groups: Sequence[tuple[str, Sequence[tuple[str, float, float, float, str]]]], delta: float
+) -> Any:
     plt = _pyplot()
     heights = [max(2, len(rows)) for _, rows in groups]
     fig, axes = plt.subplots(
@@ -204,7 +213,7 @@ def plot_effects(
     ]
     handles.append(plt.Rectangle((0, 0), 1, 1, color="0.85", label=f"±{delta:.1f} pp"))
     axes[0, 0].legend(handles=handles, loc="best", fontsize=10)
-    return _save_wide(fig, path)
+    return fig
 
 
 def plot_expected_best(
@@ -221,4 +230,49 @@ def plot_expected_best(
     ax.set_title("Expected best validation score against the number of trials", fontsize=13)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(loc="lower right", fontsize=11)
+    return _save_wide(fig, path)
+
+
+def plot_gaps(
+    panels: Sequence[tuple[str, Mapping[str, Mapping[str, np.ndarray]]]], path: Path
+) -> Path:
+    """Training and validation accuracy over epochs, with and without each technique.
+
+    Each panel maps "with"/"without" to {"accuracy": runs x epochs, "val_accuracy": ...}
+    (NaN past a run's last epoch); lines are means over seeds, bands their min-max.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    plt = _pyplot()
+    n_cols = min(3, len(panels))
+    n_rows = math.ceil(len(panels) / n_cols)
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(5 * n_cols, 3.6 * n_rows + 0.6), squeeze=False, sharey=True
+    )
+    styles = {"with": "tab:blue", "without": "0.45"}
+    for ax, (title, sides) in zip(axes.flat, panels, strict=False):
+        for side, curves in sides.items():
+            for metric, dash, what in (("accuracy", "-", "train"), ("val_accuracy", "--", "val")):
+                runs = curves[metric]
+                epochs = np.arange(1, runs.shape[1] + 1)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    mean = np.nanmean(runs, axis=0)
+                    low, high = np.nanmin(runs, axis=0), np.nanmax(runs, axis=0)
+                ax.plot(epochs, mean, dash, color=styles[side], lw=2, label=f"{what}, {side}")
+                ax.fill_between(epochs, low, high, color=styles[side], alpha=0.12)
+        ax.set_title(title, fontsize=12)
+        ax.set_xlabel("epoch", fontsize=11)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy (higher is better)", fontsize=11)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    axes.flat[0].legend(loc="upper left", fontsize=9)
+    fig.suptitle(
+        "The overfitting gap: training (solid) and validation (dashed) accuracy, with the "
+        "technique (blue) and without (grey); mean over seeds, band min-max",
+        fontsize=12,
+    )
     return _save_wide(fig, path)

@@ -12,6 +12,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from hpo.answer import answer
 from hpo.drawing import figure_section
 from hpo.evaluate import Config, Summary
 from hpo.markdown import (
@@ -45,6 +46,7 @@ def render(facts: Facts, url: str) -> str:
         f"# Study report: {spec.name}",
         spec.description,
         f"{GENERATED}{now} by `hpo report {spec.name}` from {mask(url)}.",
+        *answer(facts.ablation, facts.ablation_runs, spec.name),
         *summary(facts),
         *ablation(facts),
         *ranking(facts),

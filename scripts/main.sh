@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job: run the lesson study on real CIFAR-100 in the default SQLite file, then report.
+# The main job: run the lesson study on real CIFAR-100 in the default SQLite file, ablate it
+# with paired seeds, then report.
 # Offline, point HPO_DATA at a local copy: HPO_DATA=/path/to/cifar100.npz scripts/main.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,4 +11,5 @@ if ! .venv/bin/hpo study show "$STUDY" >/dev/null 2>&1; then
   .venv/bin/hpo study create "studies/$STUDY.toml"
 fi
 .venv/bin/hpo study run "$STUDY"
-.venv/bin/hpo report "$STUDY" --evaluate-test --seeds "${SEEDS:-2}"
+.venv/bin/hpo ablate "$STUDY" --seeds "${SEEDS:-10}"
+.venv/bin/hpo report "$STUDY"

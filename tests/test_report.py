@@ -299,17 +299,52 @@ def add_fake_ablation(url: str, name: str, effects: dict[str, float], n_seeds: i
 def test_the_ablation_leads_the_ranking_with_its_known_answers(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    spec = load_spec_text(LESSON)
-    add_fake_experiments(make_study(sqlite_url, LESSON), spec, {"baseline": 0.3, "dropout": 0.35})
-    add_fake_ablation(sqlite_url, "mini-lesson", {"dropout": 0.03})
+    text = LESSON.replace(
+        'dropout = { choices = ["off", "on"] }',
+        'dropout = { choices = ["off", "on"] }\nweight_decay = { choices = ["off", "on"] }\n'
+        'initializer = { choices = ["glorot_uniform", "random_normal"] }\ninit_stddev = 1.0',
+    )
+    text += '[[enqueue]]\nname = "l2"\nparams = { weight_decay = "on" }\n'
+    text += '[[enqueue]]\nname = "sd_one"\nparams = { initializer = "random_normal" }\n'
+    values = {"baseline": 0.3, "dropout": 0.35, "l2": 0.3, "sd_one": 0.01}
+    add_fake_experiments(make_study(sqlite_url, text), load_spec_text(text), values)
+    add_fake_ablation(sqlite_url, "mini-lesson", {"dropout": 0.03, "sd_one": -0.08})
     path = write_report("mini-lesson", sqlite_url, tmp_path / "r.md", echo=lambda _: None)
     text = path.read_text()
     assert text.index("controlled ablation") < text.index(SCREENING)
     section = text.split("## Technique ranking: controlled ablation")[1].split(SCREENING)[0]
     rows = [line for line in section.splitlines() if line.startswith("| ")][2:]
     assert rows[0].startswith("| 1 | dropout |") and "| **helps** |" in rows[0]
+    assert rows[1].startswith("| 2 | l2 |") and "| **no effect** |" in rows[1]
+    assert rows[2].startswith("| 3 | sd_one |") and "| **hurts** |" in rows[2]
     low, high = (float(x) for x in rows[0].split("| [")[1].split("]")[0].split(", "))
     assert low < 3.0 < high  # the set effect, in points, inside its interval
-    assert all("**no effect**" in row for row in rows[1:])
     assert "10 of 10 runs" not in section and "10 paired seeds" in section
     assert "(r/effects.png)" in text and (tmp_path / "r" / "effects.png").exists()
+    answer = text.split("## Answer")[1].split("## Summary")[0]
+    assert "**Helps**: dropout +3." in answer
+    assert "**Hurts**: sd_one -7." in answer or "**Hurts**: sd_one -8." in answer
+    assert "**No effect** (within ±0.5 points): l2 " in answer
+    assert "**Use** the baseline" not in answer and "**Use** the study's best" in answer
+    # The seeds' own luck (sd 0.02 in the fake runs) is the spread beside each number.
+    import re
+
+    spread = re.search(r"varies by about (\d\.\d) points from seed", answer)
+    assert spread is not None and 1.0 <= float(spread.group(1)) <= 3.0
+
+
+def test_the_effects_figure_is_wide_and_labelled(tmp_path: Path) -> None:
+    import struct
+
+    from hpo.figures import effects_figure, plot_effects
+
+    groups = [("add-one-in", [("dropout", 3.0, 2.0, 4.0, "helps"), ("l2", -1, -3, 1, "x")])]
+    fig = effects_figure(groups, 0.5)
+    ax = fig.axes[0]
+    assert ax.get_xlabel().startswith("test accuracy, with minus without (percentage points")
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["dropout", "l2"]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["helps", "hurts", "no effect", "inconclusive", "±0.5 pp"]
+    png = plot_effects(groups, 0.5, tmp_path / "e.png").read_bytes()
+    width, _ = struct.unpack(">II", png[16:24])
+    assert width >= 1200

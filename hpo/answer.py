@@ -1,0 +1,130 @@
+"""The report's Answer: what helped, what hurt, what is unknown and why, and what to use.
+
+Every sentence is generated from the ablation's verdicts and scores that the tables below it
+show, so the answer and the tables cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from hpo.ablate import Analysis, Row, variant_scores
+from hpo.ablation import ADD_ONE_IN, LEAVE_ONE_OUT, describe_changes
+from hpo.ablation_report import interval_points, points
+from hpo.markdown import DASH, table
+from hpo.stats import HELPS, HURTS, INCONCLUSIVE, NO_EFFECT
+
+WORDS = {HELPS: "helps", HURTS: "hurts", NO_EFFECT: "no effect", INCONCLUSIVE: "unknown"}
+
+
+def answer(
+    analysis: Analysis | None,
+    runs: Mapping[tuple[str, int], Mapping[str, Any]],
+    name: str,
+) -> list[str]:
+    """The Answer section: a paragraph and a table per technique, or how to get one."""
+    head = "## Answer"
+    if analysis is None or not analysis.rows:
+        return [
+            head,
+            "Unknown yet: which technique helps needs a controlled comparison, and this study "
+            f"has none. `hpo ablate {name} --seeds 10` trains each technique with and without "
+            "on the same 10 seeds; the report then opens with the answer. The screening and "
+            "the best trials below are hints, not answers.",
+        ]
+    plan = analysis.plan
+    base = variant_scores(plan.baseline, analysis.seeds, runs)
+    best = variant_scores(plan.best, analysis.seeds, runs)
+    by_technique: dict[str, dict[str, Row]] = {}
+    for row in analysis.rows:
+        by_technique.setdefault(row.comparison.technique, {})[row.comparison.design] = row
+    groups: dict[str, list[str]] = {HELPS: [], HURTS: [], NO_EFFECT: [], INCONCLUSIVE: []}
+    for technique, rows in by_technique.items():
+        row = rows.get(ADD_ONE_IN) or rows[LEAVE_ONE_OUT]
+        groups[row.test.label].append(_named(technique, row))
+    sentences = [
+        f"On its own against the baseline (where the study tested it so; else taken out of the "
+        f"best configuration), over {len(analysis.seeds)} paired seeds, in test accuracy "
+        "points (higher is better):"
+    ]
+    for label, intro in (
+        (HELPS, "**Helps**"),
+        (HURTS, "**Hurts**"),
+        (NO_EFFECT, f"**No effect** (within ±{100 * analysis.delta:.1f} points)"),
+        (INCONCLUSIVE, "**Unknown** (too few seeds for this spread)"),
+    ):
+        if groups[label]:
+            sentences.append(f"{intro}: {'; '.join(groups[label])}.")
+    changes = describe_changes(plan.variant(plan.baseline).params, plan.variant(plan.best).params)
+    recommend = (
+        f"**Use** the study's best configuration (trial #{plan.best_trial}, chosen on "
+        f"validation), which changes from the baseline: {changes}. Expect "
+        f"{points(best.mean, False)}% test accuracy (sd {points(best.sd, False)} points from "
+        f"seed to seed, over {best.n} seeds), against {points(base.mean, False)}% (sd "
+        f"{points(base.sd, False)}) for the baseline."
+        if plan.best != plan.baseline
+        else f"**Use** the baseline: it is also the study's best configuration on validation; "
+        f"expect {points(base.mean, False)}% test accuracy (sd {points(base.sd, False)} "
+        "points from seed to seed)."
+    )
+    return [
+        head,
+        " ".join(sentences),
+        recommend,
+        _table(by_technique),
+        f"One run's test accuracy varies by about {points(base.sd, False)} points from seed "
+        "to seed (the baseline's sd): a single comparison of two runs cannot tell effects of "
+        "that size apart, which is why each verdict pairs many seeds.",
+    ]
+
+
+def _named(technique: str, row: Row) -> str:
+    e, v = row.test.effect, row.test
+    text = f"{technique} {points(e.mean)} {interval_points(e.low, e.high)}"
+    if v.label == INCONCLUSIVE and v.n_seeds_needed is not None:
+        text += f", about {v.n_seeds_needed} seeds would settle it"
+    return text
+
+
+def _table(by_technique: Mapping[str, Mapping[str, Row]]) -> str:
+    rows = []
+    for technique, designs in by_technique.items():
+        rows.append(
+            [
+                technique,
+                *(_cell(designs.get(d)) for d in (ADD_ONE_IN, LEAVE_ONE_OUT)),
+                _why(designs),
+            ]
+        )
+    return table(
+        [
+            "technique",
+            "on its own (add one in), test pp",
+            "in the best configuration (leave one out), test pp",
+            "why unknown",
+        ],
+        rows,
+    )
+
+
+def _cell(row: Row | None) -> str:
+    if row is None:
+        return DASH
+    e = row.test.effect
+    return f"{WORDS[row.test.label]}: {points(e.mean)} {interval_points(e.low, e.high)}"
+
+
+def _why(designs: Mapping[str, Row]) -> str:
+    reasons = []
+    for design, row in designs.items():
+        if row.test.label != INCONCLUSIVE:
+            continue
+        if row.test.effect.n < 2:
+            reasons.append(f"{design}: fewer than 2 paired seeds")
+        elif row.test.n_seeds_needed is not None:
+            reasons.append(
+                f"{design}: spread {points(row.test.effect.sd, False)} points, about "
+                f"{row.test.n_seeds_needed} seeds would settle it"
+            )
+    return "; ".join(reasons) or DASH
