@@ -178,7 +178,9 @@ def _draw_activations(facts: Facts, path: Path, data_path: Path | None) -> Path:
             facts.activation_rows.append(
                 [label, act] + [f"{p.std:.3g} ({p.saturated(act):.0%})" for p in layers]
             )
-    return figures.plot_activations(grid, [label for label, _ in rows], activations, path)
+    return figures.plot_activations(
+        grid, [label for label, _ in rows], activations, path, own_activations=[str(a) for a in own]
+    )
 
 
 def figure_section(facts: Facts) -> list[str]:

@@ -77,6 +77,9 @@ def plot_curves(
         ax.plot(range(1, len(curve) + 1), curve, color=color, lw=1.6, label=label)
     title = "Validation curves: top trials" + (" and pruned ones" if pruned else "")
     ax.set(xlabel="epoch", ylabel=metric, title=title)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(loc="best", fontsize=8)
     return _save(fig, path)
 
@@ -113,16 +116,20 @@ def plot_activations(
     initializers: Sequence[str],
     activations: Sequence[str],
     path: Path,
+    own_activations: Sequence[str] = (),
 ) -> Path:
     """Histograms of hidden-layer outputs at initialization: one row per initializer, one
-    column per (activation, layer)."""
+    column per (activation, layer), each column on one x scale; activations the model does
+    not use are labelled "what-if"."""
     plt = _pyplot()
     columns = [(a, i) for a in activations for i in range(len(grid[initializers[0], a]))]
+    own = set(own_activations or activations)
     fig, axes = plt.subplots(
         len(initializers),
         len(columns),
         figsize=(2.1 * len(columns), 1.5 * len(initializers) + 0.4),
         squeeze=False,
+        sharex="col",
     )
     for row, initializer in enumerate(initializers):
         for col, (activation, layer) in enumerate(columns):
@@ -138,7 +145,8 @@ def plot_activations(
             ax.set_title(f"sd {probe.std:.2g}, flat {probe.saturated(activation):.0%}", fontsize=7)
             if row == 0:
                 ax.annotate(
-                    f"{activation}, {probe.layer}" + ("" if bounded else " (outputs > 0)"),
+                    f"{activation}{'' if activation in own else ' (what-if)'}, {probe.layer}"
+                    + ("" if bounded else " (outputs > 0)"),
                     (0.5, 1.35),
                     xycoords="axes fraction",
                     ha="center",

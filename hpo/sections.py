@@ -12,17 +12,16 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from hpo.ablation import describe_changes
 from hpo.answer import answer
 from hpo.drawing import figure_section
 from hpo.evaluate import Config, Summary
 from hpo.markdown import (
     DASH,
     duration,
-    interval,
     number,
     params_text,
     share,
-    signed,
     table,
     value_text,
 )
@@ -178,8 +177,8 @@ def ranking(facts: Facts) -> list[str]:
         "best without",
         "median with",
         "median without",
-        "Δ mean",
-        f"{CONFIDENCE:.0%} interval",
+        "Δ mean (pp)",
+        f"{CONFIDENCE:.0%} interval (pp)",
         "verdict",
     ]
     rows = [
@@ -189,12 +188,12 @@ def ranking(facts: Facts) -> list[str]:
             r.technique.baseline_label,
             _counts(r.n_with, r.n_pruned_with, r.n_failed_with),
             _counts(r.n_without, r.n_pruned_without, r.n_failed_without),
-            number(r.best_with),
-            number(r.best_without),
-            number(r.median_with),
-            number(r.median_without),
-            signed(r.difference),
-            interval(r.interval),
+            pct(r.best_with),
+            pct(r.best_without),
+            pct(r.median_with),
+            pct(r.median_without),
+            pp(r.difference),
+            pp_interval(r.interval),
             r.verdict,
         ]
         for i, r in enumerate(facts.rows, start=1)
@@ -206,17 +205,18 @@ def ranking(facts: Facts) -> list[str]:
         "suggest what the ablation above should test. "
         f"Each technique is compared on `{facts.spec.metric}` of complete trials that use it "
         f"against complete trials with the baseline choice (the switch off, or the lesson's "
-        f"default option). Δ mean is the mean with minus the mean without ({better} is "
-        f"better); the interval is a percentile bootstrap over trials ({N_BOOTSTRAP:,} "
+        f"default option). Scores are in %, differences in percentage points (pp); Δ mean "
+        f"is the mean with minus the mean without ({better} is better); the interval "
+        f"is a percentile bootstrap over trials ({N_BOOTSTRAP:,} "
         f"resamples), drawn only with at least {MIN_TRIALS} complete trials on each side. "
         f"Rows that can conclude come first, each group ranked by effect. Trial counts are "
         f"complete trials, then pruned and failed ones, which have no final value.",
         table(headers, rows, numeric=[0, 5, 6, 7, 8, 9]),
         *(
             [
-                "This study's trials are named experiments that each change one thing, so "
-                "each group above mixes unrelated changes: compare the experiments side by "
-                "side below."
+                "This study's trials are named experiments, so each group above mixes "
+                "unrelated changes: the ablation above compares each experiment with the "
+                "baseline on paired seeds."
             ]
             if facts.experiments
             else []
@@ -237,9 +237,9 @@ def _counts(n: int, pruned: int, failed: int) -> str:
 def _summary_cells(s: Summary | None, base: Summary | None) -> list[str]:
     if s is None:
         return [DASH] * 5
-    spread = f"{s.low:.4f}, {s.high:.4f}"
-    delta = signed(s.mean - base.mean) if base is not None else DASH
-    return [f"{s.mean:.4f}", number(s.sd), spread, delta, number(s.val_mean)]
+    spread = f"{pct(s.low)}, {pct(s.high)}"
+    delta = pp(s.mean - base.mean) if base is not None else DASH
+    return [pct(s.mean), pp(s.sd, sign=False), spread, delta, pct(s.val_mean)]
 
 
 def test_evaluation(facts: Facts) -> list[str]:
@@ -263,9 +263,12 @@ def test_evaluation(facts: Facts) -> list[str]:
         [
             c.label,
             _trial(c),
+            describe_changes(facts.baseline.params, c.params)
+            if c.key != facts.baseline.key
+            else "(the baseline)",
             s.n if s else 0,
             *_summary_cells(s, base),
-            number(values.get(c.trial) if c.trial is not None else None),
+            pct(values.get(c.trial) if c.trial is not None else None),
         ]
         for c, s in order
     ]
@@ -283,16 +286,17 @@ def test_evaluation(facts: Facts) -> list[str]:
             [
                 "configuration",
                 "from trial",
+                "what it changes from the baseline",
                 "seeds",
-                "test accuracy",
-                "sd",
-                "min, max",
-                "Δ test",
-                "val accuracy (retrained)",
-                f"trial {metric}",
+                "test accuracy (%)",
+                "sd (pp)",
+                "min, max (%)",
+                "Δ test (pp)",
+                "val accuracy, retrained (%)",
+                f"trial {metric} (%)",
             ],
             rows,
-            numeric=[2, 3, 4, 5, 6, 7, 8],
+            numeric=[3, 4, 5, 6, 7, 8, 9],
         ),
     ]
 
@@ -319,27 +323,29 @@ def experiments(facts: Facts) -> list[str]:
                 t.user_attrs["experiment"],
                 f"#{t.number}",
                 params_text(changes) if changes else "(reference)",
-                number(value),
-                signed(value - base.value) if base.value is not None else DASH,
+                pct(value),
+                pp(value - base.value) if base.value is not None else DASH,
                 epochs,
-                f"{s.mean:.4f} ± {number(s.sd)} ({s.n})" if s else DASH,
-                signed(s.mean - base_test.mean) if s and base_test else DASH,
+                f"{pct(s.mean)} ± {pp(s.sd, sign=False)} ({s.n})" if s else DASH,
+                pp(s.mean - base_test.mean) if s and base_test else DASH,
             ]
         )
     return [
         "## Experiments side by side",
-        f"Each named experiment changes one thing against `{base.user_attrs['experiment']}`. "
-        "Validation is the trial's best epoch; test is the mean ± sd over retrained seeds.",
+        f"Each experiment changes what its `changes` column lists against "
+        f"`{base.user_attrs['experiment']}` (one knob or two, as the lesson did). Accuracy in "
+        "%, differences in points (higher is better); validation is the trial's one seed, "
+        "test the mean ± sd over retrained seeds.",
         table(
             [
                 "experiment",
                 "trial",
                 "changes",
-                "val accuracy",
-                "Δ val",
-                "epochs (best)",
-                "test accuracy",
-                "Δ test",
+                "val accuracy (%)",
+                "Δ val (pp)",
+                "epochs (peak)",
+                "test accuracy (%)",
+                "Δ test (pp)",
             ],
             rows,
             numeric=[3, 4, 6, 7],
@@ -348,16 +354,62 @@ def experiments(facts: Facts) -> list[str]:
 
 
 def importances(facts: Facts) -> list[str]:
-    head = ["## Parameter importances", f"Evaluator: Optuna's `{facts.evaluator}`."]
+    if facts.experiments and len(facts.experiments) == len(facts.trials):
+        return []  # named experiments, not a search: nothing to attribute a spread to
+    head = [
+        "## Parameter importances (screening)",
+        f"Evaluator: Optuna's `{facts.evaluator}`. It measures how much of the spread of "
+        "the good trials' scores each parameter explains, not whether a technique helps or "
+        "by how much (that is the ablation's question); a switch (`dropout`) and its "
+        "strength (`dropout_rate`) are scored apart, so they are listed together here.",
+    ]
     if facts.importances is None:
         return [*head, f"No importances: {facts.importance_note}."]
-    rows = [[k, f"{v:.3f}"] for k, v in facts.importances.items()]
-    lines = [*head, table(["param", "importance"], rows, numeric=[1])]
+    rows = [
+        [technique_of(k), k, f"{v:.3f}"]
+        for k, v in sorted(
+            facts.importances.items(), key=lambda kv: (technique_order(kv[0], facts), kv[0])
+        )
+    ]
+    lines = [*head, table(["technique", "param", "importance"], rows, numeric=[2])]
     if facts.importance_note:
         lines.append(f"Note: {facts.importance_note}.")
     if "importances" in facts.figures:
         lines.append(f"![Parameter importances]({facts.figures['importances']})")
     return lines
+
+
+def technique_of(param: str) -> str:
+    """The technique (switch or option) a param belongs to, or the param itself."""
+    from hpo.ablation import TECHNIQUES, family
+
+    for technique in TECHNIQUES:
+        if param in family(technique):
+            return technique
+    return param
+
+
+def technique_order(param: str, facts: Facts) -> float:
+    """Techniques by their most important param, most important first."""
+    assert facts.importances is not None
+    group = technique_of(param)
+    return -max(v for k, v in facts.importances.items() if technique_of(k) == group)
+
+
+def pct(value: float | None) -> str:
+    """An accuracy as a percentage with one decimal: 0.2134 -> 21.3."""
+    return DASH if value is None or value != value else f"{100 * value:.1f}"
+
+
+def pp(value: float | None, sign: bool = True) -> str:
+    """A difference of accuracies in points with one decimal: 0.0123 -> +1.2."""
+    if value is None or value != value:
+        return DASH
+    return f"{100 * value:+.1f}" if sign else f"{100 * value:.1f}"
+
+
+def pp_interval(bounds: tuple[float, float] | None) -> str:
+    return DASH if bounds is None else f"[{pp(bounds[0])}, {pp(bounds[1])}]"
 
 
 def best_trials(facts: Facts) -> list[str]:

@@ -221,7 +221,12 @@ def test_evaluate_test_trains_once_and_the_next_report_reuses_it(
     assert "## Experiments side by side" in text
     assert "| dropout | #1 | dropout=on |" in text
     table = text.split("## Test evaluation")[1].split("##")[0]
-    assert "| baseline | #0 | 2 |" in table and "| dropout | #1 | 2 |" in table
+    assert "| baseline | #0 | (the baseline) | 2 |" in table
+    assert "| dropout | #1 | dropout=on, dropout_rate=0.1 | 2 |" in table
+    # Ordered by validation accuracy (retrained), never by test.
+    rows = [r for r in table.splitlines() if r.startswith("| ") and "#" in r]
+    val = [float(r.split(" | ")[-2]) for r in rows]
+    assert val == sorted(val, reverse=True)
 
     def no_training(*args: object, **kwargs: object) -> None:
         raise AssertionError("a stored result was trained again")
