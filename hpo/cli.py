@@ -114,25 +114,43 @@ def run(
     storage: StorageOption = None,
     workers: Annotated[
         int,
-        typer.Option(
-            min=1, help="Worker processes on this machine, sharing the storage and the cores."
-        ),
+        typer.Option(help="Worker processes on this machine, sharing the storage and the cores."),
     ] = 1,
+    max_failures: Annotated[
+        int, typer.Option(help="Stop after this many failed trials in a row (each worker).")
+    ] = 10,
 ) -> None:
     """Run (or resume) a study until it holds N finished trials. Ctrl-C stops cleanly."""
     from hpo.study import storage_url
 
+    if n_trials is not None and n_trials < 1:
+        raise HpoError(f"--n-trials must be at least 1, got {n_trials}")
+    if timeout is not None and not timeout > 0:
+        raise HpoError(f"--timeout must be a positive number of seconds, got {timeout:g}")
+    if workers < 1:
+        raise HpoError(f"--workers must be at least 1, got {workers}")
+    if max_failures < 1:
+        raise HpoError(f"--max-failures must be at least 1, got {max_failures}")
     signal.signal(signal.SIGTERM, _interrupt)
     url = storage_url(storage)
     try:
         if workers > 1:
             from hpo.workers import run_workers
 
-            run_workers(name, url, n_trials, timeout, data, workers, echo=typer.echo)
+            run_workers(name, url, n_trials, timeout, data, workers, typer.echo, max_failures)
         else:
             from hpo.runner import run_study
 
-            run_study(name, url, n_trials, timeout, data, echo=typer.echo, debug=_state["debug"])
+            run_study(
+                name,
+                url,
+                n_trials,
+                timeout,
+                data,
+                echo=typer.echo,
+                debug=_state["debug"],
+                max_failures=max_failures,
+            )
     except KeyboardInterrupt:
         typer.echo(
             "interrupted: the running trial was recorded as failed, finished trials are "
@@ -313,7 +331,7 @@ def ablate(
         f"seeds = {n_runs} runs, {len(plan.comparisons)} comparisons "
         f"(study '{companion.study_name}')"
     )
-    run(companion.study_name, None, timeout, data, url, workers)
+    run(companion.study_name, None, timeout, data, url, workers, 10)
     seeds_used = list(companion.user_attrs["seeds"])
     runs = collect_runs(companion.get_trials(deepcopy=False))
     analysis = analyze(plan, seeds_used, runs, delta / 100)

@@ -9,7 +9,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from hpo.errors import HpoError
-from hpo.study import FINISHED, count, load_study, optimize
+from hpo.study import FINISHED, MAX_FAILURES, count, load_study, optimize
 from hpo.summary import trial_line
 
 
@@ -22,8 +22,11 @@ def run_study(
     echo: Callable[[str], None] = print,
     worker: int = 0,
     debug: bool = False,
+    max_failures: int = MAX_FAILURES,
 ) -> optuna.Study:
-    """Run the study `name` until it holds `n_trials` finished trials (or `timeout` passes)."""
+    """Run the study `name` until it holds `n_trials` finished trials (or `timeout` passes).
+
+    Stops with HpoError after `max_failures` failed trials in a row."""
     from tqdm import tqdm
 
     from hpo.tfquiet import import_tensorflow
@@ -38,8 +41,14 @@ def run_study(
     target = n_trials if n_trials is not None else spec.n_trials
     if target is None and timeout is None:
         raise HpoError(f"study '{name}' has no n_trials in its spec: give --n-trials or --timeout")
-    data = load_dataset(spec.data, data_path)
     already = count(study)
+    if target is not None and already >= target:
+        echo(
+            f"study '{name}' already holds {already} finished trials (target {target}): "
+            "nothing to run; give a larger --n-trials to run more"
+        )
+        return study
+    data = load_dataset(spec.data, data_path)
     bar = tqdm(
         total=target,
         initial=min(already, target or 0),
@@ -55,7 +64,14 @@ def run_study(
         bar.write(trial_line(trial)) if not bar.disable else echo(trial_line(trial))
 
     try:
-        optimize(study, make_objective(spec, data), target, timeout, callbacks=[report])
+        optimize(
+            study,
+            make_objective(spec, data),
+            target,
+            timeout,
+            callbacks=[report],
+            max_failures=max_failures,
+        )
     finally:
         bar.close()
     return study

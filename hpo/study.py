@@ -10,7 +10,6 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import optuna
 from optuna.storages import BaseStorage
@@ -19,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.errors import HpoError, StorageError, StudyNotFoundError
 from hpo.interrupts import HeldInterrupts
 from hpo.registry import make_pruner, make_sampler
+from hpo.secrets import mask, redact
 from hpo.spec import Component, Spec, load_spec_text
 
 # Heartbeats and the stale-trial retry are marked experimental; they are what fault recovery uses.
@@ -43,21 +43,6 @@ N_RUNS = "n_runs"
 def storage_url(url: str | None = None) -> str:
     """The storage URL to use: the one given, else $HPO_STORAGE, else the default SQLite file."""
     return url or os.environ.get("HPO_STORAGE") or DEFAULT_STORAGE
-
-
-def mask(url: str) -> str:
-    """`url` with any password replaced by ***, safe for output, logs and reports."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def redact(text: str, url: str) -> str:
-    """`text` with the password of `url` replaced by *** wherever it appears."""
-    password = urlsplit(url).password
-    return text.replace(password, "***") if password else text
 
 
 def supports_heartbeat(url: str) -> bool:
@@ -111,7 +96,7 @@ def open_storage(
         raise
     except Exception as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise StorageError(f"cannot open storage {mask(url)}: {mask(reason)}") from err
+        raise StorageError(f"cannot open storage {mask(url)}: {redact(reason, url)}") from err
 
 
 def _journal_file(path: str, create: bool) -> BaseStorage:
@@ -152,13 +137,20 @@ def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
     return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
 
 
-def _with_installed_driver(url: str) -> str:
-    """A plain postgresql:// URL names psycopg 3 to SQLAlchemy 2.1; use psycopg2 if only it is."""
+def _with_installed_driver(url: str, find: Callable[[str], object] | None = None) -> str:
+    """A plain URL names SQLAlchemy's default driver; name an installed one instead.
+
+    postgresql:// means psycopg 3 to SQLAlchemy 2.1: psycopg2 is used if only it is installed.
+    mysql:// means mysqlclient (a C extension): PyMySQL, which hpo installs, is used unless
+    mysqlclient is there. `find` looks a module up (importlib's `find_spec`; tests replace it).
+    """
     import importlib.util
 
-    plain = url.startswith("postgresql://")
-    if plain and not importlib.util.find_spec("psycopg") and importlib.util.find_spec("psycopg2"):
+    find = find or importlib.util.find_spec
+    if url.startswith("postgresql://") and not find("psycopg") and find("psycopg2"):
         return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    if url.startswith("mysql://") and not find("MySQLdb") and find("pymysql"):
+        return "mysql+pymysql://" + url.removeprefix("mysql://")
     return url
 
 
@@ -172,7 +164,8 @@ def create_study(spec: Spec, url: str) -> optuna.Study:
         )
     direction = optuna.study.StudyDirection[spec.direction.upper()]
     study = optuna.create_study(study_name=spec.name, storage=storage, direction=direction)
-    study.set_user_attr(SPEC_ATTR, spec.text)
+    # The spec's own storage URL is only needed here: its credentials are not stored.
+    study.set_user_attr(SPEC_ATTR, redact(spec.text, spec.storage))
     study.set_user_attr("metric", spec.metric)
     for entry in spec.enqueue:
         study.enqueue_trial(dict(entry.params), user_attrs={"experiment": entry.name})

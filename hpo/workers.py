@@ -47,6 +47,7 @@ class Job:
     data_path: Path | None
     worker: int
     n_threads: int
+    max_failures: int = 10
 
 
 def available_cores() -> int:
@@ -75,6 +76,7 @@ def run_workers(
     data_path: Path | None = None,
     n_workers: int = 2,
     echo: Callable[[str], None] = print,
+    max_failures: int = 10,
 ) -> optuna.Study:
     """Run study `name` in `n_workers` processes until it holds `n_trials` finished trials.
 
@@ -91,6 +93,12 @@ def run_workers(
     target = n_trials if n_trials is not None else spec.n_trials
     if target is None and timeout is None:
         raise HpoError(f"study '{name}' has no n_trials in its spec: give --n-trials or --timeout")
+    if target is not None and count(study) >= target:
+        echo(
+            f"study '{name}' already holds {count(study)} finished trials (target {target}): "
+            "nothing to run; give a larger --n-trials to run more"
+        )
+        return study
     cores = available_cores()
     shares = thread_shares(n_workers, cores)
     until = f" until it holds {target} finished trials" if target is not None else ""
@@ -107,7 +115,7 @@ def run_workers(
     # Several workers downloading CIFAR-100 into Keras's cache at once would corrupt it.
     data_ready = ctx.Event() if resolve_source(spec.data, data_path) == "keras" else None
     jobs = [
-        Job(name, url, target, timeout, data_path, worker, n_threads)
+        Job(name, url, target, timeout, data_path, worker, n_threads, max_failures)
         for worker, n_threads in enumerate(shares)
     ]
     began = time.monotonic()
@@ -128,6 +136,13 @@ def run_workers(
     if pool.errors and (target is None or count(study) < target):
         worker, error = next(iter(pool.errors.items()))
         raise HpoError(f"worker w{worker} failed: {error}")
+    finished = count(study)
+    if target is not None and finished < target and timeout is None:
+        raise HpoError(
+            f"study '{name}' holds {finished} of its {target} finished trials: "
+            f"{target - finished} missing (a worker's trial was left running or failed); "
+            f"`hpo study run {name}` runs them"
+        )
     return study
 
 
@@ -357,7 +372,9 @@ def _optimize(job: Job, conn: Connection, data_ready: Event | None) -> None:
         note = "" if retried is None else f"  (retry of trial {retried})"
         conn.send(("trial", trial_line(trial) + note))
 
-    optimize(study, tagged, job.n_trials, job.timeout, callbacks=[report])
+    optimize(
+        study, tagged, job.n_trials, job.timeout, callbacks=[report], max_failures=job.max_failures
+    )
 
 
 def set_tensorflow_threads(n_threads: int) -> None:

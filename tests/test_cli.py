@@ -153,3 +153,40 @@ def test_ctrl_c_records_the_running_trial_as_failed_and_exits_130(tmp_path: Path
     assert "interrupted" in err and "Traceback" not in err
     (trial,) = optuna.load_study(study_name="tiny", storage=url).trials
     assert trial.state == TrialState.FAIL
+
+
+def test_a_study_whose_trials_all_fail_stops_with_one_line(tmp_path: Path, sqlite_url: str) -> None:
+    spec = tmp_path / "x.toml"
+    spec.write_text(
+        TINY_SPEC.replace(
+            "learning_rate = { low = 1e-3, high = 1e-2, log = true }",
+            'optimizer = "sgd"\nweight_decay = "on"\nweight_decay_l2 = 100.0\n'
+            "learning_rate = { low = 1e4, high = 1e6, log = true }",
+        )
+    )
+    assert hpo("study", "create", str(spec), "--storage", sqlite_url).exit_code == 0
+    result = hpo("study", "run", "tiny", "--max-failures", "3", "--storage", sqlite_url)
+    assert result.exit_code == 2, result.output
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: stopped after 3 failed trials in a row; the first failed")
+    assert "diverged: training loss was not finite" in line  # SGD at 1e4 with L2 100
+    study = optuna.load_study(study_name="tiny", storage=sqlite_url)
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 3
+
+
+def test_n_trials_and_timeout_must_be_positive_and_a_met_target_says_so(
+    tiny_spec_file: Path, sqlite_url: str
+) -> None:
+    assert hpo("study", "create", str(tiny_spec_file), "--storage", sqlite_url).exit_code == 0
+    for args, fragment in (
+        (["--n-trials", "-3"], "--n-trials must be at least 1, got -3"),
+        (["--n-trials", "0"], "--n-trials must be at least 1, got 0"),
+        (["--timeout", "0"], "--timeout must be a positive number of seconds, got 0"),
+        (["--workers", "0"], "--workers must be at least 1, got 0"),
+    ):
+        result = hpo("study", "run", "tiny", *args, "--storage", sqlite_url)
+        assert result.exit_code == 2 and fragment in result.stderr, result.output
+    assert hpo("study", "run", "tiny", "--n-trials", "1", "--storage", sqlite_url).exit_code == 0
+    result = hpo("study", "run", "tiny", "--n-trials", "1", "--storage", sqlite_url)
+    assert result.exit_code == 0
+    assert "already holds 1 finished trials (target 1): nothing to run" in result.output

@@ -170,15 +170,46 @@ def test_only_rdb_storages_notice_dead_workers() -> None:
     assert not supports_heartbeat("redis://127.0.0.1:6379/0")
 
 
-def test_plain_postgresql_url_uses_the_installed_driver() -> None:
-    import importlib.util
-
+def test_plain_urls_name_a_driver_that_is_installed() -> None:
     from hpo.study import _with_installed_driver
 
-    url = _with_installed_driver("postgresql://u@db/hpo")
-    if importlib.util.find_spec("psycopg") is None:
-        assert url == "postgresql+psycopg2://u@db/hpo"
-    assert _with_installed_driver("postgresql+asyncpg://u@db/x") == "postgresql+asyncpg://u@db/x"
+    def only(*installed: str):
+        return lambda name: name in installed
+
+    pg = "postgresql://u@db/hpo"
+    assert _with_installed_driver(pg, only("psycopg", "psycopg2")) == pg
+    assert _with_installed_driver(pg, only("psycopg2")) == "postgresql+psycopg2://u@db/hpo"
+    my = "mysql://root@db/test"
+    assert _with_installed_driver(my, only("pymysql")) == "mysql+pymysql://root@db/test"
+    assert _with_installed_driver(my, only("MySQLdb", "pymysql")) == my
+    explicit = "postgresql+asyncpg://u@db/x"
+    assert _with_installed_driver(explicit, only("psycopg2")) == explicit
+
+
+MYSQL = os.environ.get("HPO_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test")
+
+
+@pytest.mark.mysql
+def test_a_study_runs_on_mysql(tiny_spec_text: str) -> None:
+    import socket
+    import uuid
+    from urllib.parse import urlsplit
+
+    from hpo.runner import run_study
+    from hpo.spec import load_spec_text
+
+    parts = urlsplit(MYSQL)
+    try:
+        socket.create_connection((parts.hostname, parts.port or 3306), timeout=2).close()
+    except OSError as err:
+        pytest.skip(f"no MySQL/MariaDB server at {parts.hostname}:{parts.port}: {err}")
+    name = f"tiny-{uuid.uuid4().hex[:8]}"
+    create_study(load_spec_text(tiny_spec_text.replace('"tiny"', f'"{name}"')), MYSQL)
+    try:
+        study = run_study(name, MYSQL, 2, echo=lambda _: None)
+        assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 2
+    finally:
+        optuna.delete_study(study_name=name, storage=open_storage(MYSQL))
 
 
 class InterruptingSampler(optuna.samplers.RandomSampler):
