@@ -128,6 +128,8 @@ def rank(
         (trial_params(t), t)
         for t in sorted(trials, key=lambda t: t.number)
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        # A trial that failed before it had params used no technique: it counts nowhere.
+        and (t.params or t.user_attrs.get("params"))
     ]
     rows = []
     for technique in techniques:

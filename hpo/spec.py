@@ -348,7 +348,19 @@ class _Validator:
 
 
 def _contains(dist: BaseDistribution, value: Any) -> bool:
-    try:
-        return bool(dist._contains(dist.to_internal_repr(value)))
-    except (ValueError, TypeError):
-        return False
+    """Whether `value` is one `dist` can suggest (through public attributes only)."""
+    if isinstance(dist, CategoricalDistribution):
+        # 1 == True in Python; a spec's true is not the choice 1.
+        return any(
+            value == c and isinstance(value, bool) == isinstance(c, bool) for c in dist.choices
+        )
+    if isinstance(dist, FloatDistribution | IntDistribution):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if not dist.low <= value <= dist.high:
+            return False
+        if dist.step is not None:
+            steps = (value - dist.low) / dist.step
+            return abs(steps - round(steps)) < 1e-8
+        return not isinstance(dist, IntDistribution) or float(value).is_integer()
+    return False

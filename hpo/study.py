@@ -36,6 +36,8 @@ FIXED_RUN = "fixed_run"
 """Trial user attribute: the trial was enqueued with its full params and seed (an ablation run)."""
 FIXED_ONLY = "fixed_runs_only"
 """Study user attribute: every trial of the study is an enqueued fixed run (an ablation)."""
+ENQUEUED_PARAMS = "enqueued_params"
+"""Trial user attribute of a named experiment: the params it was enqueued with."""
 N_RUNS = "n_runs"
 """Study user attribute of a study of fixed runs: how many it must finish."""
 
@@ -168,7 +170,10 @@ def create_study(spec: Spec, url: str) -> optuna.Study:
     study.set_user_attr(SPEC_ATTR, redact(spec.text, spec.storage))
     study.set_user_attr("metric", spec.metric)
     for entry in spec.enqueue:
-        study.enqueue_trial(dict(entry.params), user_attrs={"experiment": entry.name})
+        study.enqueue_trial(
+            dict(entry.params),
+            user_attrs={"experiment": entry.name, ENQUEUED_PARAMS: dict(entry.params)},
+        )
     return study
 
 
@@ -252,9 +257,10 @@ def optimize(
         def guarded(trial: optuna.trial.Trial) -> float:
             if _taken_before(study, trial.number) >= target:
                 trial.set_user_attr("fail_reason", "surplus: the study already had n_trials")
-                if trial.user_attrs.get(FIXED_RUN):
-                    # An enqueued run popped by the race goes back to the queue, never lost.
-                    study.enqueue_trial({}, user_attrs=dict(trial.user_attrs))
+                if trial.user_attrs.get(FIXED_RUN) or ENQUEUED_PARAMS in trial.user_attrs:
+                    # An enqueued trial popped by the race goes back to the queue, never lost.
+                    attrs = {k: v for k, v in trial.user_attrs.items() if k != "fail_reason"}
+                    study.enqueue_trial(dict(attrs.get(ENQUEUED_PARAMS, {})), user_attrs=attrs)
                 return math.nan
             with interrupts.delivered():
                 return objective(trial)
@@ -305,9 +311,13 @@ class _FailureStreak:
 
 def heartbeat_enabled(study: optuna.Study) -> bool:
     """Whether the study's storage notices dead workers (RDB storages with a heartbeat)."""
-    from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
-
-    return isinstance(study._storage, BaseHeartbeat) and is_heartbeat_enabled(study._storage)
+    # Optuna has no public way from a study to its storage; tests/test_private_apis.py
+    # fails loudly if `_storage` goes. The heartbeat check itself is public.
+    storage = study._storage
+    return (
+        isinstance(storage, optuna.storages.RDBStorage)
+        and storage.get_heartbeat_interval() is not None
+    )
 
 
 def _taken_before(study: optuna.Study, number: int) -> int:

@@ -124,8 +124,13 @@ def test_unreachable_storage_is_one_line_without_the_password() -> None:
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["--debug", "study", "create", str(tmp_path / "none.toml")])
-    assert result.exit_code != 0 and result.exception is not None
+    from hpo.errors import HpoError
+
+    missing = str(tmp_path / "none.toml")
+    result = runner.invoke(app, ["--debug", "study", "create", missing])
+    assert isinstance(result.exception, HpoError)  # raised, not turned into SystemExit(2)
+    plain = runner.invoke(app, ["study", "create", missing])
+    assert isinstance(plain.exception, SystemExit) and plain.exit_code == 2
 
 
 def test_ctrl_c_records_the_running_trial_as_failed_and_exits_130(tmp_path: Path) -> None:

@@ -124,3 +124,14 @@ def test_bootstrap_interval_is_deterministic_and_centred() -> None:
     first = bootstrap_interval(with_, without, seed=11)
     assert first == bootstrap_interval(with_, without, seed=11)
     assert first[0] <= 0.1 <= first[1] and first[0] > 0
+
+
+def test_a_trial_that_failed_before_its_params_counts_for_no_technique() -> None:
+    from optuna.trial import TrialState, create_trial
+
+    spec = spec_for()
+    study = optuna.create_study(direction="maximize")
+    add_fake_trials(study, spec, 20, {}, seed=8)
+    study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={"fail_reason": "OOM"}))
+    rows = by_name(rank(study.trials, find_techniques(spec), "maximize"))
+    assert rows["dropout"].n_failed_with + rows["dropout"].n_failed_without == 0

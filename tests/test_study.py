@@ -240,3 +240,34 @@ def test_ctrl_c_during_the_objective_fails_that_trial_at_once() -> None:
         optimize(study, objective, 5)
     assert time.monotonic() - began < 4
     assert [t.state for t in study.trials] == [TrialState.FAIL]
+
+
+class FinishingSampler(optuna.samplers.RandomSampler):
+    """While `study.ask` creates a trial, another worker finishes one (once)."""
+
+    done = False
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if not self.done:
+            self.done = True
+            study.add_trial(optuna.trial.create_trial(value=0.5))
+
+
+def test_an_enqueued_trial_that_meets_the_surplus_check_goes_back_to_the_queue(
+    sqlite_url: str,
+) -> None:
+    text = TINY_SPEC.replace("n_trials = 4", "n_trials = 1")
+    text = text.replace("[params]", '[params]\ndropout = { choices = ["off", "on"] }')
+    text += '\n[[enqueue]]\nname = "exp"\nparams = { dropout = "on" }\n'
+    create_study(load_spec_text(text), sqlite_url)
+    storage = open_storage(sqlite_url, heartbeat_interval=None)
+    study = optuna.load_study(study_name="tiny", storage=storage, sampler=FinishingSampler())
+    optimize(study, lambda trial: 1.0, 1)
+    trials = study.get_trials(deepcopy=False)
+    surplus = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(surplus) == 1 and surplus[0].user_attrs["fail_reason"].startswith("surplus")
+    waiting = [t for t in trials if t.state == TrialState.WAITING]
+    assert len(waiting) == 1
+    assert waiting[0].user_attrs["experiment"] == "exp"
+    assert waiting[0].user_attrs["enqueued_params"]["dropout"] == "on"
+    assert "fail_reason" not in waiting[0].user_attrs
