@@ -88,7 +88,7 @@ def plot_importances(importances: Mapping[str, float], evaluator: str, path: Pat
     """Horizontal bars, most important at the top."""
     plt = _pyplot()
     names = list(importances)[::-1]
-    fig, ax = plt.subplots(figsize=(6, 0.3 * len(names) + 1.2))
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(names) + 1.2))
     ax.barh(names, [importances[n] for n in names], color="tab:blue")
     ax.set(xlabel="importance", title=f"Parameter importances ({evaluator})")
     ax.tick_params(axis="y", labelsize=8)
@@ -255,7 +255,11 @@ def plot_gaps(
     n_cols = min(3, len(panels))
     n_rows = math.ceil(len(panels) / n_cols)
     fig, axes = plt.subplots(
-        n_rows, n_cols, figsize=(5 * n_cols, 3.6 * n_rows + 0.6), squeeze=False, sharey=True
+        n_rows,
+        n_cols,
+        figsize=(max(WIDE[0], 5 * n_cols), 3.6 * n_rows + 0.6),
+        squeeze=False,
+        sharey=True,
     )
     styles = {"with": "tab:blue", "without": "0.45"}
     for ax, (title, sides) in zip(axes.flat, panels, strict=False):

@@ -55,7 +55,8 @@ def make_objective(spec: Spec, data: Dataset) -> Callable[[optuna.Trial], float]
         try:
             if trial.user_attrs.get(FIXED_RUN):
                 return run_fixed(trial, data)
-            if trial.study.user_attrs.get(FIXED_ONLY):
+            study = getattr(trial, "study", None)  # a FixedTrial has none
+            if study is not None and study.user_attrs.get(FIXED_ONLY):
                 trial.set_user_attr("fail_reason", "surplus: no enqueued run was left")
                 return math.nan
             return run_trial(trial, spec, data)

@@ -26,7 +26,9 @@ def test_trial_records_what_a_report_needs(spec) -> None:
     value = make_objective(spec, load_dataset(spec.data))(trial)
     attrs = trial.user_attrs
     assert 0.0 <= value <= 1.0
-    assert value == max(attrs["curve_val_accuracy"])
+    # The value scores the model the run ends with: here the last epoch's.
+    assert value == pytest.approx(attrs["curve_val_accuracy"][-1], abs=1e-6)
+    assert attrs["final_val_accuracy"] == value
     assert attrs["n_epochs"] == 2 and attrs["epoch_budget"] == 2
     assert attrs["best_epoch"] in (1, 2)
     assert len(attrs["seconds_per_epoch"]) == 2
@@ -141,3 +143,18 @@ def test_artifacts_are_stored_only_when_the_spec_asks(tmp_path) -> None:
     files = sorted(p.name for p in folder.iterdir())
     assert len(files) == 2  # the learning-curve figure and the weights of the second study
     assert study.user_attrs["artifact_dir"] == str(folder.resolve())
+
+
+def test_with_restored_weights_the_value_is_the_restored_models_score() -> None:
+    text = TINY_SPEC.replace("epochs = 2", "epochs = 6").replace(
+        "learning_rate = { low = 1e-3, high = 1e-2, log = true }",
+        'learning_rate = 0.05\nearly_stopping = "on"\npatience = 1\nrestore_best_weights = true',
+    )
+    spec = load_spec_text(text)
+    trial = FixedTrial({}, number=0)
+    value = make_objective(spec, load_dataset(spec.data))(trial)
+    attrs = trial.user_attrs
+    val_loss = attrs["curve_val_loss"]
+    restored = min(range(len(val_loss)), key=lambda i: val_loss[i])
+    # Early stopping watches val_loss: the run ends with that epoch's weights.
+    assert value == pytest.approx(attrs["curve_val_accuracy"][restored], abs=1e-6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -159,7 +160,9 @@ def test_report_has_every_section_and_small_figures(fake_report: Path) -> None:
         "importances.png",
         "learning_rates.png",
     ]
-    assert sum(p.stat().st_size for p in folder.iterdir()) < 500_000
+    assert sum(p.stat().st_size for p in folder.iterdir()) < 1_000_000
+    for png in folder.iterdir():  # readable: at least 1,200 px wide
+        assert struct.unpack(">II", png.read_bytes()[16:24])[0] >= 1200, png.name
     for name in figures:
         assert f"(fake/{name})" in text
 
@@ -339,8 +342,6 @@ def test_the_ablation_leads_the_ranking_with_its_known_answers(
 
 
 def test_the_effects_figure_is_wide_and_labelled(tmp_path: Path) -> None:
-    import struct
-
     from hpo.figures import effects_figure, plot_effects
 
     groups = [("add-one-in", [("dropout", 3.0, 2.0, 4.0, "helps"), ("l2", -1, -3, 1, "x")])]
