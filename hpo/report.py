@@ -93,7 +93,10 @@ def write_report(
         facts.ablation = analyze(plan, seeds, facts.ablation_runs)
     if evaluate_test:
         evaluate_configs(study, spec, facts.configs, n_seeds, data_path, echo)
-    facts.results = {c.key: summarize(stored_results(study, c)) for c in facts.configs}
+    facts.results = {
+        c.key: summarize(stored_results(study, c) or _ablation_results(facts, c))
+        for c in facts.configs
+    }
     facts.evaluator, facts.importances, facts.importance_note = importances(study, facts.complete)
 
     from hpo.drawing import draw_figures
@@ -103,6 +106,23 @@ def write_report(
     out.write_text(render(facts, url))
     save_note(study, note_markdown(facts))
     return out
+
+
+def _ablation_results(facts: Facts, config: Config) -> list[dict[str, Any]]:
+    """The ablation's runs of `config`'s params, as test results (the same retraining: fresh
+    seeds from the same stream, final model scored once on test and on validation)."""
+    if facts.ablation is None:
+        return []
+    from hpo.ablation import digest
+
+    wanted = digest(config.params)
+    keys = [v.key for v in facts.ablation.plan.variants if digest(v.params) == wanted]
+    return [
+        dict(facts.ablation_runs[(key, seed)], seed=seed)
+        for key in keys[:1]
+        for seed in facts.ablation.seeds
+        if (key, seed) in facts.ablation_runs
+    ]
 
 
 def check_reportable(name: str, trials: Sequence[FrozenTrial]) -> None:

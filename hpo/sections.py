@@ -275,8 +275,9 @@ def test_evaluation(facts: Facts) -> list[str]:
     metric = facts.spec.metric
     return [
         head,
-        "Each configuration was retrained from scratch on the training split with the seeds "
-        "listed in the study and scored once on the test set, which no choice in the study "
+        "Each configuration was retrained from scratch on the training split with fresh seeds "
+        "(by `--evaluate-test`, or as a run of the ablation when it trained the same params) "
+        "and scored once on the test set, which no choice in the study "
         f"saw. Ordered by the retrained models' mean validation accuracy (the test column "
         f"only scores); Δ is against `{facts.baseline.label}`; sd is the sample standard "
         "deviation over seeds. Every score is of the model a run ends with, as in the study; "
