@@ -73,7 +73,7 @@ def draw_figures(facts: Facts, figures_dir: Path, data_path: Path | None) -> Non
                 saved(f"gap_{design}", drawn)
     values = [float(t.value) for t in facts.complete]  # type: ignore[arg-type]
     values += [v for _, v in last_reports if math.isfinite(v)]
-    if len(values) >= 2:
+    if len(values) >= 2 and not facts.only_experiments:
         from hpo.stats import expected_best
 
         n, mean, sd = expected_best(values, len(values), spec.direction == "maximize")
@@ -81,7 +81,7 @@ def draw_figures(facts: Facts, figures_dir: Path, data_path: Path | None) -> Non
             "expected_best",
             figures.plot_expected_best(n, mean, sd, spec.metric, figures_dir / "expected_best.png"),
         )
-    if facts.importances:
+    if facts.importances and not facts.only_experiments:
         saved(
             "importances",
             figures.plot_importances(

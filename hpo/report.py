@@ -54,6 +54,11 @@ class Facts:
     ablation_runs: dict[tuple[str, int], Any] = field(default_factory=dict)
 
     @property
+    def only_experiments(self) -> bool:
+        """Whether every trial is a named experiment: a comparison, not a search."""
+        return bool(self.trials) and all("experiment" in t.user_attrs for t in self.trials)
+
+    @property
     def experiments(self) -> list[FrozenTrial]:
         return [t for t in self.trials if "experiment" in t.user_attrs and t.state in ENDED]
 

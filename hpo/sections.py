@@ -355,7 +355,7 @@ def experiments(facts: Facts) -> list[str]:
 
 
 def importances(facts: Facts) -> list[str]:
-    if facts.experiments and len(facts.experiments) == len(facts.trials):
+    if facts.only_experiments:
         return []  # named experiments, not a search: nothing to attribute a spread to
     head = [
         "## Parameter importances (screening)",
