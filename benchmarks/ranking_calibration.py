@@ -1,7 +1,7 @@
 """How often the ablation's verdicts are wrong, on techniques whose true effect is known.
 
     .venv/bin/python -m benchmarks.ranking_calibration [--replications 20] [--seeds 10]
-        [--simulated 2000] [--skip-training]
+        [--simulated 2000] [--simulated-seeds 10] [--skip-training]
 
 Two measurements, both through the shipped code (`hpo.stats.judge`, `hpo.ablate.analyze`):
 
@@ -157,12 +157,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--replications", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--simulated", type=int, default=2000, help="simulated replications")
+    parser.add_argument(
+        "--simulated-seeds", type=int, default=10, help="paired seeds per simulated replication"
+    )
     parser.add_argument("--skip-training", action="store_true")
     args = parser.parse_args(argv)
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    simulated(args.simulated, args.seeds)
+    simulated(args.simulated, args.simulated_seeds)
     if not args.skip_training:
         trained(args.replications, args.seeds)
 
