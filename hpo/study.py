@@ -312,12 +312,10 @@ class _FailureStreak:
 def heartbeat_enabled(study: optuna.Study) -> bool:
     """Whether the study's storage notices dead workers (RDB storages with a heartbeat)."""
     # Optuna has no public way from a study to its storage; tests/test_private_apis.py
-    # fails loudly if `_storage` goes. The heartbeat check itself is public.
-    storage = study._storage
-    return (
-        isinstance(storage, optuna.storages.RDBStorage)
-        and storage.get_heartbeat_interval() is not None
-    )
+    # fails loudly if `_storage` goes. A loaded study wraps an RDBStorage in a cache that
+    # passes `get_heartbeat_interval` through, so ask for the method, not the class.
+    interval = getattr(study._storage, "get_heartbeat_interval", None)
+    return callable(interval) and interval() is not None
 
 
 def _taken_before(study: optuna.Study, number: int) -> int:

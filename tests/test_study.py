@@ -271,3 +271,14 @@ def test_an_enqueued_trial_that_meets_the_surplus_check_goes_back_to_the_queue(
     assert waiting[0].user_attrs["experiment"] == "exp"
     assert waiting[0].user_attrs["enqueued_params"]["dropout"] == "on"
     assert "fail_reason" not in waiting[0].user_attrs
+
+
+def test_a_loaded_study_knows_whether_its_storage_has_a_heartbeat(sqlite_url: str) -> None:
+    from hpo.study import heartbeat_enabled
+
+    create_study(load_spec_text(TINY_SPEC), sqlite_url)
+    with_heartbeat, _ = load_study("tiny", sqlite_url)
+    without, _ = load_study("tiny", sqlite_url, heartbeat_interval=None)
+    # Workers wait for a dead worker's trial to be retried only where this is true.
+    assert heartbeat_enabled(with_heartbeat)
+    assert not heartbeat_enabled(without)
