@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.trial_speed import (
+from benchmarks.common import (
     DEFAULT_DATA,
     Timing,
     hpo_trial,

@@ -9,7 +9,7 @@ import statistics
 import time
 from typing import Any
 
-from benchmarks.trial_speed import BATCH_SIZE, cpu_seconds, spread, start_tensorflow
+from benchmarks.common import BATCH_SIZE, cpu_seconds, spread, start_tensorflow
 
 
 def matmul_gflops(

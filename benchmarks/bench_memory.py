@@ -51,7 +51,7 @@ def measure(data_path: Path, n_trials: int) -> dict[str, Any]:
     import optuna
 
     from benchmarks.bench_study import SPEC
-    from benchmarks.trial_speed import load_cifar
+    from benchmarks.common import load_cifar
     from hpo.objective import make_objective
     from hpo.registry import make_sampler
     from hpo.spec import load_spec_text
@@ -110,7 +110,7 @@ def memory_table(m: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from benchmarks.trial_speed import DEFAULT_DATA
+    from benchmarks.common import DEFAULT_DATA
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("HPO_DATA", DEFAULT_DATA)))

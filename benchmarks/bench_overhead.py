@@ -24,7 +24,7 @@ VARIANTS = ("freeze", "no freeze")
 
 def measure(variant: str, data_path: Path, n_trials: int) -> dict[str, Any]:
     """CPU and wall seconds of `n_trials` 2-epoch trials on 2,000 images, in this process."""
-    from benchmarks.trial_speed import load_cifar, start_tensorflow
+    from benchmarks.common import load_cifar, start_tensorflow
 
     start_tensorflow()
     import hpo.train
@@ -48,7 +48,7 @@ def measure(variant: str, data_path: Path, n_trials: int) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from benchmarks.trial_speed import DEFAULT_DATA, REPO, spread
+    from benchmarks.common import DEFAULT_DATA, REPO, spread
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("HPO_DATA", DEFAULT_DATA)))

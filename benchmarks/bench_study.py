@@ -96,7 +96,7 @@ def run_study(spec: Any, data: Any, pruner: str, n_trials: int) -> dict[str, Any
 
 def compare_pruning(data_path: Path, n_trials: int) -> list[dict[str, Any]]:
     """Every pruner of PRUNERS on the same study; rows carry the savings against "none"."""
-    from benchmarks.trial_speed import load_cifar, start_tensorflow
+    from benchmarks.common import load_cifar, start_tensorflow
     from hpo.spec import load_spec_text
 
     start_tensorflow()
@@ -139,7 +139,7 @@ def pruning_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from benchmarks.trial_speed import DEFAULT_DATA
+    from benchmarks.common import DEFAULT_DATA
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("HPO_DATA", DEFAULT_DATA)))

@@ -16,7 +16,7 @@ from hpo.markdown import table
 from hpo.space import INITIALIZERS, KNOBS
 
 if TYPE_CHECKING:
-    from hpo.report import Facts
+    from hpo.facts import Facts
 
 N_TOP_CURVES = 5
 MAX_PRUNED_CURVES = 100
@@ -27,7 +27,7 @@ COMPARED_ACTIVATIONS = ("relu", "tanh")
 
 def draw_figures(facts: Facts, figures_dir: Path, data_path: Path | None) -> None:
     """Draw every figure that applies to the study; record its path or why it is missing."""
-    from hpo.report import curve
+    from hpo.facts import curve
 
     spec, folder = facts.spec, figures_dir.name
 

@@ -5,62 +5,29 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.ablate import Analysis, analyze, collect_runs, load_ablation
+from hpo.ablate import analyze, collect_runs, load_ablation
 from hpo.errors import HpoError
 from hpo.evaluate import (
     Config,
-    Summary,
     default_params,
     evaluate_configs,
     resolved_params,
     stored_results,
     summarize,
 )
+from hpo.facts import Facts
 from hpo.ranking import Row, find_techniques, rank
 from hpo.spec import Spec
 from hpo.study import load_study
 from hpo.summary import state_counts
 
 MIN_IMPORTANCE_TRIALS = 20
-ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-
-
-@dataclass
-class Facts:
-    """What the sections read, gathered once from the study."""
-
-    study: optuna.Study
-    spec: Spec
-    trials: list[FrozenTrial]
-    complete: list[FrozenTrial]
-    rows: list[Row]
-    configs: list[Config]
-    baseline: Config
-    results: dict[str, Summary | None] = field(default_factory=dict)
-    evaluator: str = ""
-    importances: dict[str, float] | None = None
-    importance_note: str = ""
-    figures: dict[str, str] = field(default_factory=dict)
-    figure_notes: dict[str, str] = field(default_factory=dict)
-    activation_rows: list[list[str]] = field(default_factory=list)
-    ablation: Analysis | None = None
-    ablation_runs: dict[tuple[str, int], Any] = field(default_factory=dict)
-
-    @property
-    def only_experiments(self) -> bool:
-        """Whether every trial is a named experiment: a comparison, not a search."""
-        return bool(self.trials) and all("experiment" in t.user_attrs for t in self.trials)
-
-    @property
-    def experiments(self) -> list[FrozenTrial]:
-        return [t for t in self.trials if "experiment" in t.user_attrs and t.state in ENDED]
 
 
 def write_report(
@@ -234,51 +201,3 @@ def importances(
     # Optuna leaves ties in the order params came out of a set, which varies per process.
     ordered = sorted(found.items(), key=lambda kv: (-round(kv[1], 9), kv[0]))
     return name, {k: round(float(v), 9) for k, v in ordered}, note
-
-
-def epochs_account(trials: Sequence[FrozenTrial]) -> dict[str, tuple[int, float]]:
-    """Epochs and estimated seconds: the full budget, what ran, what each stop saved."""
-    account: dict[str, list[float]] = {
-        key: [0, 0.0] for key in ("budget", "run", "pruner", "early_stopping", "diverged")
-    }
-    for trial in trials:
-        attrs = trial.user_attrs
-        if "epoch_budget" not in attrs or "n_epochs" not in attrs:
-            continue
-        seconds = [float(s) for s in attrs.get("seconds_per_epoch", [])]
-        per_epoch = sum(seconds) / len(seconds) if seconds else 0.0
-        budget, ran = int(attrs["epoch_budget"]), int(attrs["n_epochs"])
-        left = max(0, budget - ran)
-        account["budget"][0] += budget
-        account["budget"][1] += sum(seconds) + left * per_epoch
-        account["run"][0] += ran
-        account["run"][1] += sum(seconds)
-        stop = _stopped_by(trial)
-        if stop in account and left:
-            account[stop][0] += left
-            account[stop][1] += left * per_epoch
-    return {k: (int(v[0]), float(v[1])) for k, v in account.items()}
-
-
-def _stopped_by(trial: FrozenTrial) -> str:
-    stop = trial.user_attrs.get("stopped_by")
-    if stop:
-        return str(stop)
-    return "pruner" if trial.state == TrialState.PRUNED else "budget"
-
-
-def stop_counts(trials: Sequence[FrozenTrial]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for trial in trials:
-        if "n_epochs" in trial.user_attrs and trial.state in ENDED:
-            key = _stopped_by(trial)
-            counts[key] = counts.get(key, 0) + 1
-    return dict(sorted(counts.items()))
-
-
-def curve(trial: FrozenTrial, metric: str) -> list[float]:
-    """The trial's per-epoch `metric`, from its curve attribute or its intermediate values."""
-    values = trial.user_attrs.get(f"curve_{metric}")
-    if values is None:
-        values = [trial.intermediate_values[k] for k in sorted(trial.intermediate_values)]
-    return [float(v) if v is not None else math.nan for v in values]

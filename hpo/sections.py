@@ -30,7 +30,7 @@ from hpo.study import mask
 from hpo.summary import state_counts
 
 if TYPE_CHECKING:
-    from hpo.report import Facts
+    from hpo.facts import Facts
 
 TOP_K = 10
 SCREENING = "Screening: trials with and without each technique"
@@ -107,8 +107,8 @@ def _args(args: dict) -> str:
 
 
 def summary(facts: Facts) -> list[str]:
+    from hpo.facts import epochs_account, stop_counts
     from hpo.probes import n_train_images
-    from hpo.report import epochs_account, stop_counts
 
     spec, data = facts.spec, facts.spec.data
     split = f"validation fraction {data.validation_fraction:g}, split seed {data.seed}"
