@@ -26,10 +26,10 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, path: Path) -> Path:
+def _save(fig: Any, path: Path, dpi: int = DPI) -> Path:
     # No "Software" stamp, so the same numbers give the same bytes.
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI, metadata={"Software": None})
+    fig.savefig(path, dpi=dpi, metadata={"Software": None})
     _pyplot().close(fig)
     return path
 
@@ -169,13 +169,6 @@ VERDICT_COLORS = {
 }
 
 
-def _save_wide(fig: Any, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=WIDE_DPI, metadata={"Software": None})
-    _pyplot().close(fig)
-    return path
-
-
 def plot_effects(
     groups: Sequence[tuple[str, Sequence[tuple[str, float, float, float, str]]]],
     delta: float,
@@ -183,7 +176,7 @@ def plot_effects(
 ) -> Path:
     """Paired differences in points with their intervals, one panel per design, colored by
     verdict; the band is the margin of "no effect"."""
-    return _save_wide(effects_figure(groups, delta), path)
+    return _save(effects_figure(groups, delta), path, WIDE_DPI)
 
 
 def effects_figure(
@@ -238,7 +231,7 @@ def plot_expected_best(
     ax.set_title("Expected best validation score against the number of trials", fontsize=13)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(loc="lower right", fontsize=11)
-    return _save_wide(fig, path)
+    return _save(fig, path, WIDE_DPI)
 
 
 def plot_gaps(
@@ -287,4 +280,4 @@ def plot_gaps(
         "technique (blue) and without (grey); mean over seeds, band min-max",
         fontsize=12,
     )
-    return _save_wide(fig, path)
+    return _save(fig, path, WIDE_DPI)
