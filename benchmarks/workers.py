@@ -175,7 +175,7 @@ def storage_worker(name: str, url: str, n_trials: int, worker: int) -> None:
     from hpo.study import load_study, optimize
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study, _ = load_study(name, url, worker=worker + 1)
+    study, _ = load_study(name, url)
 
     def objective(trial: optuna.Trial) -> float:
         rate = trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True)

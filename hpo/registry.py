@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import optuna
@@ -13,6 +13,7 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
+from optuna.trial import FrozenTrial, TrialState
 
 SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
     "tpe": optuna.samplers.TPESampler,
@@ -43,16 +44,84 @@ def accepted_args(registry: Mapping[str, Callable[..., Any]], name: str) -> set[
     return {p for p in params if p not in ("self", "args", "kwargs")} - _SUPPLIED.get(name, set())
 
 
+# Samplers whose random draws are seeded per trial. The others keep their place in a sequence
+# in the storage (grid, brute force, QMC), so every process must share one seed.
+TRIAL_SEEDED = frozenset({"tpe", "random", "cmaes"})
+
+
 def make_sampler(
     name: str, args: Mapping[str, Any], seed: int, space: Mapping[str, Any]
 ) -> optuna.samplers.BaseSampler:
-    """Build the sampler `name`; the grid sampler gets its grid from the searched knobs."""
+    """Build the sampler `name`; the grid sampler gets its grid from the searched knobs.
+
+    A `seed` in `args` (the spec's `[sampler] seed`) replaces the study seed as the base.
+    Samplers of TRIAL_SEEDED draw each trial from a seed fixed by the base and the trial's
+    number, so no two processes on one storage draw the same points, and a study run again
+    from scratch draws what it drew before, however many processes ran it.
+    """
     kwargs = dict(args)
-    if "seed" in accepted_args(SAMPLERS, name):
-        kwargs.setdefault("seed", seed)
+    base = int(kwargs.pop("seed", seed))
     if name == "grid":
         kwargs["search_space"] = grid_of(space)
+    if name in TRIAL_SEEDED:
+        return TrialSeeded(lambda s: SAMPLERS[name](seed=s, **kwargs), base)
+    if "seed" in accepted_args(SAMPLERS, name):
+        kwargs["seed"] = base
     return SAMPLERS[name](**kwargs)
+
+
+def sampler_seed(base: int, trial_number: int) -> int:
+    """The seed of one trial's draws: a fixed function of the base seed and the trial number."""
+    return (base * 1_000_003 + trial_number * 104_723 + 29) % 2**32
+
+
+class TrialSeeded(optuna.samplers.BaseSampler):
+    """A sampler rebuilt before each trial with that trial's own seed.
+
+    Trial numbers are unique in a study (the storage assigns them), so processes that start
+    together draw different points, where one seed per process would repeat them. TPE, random
+    and CMA-ES keep nothing between trials that the storage does not hold.
+    """
+
+    def __init__(self, build: Callable[[int], optuna.samplers.BaseSampler], seed: int) -> None:
+        self._build = build
+        self._seed = seed
+        self.inner = build(seed)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.inner = self._build(sampler_seed(self._seed, trial.number))
+        self.inner.before_trial(study, trial)
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return self.inner.infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return self.inner.sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return self.inner.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self.inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.inner.reseed_rng()
 
 
 def grid_of(space: Mapping[str, Any]) -> dict[str, list[Any]]:

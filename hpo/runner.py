@@ -20,7 +20,6 @@ def run_study(
     timeout: float | None = None,
     data_path: Path | None = None,
     echo: Callable[[str], None] = print,
-    worker: int = 0,
     debug: bool = False,
     max_failures: int = MAX_FAILURES,
 ) -> optuna.Study:
@@ -37,7 +36,7 @@ def run_study(
 
     # Each trial gets its own line (failures with their reason); Optuna's log only with --debug.
     optuna.logging.set_verbosity(optuna.logging.INFO if debug else optuna.logging.ERROR)
-    study, spec = load_study(name, url, worker=worker)
+    study, spec = load_study(name, url)
     target = n_trials if n_trials is not None else spec.n_trials
     if target is None and timeout is None:
         raise HpoError(f"study '{name}' has no n_trials in its spec: give --n-trials or --timeout")

@@ -184,11 +184,9 @@ def study_names(storage: BaseStorage) -> list[str]:
 def load_study(name: str, url: str, **kwargs: Any) -> tuple[optuna.Study, Spec]:
     """Load a study made by `create_study`, with the sampler and pruner its spec names.
 
-    The sampler's seed is offset by the number of trials already stored and by `worker` (any
-    integer that tells this worker from the others), so a resumed study or a second worker does
-    not repeat the start-up points of the first.
+    The sampler seeds each trial's draws from the trial's number (`hpo.registry.TrialSeeded`),
+    so a resumed study, a second worker or a second machine never repeats the points of another.
     """
-    worker = kwargs.pop("worker", 0)
     storage = open_storage(url, **kwargs)
     names = study_names(storage)
     if name not in names:
@@ -208,9 +206,7 @@ def load_study(name: str, url: str, **kwargs: Any) -> tuple[optuna.Study, Spec]:
             sampler=Component("random"),
             pruner=Component("none"),
         )
-    offset = len(study.get_trials(deepcopy=False)) + 10_000 * worker
-    seed = (spec.seed + offset) % 2**32
-    sampler = make_sampler(spec.sampler.type, spec.sampler.args, seed, spec.searched())
+    sampler = make_sampler(spec.sampler.type, spec.sampler.args, spec.seed, spec.searched())
     study = optuna.load_study(
         study_name=name,
         storage=storage,

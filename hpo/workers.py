@@ -10,7 +10,6 @@ import socket
 import sys
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -351,8 +350,7 @@ def _optimize(job: Job, conn: Connection, data_ready: Event | None) -> None:
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     label = worker_label(os.getpid())
-    # Distinct across the workers of every machine, so no two samplers share a seed.
-    study, spec = load_study(job.name, job.url, worker=zlib.crc32(label.encode()) or 1)
+    study, spec = load_study(job.name, job.url)
     if data_ready is not None and job.worker > 0:
         data_ready.wait()
     data = load_dataset(spec.data, job.data_path)

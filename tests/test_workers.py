@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from hpo.errors import StorageError
 from hpo.spec import load_spec_text
-from hpo.study import FINISHED, count, create_study, mask, open_storage, redact
+from hpo.study import FINISHED, count, create_study, load_study, mask, open_storage, redact
 from hpo.workers import fail_orphans, run_workers, thread_shares, worker_label
 
 from .conftest import REPO, TINY_SPEC
@@ -249,3 +249,33 @@ def test_sigterm_stops_every_worker_and_a_new_run_resumes(
     assert kept <= {t.number for t in study.get_trials(deepcopy=False, states=FINISHED)}
     rates = [t.params["learning_rate"] for t in study.get_trials(deepcopy=False) if t.params]
     assert len(set(rates)) == len(rates)
+
+
+def test_two_runs_started_at_once_never_draw_the_same_point(
+    tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    """Two terminals (or machines) start `hpo study run` on one storage in the same moment."""
+    url = f"journal:{tmp_path / 'j.log'}"
+    create("tiny", url)
+    args = ("run", "tiny", "--n-trials", "8", "--storage", url)
+    both = [start_hpo(processes, *args), start_hpo(processes, *args)]
+    for process in both:
+        _, err = process.communicate(timeout=RUN_LIMIT_S)
+        assert "Traceback" not in err, err
+    trials = load("tiny", url).get_trials(deepcopy=False)
+    rates = [t.params["learning_rate"] for t in trials if t.params]
+    assert count(load("tiny", url)) == 8
+    assert len(rates) >= 8 and len(set(rates)) == len(rates), rates
+
+
+def test_two_loads_of_one_study_before_any_trial_draw_different_points(tmp_path: Path) -> None:
+    """The same race without timing luck: both processes load before either starts a trial."""
+    url = f"journal:{tmp_path / 'j.log'}"
+    create("tiny", url)
+    first, _ = load_study("tiny", url)
+    second, _ = load_study("tiny", url)
+    for _ in range(4):
+        for study in (first, second):
+            study.optimize(lambda t: t.suggest_float("learning_rate", 1e-3, 1e-2), n_trials=1)
+    rates = [t.params["learning_rate"] for t in first.get_trials(deepcopy=False)]
+    assert len(rates) == 8 and len(set(rates)) == 8, rates

@@ -1,0 +1,334 @@
+"""Anytime search: the best validation score each sampler/pruner strategy holds per epoch trained.
+
+    .venv/bin/python -m benchmarks.search run [--strategies a,b] [--seeds 1,2,3] [--budget 400]
+        [--threads N] [--out docs/search-runs.jsonl] [--data PATH] [--tiny]
+    .venv/bin/python -m benchmarks.search summary docs/search-runs.jsonl [--figure docs/search.png]
+
+What a user pays for a search is training epochs; what they get is the best validation score so
+far. `run` runs `studies/regularization.toml` (its search space, data and budget per trial) with
+each strategy's sampler, pruner and start-up queue, once per study seed, through the shipped
+path (`hpo.study.create_study`, `load_study`, `optimize` on a SQLite file), until the trials
+together have trained `--budget` epochs. Each finished study appends one JSON line (every trial:
+epochs it trained, state, value, wall time), so a long run keeps what it has done and several
+processes can share the work. `summary` prints the best-so-far table (median and range over
+seeds at fixed epoch counts, and wall time) and draws the curves.
+
+A trial's score is the validation accuracy of the model it ends with; only complete trials
+count towards the best (as `study.best_value`), pruned ones cost their epochs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import statistics
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import DEFAULT_DATA, REPO
+
+SPEC_FILE = REPO / "studies" / "regularization.toml"
+CHECKPOINTS = (100, 200, 300, 400, 600)
+
+# Sound starting points a practitioner would try first: the lesson's baseline, and three
+# textbook set-ups (a cosine decay for Adam, warm-up with a higher peak, SGD with momentum).
+DEFAULTS_FIRST = """
+[[enqueue]]
+name = "lesson baseline"
+params = { optimizer = "adam", learning_rate = 0.001, initializer = "glorot_uniform" }
+
+[[enqueue]]
+name = "adam, cosine decay"
+[enqueue.params]
+optimizer = "adam"
+learning_rate = 0.001
+schedule = "cosine"
+initializer = "glorot_uniform"
+
+[[enqueue]]
+name = "adam, warm-up then cosine"
+[enqueue.params]
+optimizer = "adam"
+learning_rate = 0.003
+schedule = "warmup_cosine"
+warmup_steps = 500
+initializer = "he_normal"
+
+[[enqueue]]
+name = "sgd with momentum, cosine decay"
+[enqueue.params]
+optimizer = "sgd"
+learning_rate = 0.03
+momentum = 0.9
+schedule = "cosine"
+initializer = "he_normal"
+"""
+
+_TPE_GROUPED = 'type = "tpe"\nmultivariate = true\ngroup = true\nconstant_liar = true\n'
+_MEDIAN = 'type = "median"\nn_startup_trials = 5\nn_warmup_steps = 2\n'
+_HALVING = 'type = "successive_halving"\nmin_resource = 1\nreduction_factor = 3\n'
+_HYPERBAND = 'type = "hyperband"\nmin_resource = 1\nmax_resource = 20\nreduction_factor = 3\n'
+
+# name -> (sampler table, pruner table, start-up queue); None keeps the spec's own table.
+STRATEGIES: dict[str, tuple[str | None, str | None, str]] = {
+    "shipped": (None, None, ""),
+    "random": ('type = "random"\n', _MEDIAN, ""),
+    "tpe-halving": (_TPE_GROUPED + "n_startup_trials = 5\n", _HALVING, ""),
+    "tpe-hyperband": (_TPE_GROUPED + "n_startup_trials = 5\n", _HYPERBAND, ""),
+    "defaults-tpe-halving": (
+        _TPE_GROUPED + "n_startup_trials = 5\n",
+        _HALVING,
+        DEFAULTS_FIRST,
+    ),
+}
+
+# A tiny form for CI: the same strategies on synthetic images, a few epochs per trial.
+TINY_DATA = """[data]
+dataset = "synthetic"
+n_samples = 1000
+n_classes = 5
+image_size = 8
+validation_fraction = 0.2
+"""
+
+
+def strategy_spec(base: str, strategy: str, seed: int, tiny: bool = False) -> str:
+    """The spec text of `strategy`: `base` with its sampler, pruner and queue swapped in."""
+    sampler, pruner, queue = STRATEGIES[strategy]
+    text = _replace_table(base, "sampler", sampler)
+    text = _replace_table(text, "pruner", pruner)
+    text = re.sub(r"(?m)^seed = \d+$", f"seed = {seed}", text, count=1)
+    text = re.sub(r"(?m)^name = .*$", f'name = "search-{seed}"', text, count=1)
+    if tiny:
+        text = _replace_table(text, "data", TINY_DATA.split("\n", 1)[1])
+        text = re.sub(r"(?m)^epochs = \d+$", "epochs = 4", text)
+    # The queue must follow [params] (an array of tables ends the table before it).
+    return text.rstrip() + "\n" + queue
+
+
+def _replace_table(text: str, table: str, body: str | None) -> str:
+    """`text` with the body of `[table]` replaced by `body` (None leaves it as it is)."""
+    if body is None:
+        return text
+    pattern = re.compile(rf"(?ms)^\[{table}\]\n.*?(?=^\[|\Z)")
+    if not pattern.search(text):
+        raise ValueError(f"the spec has no [{table}] table")
+    return pattern.sub(lambda _: f"[{table}]\n{body}\n", text, count=1)
+
+
+class BudgetSpent(Exception):
+    """Raised by the budget callback to end a study once its trials trained enough epochs."""
+
+
+def run_one(
+    strategy: str, seed: int, budget: int, data_path: Path | None, tiny: bool = False
+) -> dict[str, Any]:
+    """Run one study of `strategy` with study seed `seed` until `budget` epochs are trained."""
+    import optuna
+
+    from hpo.data import load_dataset
+    from hpo.objective import make_objective
+    from hpo.spec import load_spec_text
+    from hpo.study import create_study, load_study, optimize
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    spec = load_spec_text(strategy_spec(SPEC_FILE.read_text(), strategy, seed, tiny), strategy)
+    data = load_dataset(spec.data, None if tiny else data_path)
+    trials: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    cpu = time.process_time()
+
+    def account(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        epochs = len(trial.intermediate_values)
+        trials.append(
+            {
+                "number": trial.number,
+                "state": trial.state.name,
+                "epochs": epochs,
+                "value": trial.value if trial.state.name == "COMPLETE" else None,
+                "wall_s": round(time.perf_counter() - start, 2),
+                "experiment": trial.user_attrs.get("experiment"),
+            }
+        )
+        if sum(t["epochs"] for t in trials) >= budget:
+            raise BudgetSpent
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/search.db"
+        create_study(spec, url)
+        study, spec = load_study(spec.name, url)
+        with contextlib.suppress(BudgetSpent):
+            optimize(study, make_objective(spec, data), None, callbacks=[account])
+    return {
+        "strategy": strategy,
+        "seed": seed,
+        "budget": budget,
+        "tiny": tiny,
+        "wall_s": round(time.perf_counter() - start, 1),
+        "cpu_s": round(time.process_time() - cpu, 1),
+        "load_start": os.getloadavg()[0],
+        "trials": trials,
+    }
+
+
+def best_by(trials: Sequence[Mapping[str, Any]], limit: float, key: str = "epochs") -> float:
+    """The best complete value among the trials finished within `limit` epochs (or seconds)."""
+    best, used = float("nan"), 0.0
+    for t in trials:
+        used = used + t["epochs"] if key == "epochs" else t["wall_s"]
+        if used > limit:
+            break
+        if t["value"] is not None and not (best >= t["value"]):
+            best = t["value"]
+    return best
+
+
+def curve(
+    trials: Sequence[Mapping[str, Any]], key: str = "epochs"
+) -> tuple[list[float], list[float]]:
+    """Best-so-far as a step curve: (epochs or seconds used, best complete value) per trial."""
+    xs, ys, used, best = [], [], 0.0, float("nan")
+    for t in trials:
+        used = used + t["epochs"] if key == "epochs" else t["wall_s"]
+        if t["value"] is not None and not (best >= t["value"]):
+            best = t["value"]
+        xs.append(used)
+        ys.append(best)
+    return xs, ys
+
+
+def read_runs(paths: Sequence[Path]) -> list[dict[str, Any]]:
+    runs = []
+    for path in paths:
+        runs += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return runs
+
+
+def first_reaching(trials: Sequence[Mapping[str, Any]], target: float) -> float:
+    """Epochs trained when the best complete value first reached `target` (inf if never)."""
+    for used, best in zip(*curve(trials), strict=True):
+        if best >= target:
+            return used
+    return float("inf")
+
+
+def summary_table(
+    runs: Sequence[Mapping[str, Any]], checkpoints: Sequence[int] = CHECKPOINTS
+) -> str:
+    """Median [min-max] over seeds of the best validation score at each epoch checkpoint."""
+    budget = min(r["budget"] for r in runs)
+    points = [c for c in checkpoints if c <= budget]
+    head = " | ".join(f"{c} epochs" for c in points)
+    lines = [
+        f"| strategy | seeds | {head} | epochs to 0.230 | epochs to 0.245 | wall s per seed |",
+        "| --- | ---: |" + " ---: |" * (len(points) + 3),
+    ]
+    for strategy in dict.fromkeys(r["strategy"] for r in runs):
+        mine = [r for r in runs if r["strategy"] == strategy]
+        cells = [_spread([best_by(r["trials"], c) for r in mine]) for c in points]
+        reach = [
+            _median_epochs([first_reaching(r["trials"], t) for r in mine]) for t in (0.230, 0.245)
+        ]
+        wall = statistics.median(r["wall_s"] for r in mine)
+        lines.append(
+            f"| {strategy} | {len(mine)} | {' | '.join(cells)} | {reach[0]} | {reach[1]} "
+            f"| {wall:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def _spread(values: Sequence[float]) -> str:
+    known = [v for v in values if v == v]
+    if not known:
+        return "-"
+    if len(known) < len(values):
+        return f"{statistics.median(known):.3f} ({len(known)}/{len(values)} seeds)"
+    return f"{statistics.median(known):.3f} [{min(known):.3f}-{max(known):.3f}]"
+
+
+def _median_epochs(values: Sequence[float]) -> str:
+    median = statistics.median(values)
+    return "not reached" if median == float("inf") else f"{median:.0f}"
+
+
+def draw(runs: Sequence[Mapping[str, Any]], path: Path) -> None:
+    """Best-so-far against epochs (left) and wall time (right), one colour per strategy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    strategies = list(dict.fromkeys(r["strategy"] for r in runs))
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5), dpi=100)
+    for colour, strategy in zip(plt.cm.tab10.colors, strategies, strict=False):
+        for i, run in enumerate(r for r in runs if r["strategy"] == strategy):
+            for ax, key in zip(axes, ("epochs", "wall_s"), strict=True):
+                xs, ys = curve(run["trials"], key)
+                label = strategy if i == 0 and key == "epochs" else None
+                ax.step(xs, ys, where="post", color=colour, alpha=0.8, label=label)
+    axes[0].set_xlabel("epochs trained by all trials together")
+    axes[1].set_xlabel("wall seconds (one process)")
+    for ax in axes:
+        ax.set_ylabel("best validation accuracy so far")
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="lower right", fontsize=9)
+    fig.suptitle("Anytime search on the regularization study: one line per study seed")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run")
+    run.add_argument("--strategies", default=",".join(STRATEGIES))
+    run.add_argument("--seeds", default="1,2,3")
+    run.add_argument("--budget", type=int, default=400)
+    run.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: its default)")
+    run.add_argument("--out", type=Path, default=REPO / "docs" / "search-runs.jsonl")
+    run.add_argument("--data", type=Path, default=Path(os.environ.get("HPO_DATA", DEFAULT_DATA)))
+    run.add_argument("--tiny", action="store_true", help="synthetic data, 4-epoch trials")
+    summary = commands.add_parser("summary")
+    summary.add_argument("runs", type=Path, nargs="+")
+    summary.add_argument("--figure", type=Path)
+    args = parser.parse_args(argv)
+
+    if args.command == "summary":
+        runs = read_runs(args.runs)
+        print(summary_table(runs))
+        if args.figure:
+            draw(runs, args.figure)
+        return
+    from benchmarks.common import start_tensorflow
+
+    start_tensorflow()
+    if args.threads:
+        from hpo.workers import set_tensorflow_threads
+
+        set_tensorflow_threads(args.threads)
+    strategies = [s.strip() for s in args.strategies.split(",")]
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        parser.error(f"unknown strategies {unknown}; known: {list(STRATEGIES)}")
+    for seed in (int(s) for s in args.seeds.split(",")):
+        for strategy in strategies:
+            result = run_one(strategy, seed, args.budget, args.data, args.tiny)
+            with args.out.open("a") as out:
+                out.write(json.dumps(result) + "\n")
+            best = best_by(result["trials"], float("inf"))
+            print(
+                f"{strategy} seed {seed}: {len(result['trials'])} trials, best {best:.4f}, "
+                f"{result['wall_s']:.0f} s",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Text views of a study: one line per trial, show, top-k, exports; built from real trials."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from hpo.summary import export_frame, export_json, list_lines, show_lines, state_counts, trial_line
+
+RATE = FloatDistribution(1e-4, 1e-1, log=True)
+
+
+def made(
+    state: TrialState, value: float | None = None, **attrs: object
+) -> optuna.trial.FrozenTrial:
+    return create_trial(
+        state=state,
+        value=value,
+        params={"learning_rate": 0.01},
+        distributions={"learning_rate": RATE},
+        user_attrs=attrs,
+    )
+
+
+@pytest.fixture
+def study() -> optuna.Study:
+    study = optuna.create_study(study_name="views", direction="maximize")
+    study.set_user_attr("metric", "val_accuracy")
+    study.add_trial(
+        made(
+            TrialState.COMPLETE,
+            0.5,
+            n_epochs=3,
+            epoch_budget=3,
+            best_epoch=2,
+            seconds_per_epoch=[1.0, 0.5, 0.5],
+            curve_val_accuracy=[0.1, 0.5, 0.5],
+        )
+    )
+    study.add_trial(made(TrialState.COMPLETE, 0.7, n_epochs=3, epoch_budget=3, best_epoch=3))
+    study.add_trial(made(TrialState.PRUNED, 0.2, n_epochs=1, epoch_budget=3))
+    study.add_trial(
+        made(TrialState.FAIL, fail_reason="diverged: training loss was not finite\nmore")
+    )
+    return study
+
+
+def test_state_counts_name_every_state_even_when_absent(study: optuna.Study) -> None:
+    counts = state_counts(study.get_trials())
+    assert counts == {"COMPLETE": 2, "PRUNED": 1, "FAIL": 1, "RUNNING": 0, "WAITING": 0}
+
+
+def test_a_trial_line_has_number_state_value_epochs_seconds(study: optuna.Study) -> None:
+    line = trial_line(study.trials[0])
+    assert line.split() == [
+        "trial",
+        "0",
+        "COMPLETE",
+        "value",
+        "0.5000",
+        "epochs",
+        "3/3",
+        "2.0",
+        "s",
+    ]
+
+
+def test_a_failed_trial_line_carries_the_first_line_of_its_reason(study: optuna.Study) -> None:
+    line = trial_line(study.trials[3])
+    assert "FAIL" in line and "value nan" in line
+    assert line.endswith("(diverged: training loss was not finite)")
+
+
+def test_named_runs_show_their_experiment_or_variant_and_seed() -> None:
+    assert "[baseline]" in trial_line(made(TrialState.COMPLETE, 0.1, experiment="baseline"))
+    line = trial_line(made(TrialState.COMPLETE, 0.1, variant="no dropout", seed=9))
+    assert "[no dropout, seed 9]" in line
+
+
+def test_show_names_the_best_trial_and_ranks_the_top_k(study: optuna.Study) -> None:
+    lines = show_lines(study, top_k=1)
+    assert lines[0] == "study views (maximize val_accuracy)"
+    assert "complete 2, pruned 1, fail 1" in lines[1]
+    assert lines[2] == "best: trial 1 value 0.7000"
+    assert "top 1:" in lines
+    assert lines[-1].split()[:2] == ["1", "0.7"]
+
+
+def test_show_without_a_complete_trial_says_so() -> None:
+    study = optuna.create_study()
+    study.add_trial(made(TrialState.PRUNED, 0.2))
+    assert show_lines(study)[-1] == "no complete trial yet"
+
+
+def test_exports_keep_scalars_in_the_table_and_everything_in_json(study: optuna.Study) -> None:
+    frame = export_frame(study)
+    assert list(frame["state"]) == ["COMPLETE", "COMPLETE", "PRUNED", "FAIL"]
+    assert "user_attrs_n_epochs" in frame and "user_attrs_curve_val_accuracy" not in frame
+    assert frame["params_learning_rate"].tolist() == [0.01] * 4
+    exported = json.loads(export_json(study))
+    assert exported["trials"][0]["user_attrs"]["curve_val_accuracy"] == [0.1, 0.5, 0.5]
+    assert exported["trials"][3]["value"] is None
+
+
+def test_list_lines_one_row_per_study_or_none() -> None:
+    storage = optuna.storages.InMemoryStorage()
+    assert list_lines(optuna.get_all_study_summaries(storage)) == ["no studies"]
+    for name in ("b", "a"):
+        s = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+        s.add_trial(made(TrialState.COMPLETE, 0.25))
+    lines = list_lines(optuna.get_all_study_summaries(storage))
+    assert [line.split()[0] for line in lines] == ["study", "a", "b"]
+    assert lines[1].split()[-1] == "0.2500"
