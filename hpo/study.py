@@ -249,6 +249,7 @@ def optimize(
     waits = heartbeat_enabled(study)
 
     with HeldInterrupts() as interrupts:
+        taken: list[FrozenTrial] = []
 
         def guarded(trial: optuna.trial.Trial) -> float:
             if _taken_before(study, trial.number) >= target:
@@ -258,8 +259,11 @@ def optimize(
                     attrs = {k: v for k, v in trial.user_attrs.items() if k != "fail_reason"}
                     study.enqueue_trial(dict(attrs.get(ENQUEUED_PARAMS, {})), user_attrs=attrs)
                 return math.nan
-            with interrupts.delivered():
-                return objective(trial)
+            try:
+                with interrupts.delivered():
+                    return objective(trial)
+            finally:
+                taken.extend(_finished_elsewhere(study, trial))
 
         failures = _FailureStreak(max_failures)
 
@@ -275,9 +279,19 @@ def optimize(
                 with interrupts.delivered():
                     time.sleep(POLL_S)
                 continue
-            study.optimize(
-                guarded, n_trials=1, callbacks=[*callbacks, failures], catch=(Exception,)
-            )
+            try:
+                study.optimize(
+                    guarded, n_trials=1, callbacks=[*callbacks, failures], catch=(Exception,)
+                )
+            except ValueError:
+                # Optuna refuses to record a trial another worker already failed (this one lost
+                # its heartbeat: a cut link, a paused machine). Its result here is discarded.
+                if not taken:
+                    raise
+                lost = taken.pop()
+                for callback in callbacks:
+                    callback(study, lost)
+                failures(study, lost)
 
 
 class _FailureStreak:
@@ -312,6 +326,24 @@ def heartbeat_enabled(study: optuna.Study) -> bool:
     # passes `get_heartbeat_interval` through, so ask for the method, not the class.
     interval = getattr(study._storage, "get_heartbeat_interval", None)
     return callable(interval) and interval() is not None
+
+
+def _finished_elsewhere(study: optuna.Study, trial: optuna.trial.Trial) -> list[FrozenTrial]:
+    """The trial as stored, if another worker finished it (failed it as stale) meanwhile."""
+    try:
+        # No public call reads one trial by number; tests/test_private_apis.py guards both.
+        stored = study._storage.get_trial(trial._trial_id)
+    except Exception:  # the storage is out of reach: Optuna's own tell reports that
+        return []
+    if not stored.state.is_finished():
+        return []
+    # For this worker's trial line only: the stored trial cannot change any more.
+    stored.set_user_attr(
+        "fail_reason",
+        "lost its heartbeat: another worker failed it as stale and retried it; "
+        "the result here is discarded",
+    )
+    return [stored]
 
 
 def _taken_before(study: optuna.Study, number: int) -> int:
