@@ -71,7 +71,8 @@ def epoch_flops(model: Any, n_train: int, n_validation: int) -> tuple[float, flo
 
 def floor_table(result: dict[str, Any], data: Any) -> tuple[str, list[float]]:
     """The floor against the trials of `result` (from compare_trial_and_plain), round by round."""
-    from hpo.model import build_model, full_params
+    from hpo.model import build_model
+    from hpo.testing import full_params
 
     tf = start_tensorflow()
     on_cpu = not tf.config.list_physical_devices("GPU")

@@ -28,7 +28,7 @@ def measure(variant: str, data_path: Path, n_trials: int) -> dict[str, Any]:
 
     start_tensorflow()
     import hpo.train
-    from hpo.model import full_params
+    from hpo.testing import full_params
 
     if variant == "no freeze":
         hpo.train._frozen = True  # as if done already: never freeze

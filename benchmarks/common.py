@@ -124,7 +124,7 @@ def hpo_trial(data: Any, epochs: int, seed: int, loop: Any = None, label: str = 
     """
     import keras
 
-    from hpo.model import full_params
+    from hpo.testing import full_params
     from hpo.train import FAST, fit
 
     params = full_params({"batch_size": BATCH_SIZE})

@@ -4,7 +4,7 @@
 
 The study has the regularization spec's search space, with synthetic images for the
 activation figure, and trials written straight into a SQLite storage by
-`hpo.fake_study.add_fake_trials` (a third pruned, some failed). The storage is built once and
+`hpo.testing.add_fake_trials` (a third pruned, some failed). The storage is built once and
 reused while PATH exists. Printed: the build time, the wall time of a fresh `hpo report`
 process (imports included), and, in this process, the time of each stage of the report.
 """
@@ -38,9 +38,9 @@ def build(url: str, n_trials: int) -> float:
     """Write the study; returns the seconds it took."""
     import optuna
 
-    from hpo.fake_study import add_fake_trials
     from hpo.spec import load_spec_text
     from hpo.study import SPEC_ATTR, open_storage
+    from hpo.testing import add_fake_trials
 
     start = time.perf_counter()
     text = spec_text()
@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{_children_cpu() - children:.1f} s CPU"
     )
 
-    from hpo.ranking import find_techniques, rank
-    from hpo.report import importances, ranked, write_report
+    from hpo.report.ranking import find_techniques, rank
+    from hpo.report.writer import importances, ranked, write_report
     from hpo.tfquiet import import_tensorflow
 
     stages: Stages = []

@@ -262,11 +262,31 @@ def report(
         ),
     ] = False,
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="K, seeds per configuration.")] = 3,
-    data: Annotated[Path | None, typer.Option(help="Local CIFAR-100 for --evaluate-test.")] = None,
+    activations: Annotated[
+        bool,
+        typer.Option(
+            "--activations",
+            help="Draw activation histograms at initialization (loads the image data).",
+        ),
+    ] = False,
+    note: Annotated[
+        bool,
+        typer.Option(
+            "--note", help="Write the ranking into the storage as the study's dashboard note."
+        ),
+    ] = False,
+    data: Annotated[
+        Path | None, typer.Option(help="Local CIFAR-100 for --evaluate-test and --activations.")
+    ] = None,
     storage: StorageOption = None,
 ) -> None:
-    """Write a Markdown report that ranks each technique, with figures."""
-    from hpo.report import write_report
+    """Write a Markdown report that ranks each technique, with figures.
+
+    Without options it only reads the storage and writes reports/NAME.md and its figures;
+    --evaluate-test trains and writes results to the storage, --activations loads image data,
+    --note writes the dashboard note.
+    """
+    from hpo.report.writer import write_report
     from hpo.study import storage_url
 
     path = write_report(
@@ -276,6 +296,8 @@ def report(
         evaluate_test=evaluate_test,
         n_seeds=seeds,
         data_path=data,
+        activations=activations,
+        note=note,
         echo=typer.echo,
     )
     typer.echo(f"wrote {path}")

@@ -124,12 +124,3 @@ def compile_model(
         steps_per_execution=steps_per_execution,
     )
     return model
-
-
-def full_params(overrides: Params | None = None) -> dict[str, Any]:
-    """Every knob at its default (active or not), updated with `overrides`; for direct use."""
-    from hpo.space import KNOBS
-
-    params = {name: knob.default for name, knob in KNOBS.items()}
-    params.update(overrides or {})
-    return params

@@ -12,4 +12,4 @@ if ! .venv/bin/hpo study show "$STUDY" >/dev/null 2>&1; then
 fi
 .venv/bin/hpo study run "$STUDY"
 .venv/bin/hpo ablate "$STUDY" --seeds "${SEEDS:-10}"
-.venv/bin/hpo report "$STUDY"
+.venv/bin/hpo report "$STUDY" --activations --note

@@ -370,7 +370,8 @@ def test_study_renders_in_chromium_with_its_trials_and_note(
     assert hpo("study", "create", str(spec), "--storage", sqlite_url).exit_code == 0
     result = hpo("study", "run", "tiny", "--n-trials", "3", "--storage", sqlite_url)
     assert result.exit_code == 0 and result.output.count("COMPLETE") == 3, result.output
-    result = hpo("report", "tiny", "--out", str(tmp_path / "report.md"), "--storage", sqlite_url)
+    out = str(tmp_path / "report.md")
+    result = hpo("report", "tiny", "--note", "--out", out, "--storage", sqlite_url)
     assert result.exit_code == 0, result.output
     shot = tmp_path / "dashboard.png"
     with (

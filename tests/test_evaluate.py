@@ -8,10 +8,10 @@ import pytest
 from optuna.trial import FixedTrial
 
 from hpo.evaluate import Config, default_params, evaluation_seeds, result_key, summarize
-from hpo.model import full_params
 from hpo.objective import trial_seed
 from hpo.space import suggest_params
 from hpo.spec import load_spec
+from hpo.testing import full_params
 
 from .conftest import REPO
 

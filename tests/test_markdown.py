@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from hpo.markdown import DASH, duration, interval, number, signed, table
+from hpo.report.markdown import DASH, duration, interval, number, signed, table
 
 
 def test_table_aligns_numeric_columns_right_and_escapes_pipes() -> None:

@@ -6,7 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from hpo.model import build_model, build_optimizer, build_schedule, full_params
+from hpo.model import build_model, build_optimizer, build_schedule
+from hpo.testing import full_params
 
 SHAPE = (4, 4, 3)
 

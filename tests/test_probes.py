@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from hpo.data import load_dataset
-from hpo.model import full_params
-from hpo.probes import initial_activations, learning_rates, n_train_images
+from hpo.report.probes import initial_activations, learning_rates, n_train_images
 from hpo.spec import DataSpec
+from hpo.testing import full_params
 
 
 def test_training_images_are_counted_as_the_split_makes_them() -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from hpo.fake_study import add_fake_trials
-from hpo.ranking import (
+from hpo.report.ranking import (
     MIN_TRIALS,
     Row,
     Technique,
@@ -15,6 +14,7 @@ from hpo.ranking import (
     rank,
 )
 from hpo.spec import Spec, load_spec_text
+from hpo.testing import add_fake_trials
 
 SPEC = """
 name = "fake"

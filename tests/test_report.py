@@ -16,11 +16,11 @@ from typer.testing import CliRunner
 from hpo import evaluate
 from hpo.cli import app
 from hpo.errors import HpoError
-from hpo.fake_study import add_fake_experiments, add_fake_trials
-from hpo.report import write_report
-from hpo.sections import GENERATED, SCREENING
+from hpo.report.sections import GENERATED, SCREENING
+from hpo.report.writer import write_report
 from hpo.spec import load_spec_text
 from hpo.study import SPEC_ATTR, open_storage
+from hpo.testing import add_fake_experiments, add_fake_trials
 
 SPEC = """
 name = "fake"
@@ -119,7 +119,12 @@ def fake_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="module")
 def fake_report(fake_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_report(
-        "fake", fake_url, tmp_path_factory.mktemp("a") / "fake.md", echo=lambda _: None
+        "fake",
+        fake_url,
+        tmp_path_factory.mktemp("a") / "fake.md",
+        activations=True,
+        note=True,
+        echo=lambda _: None,
     )
 
 
@@ -174,12 +179,40 @@ def test_ranking_becomes_the_dashboard_note(fake_url: str, fake_report: Path) ->
     assert "| 1 | dropout |" in note
 
 
+def test_a_plain_report_only_reads_even_without_its_data_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No image data, no training, no write to the storage: the file is byte for byte the same."""
+    db = tmp_path / "studies.db"
+    url = f"sqlite:///{db}"
+    text = SPEC.replace('dataset = "synthetic"', 'dataset = "cifar100"')
+    study = make_study(url, text)
+    add_fake_trials(study, load_spec_text(text), 30, {"dropout": 0.05}, seed=4)
+    monkeypatch.setenv("HPO_DATA", str(tmp_path / "absent.npz"))
+    before = db.read_bytes()
+    out = write_report("fake", url, tmp_path / "r" / "fake.md", echo=lambda _: None)
+    assert db.read_bytes() == before
+    assert get_note(optuna.load_study(study_name="fake", storage=url)) == ""
+    assert "`hpo report --activations` draws them" in out.read_text()
+    assert not (out.parent / "fake" / "activations.png").exists()
+    assert (out.parent / "fake" / "history.png").exists()
+
+
 def test_two_reports_differ_only_in_the_generation_time(
     fake_url: str, fake_report: Path, tmp_path: Path
 ) -> None:
     # Another process with another hash seed: nothing may hang on the order of a set.
     second = tmp_path / "fake.md"
-    command = [sys.executable, "-m", "hpo", "report", "fake", "--storage", fake_url]
+    command = [
+        sys.executable,
+        "-m",
+        "hpo",
+        "report",
+        "fake",
+        "--activations",
+        "--storage",
+        fake_url,
+    ]
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     subprocess.run([*command, "--out", str(second)], env=env, check=True, capture_output=True)
     assert body(second) == body(fake_report)
@@ -272,7 +305,12 @@ def test_missing_data_leaves_the_activation_figure_out_with_the_reason(
     text = SPEC.replace('dataset = "synthetic"', 'dataset = "cifar100"')
     add_fake_trials(make_study(sqlite_url, text), load_spec_text(text), 12, seed=2)
     out = write_report(
-        "fake", sqlite_url, tmp_path / "fake.md", data_path=tmp_path / "nope.npz", echo=print
+        "fake",
+        sqlite_url,
+        tmp_path / "fake.md",
+        data_path=tmp_path / "nope.npz",
+        activations=True,
+        echo=print,
     )
     report = out.read_text()
     assert "Activation histograms not drawn: data file" in report and "nope.npz" in report
@@ -342,7 +380,7 @@ def test_the_ablation_leads_the_ranking_with_its_known_answers(
 
 
 def test_the_effects_figure_is_wide_and_labelled(tmp_path: Path) -> None:
-    from hpo.figures import effects_figure, plot_effects
+    from hpo.report.figures import effects_figure, plot_effects
 
     groups = [("add-one-in", [("dropout", 3.0, 2.0, 4.0, "helps"), ("l2", -1, -3, 1, "x")])]
     fig = effects_figure(groups, 0.5)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hpo.data import Dataset
-from hpo.model import full_params
+from hpo.testing import full_params
 from hpo.train import (
     XLA_MIN_STEPS,
     Loop,

@@ -1,4 +1,4 @@
-"""The report's Markdown, section by section, from the facts gathered in `hpo.report`."""
+"""The report's Markdown, section by section, from the facts gathered in `hpo.report.writer`."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from optuna.distributions import (
 )
 
 from hpo.ablation import describe_changes
-from hpo.answer import answer
-from hpo.drawing import figure_section
 from hpo.evaluate import Config, Summary
-from hpo.markdown import (
+from hpo.report.answer import answer
+from hpo.report.drawing import figure_section
+from hpo.report.markdown import (
     DASH,
     duration,
     number,
@@ -25,12 +25,12 @@ from hpo.markdown import (
     table,
     value_text,
 )
-from hpo.ranking import CONFIDENCE, MIN_TRIALS, N_BOOTSTRAP
+from hpo.report.ranking import CONFIDENCE, MIN_TRIALS, N_BOOTSTRAP
 from hpo.study import mask
 from hpo.summary import state_counts
 
 if TYPE_CHECKING:
-    from hpo.facts import Facts
+    from hpo.report.facts import Facts
 
 TOP_K = 10
 SCREENING = "Screening: trials with and without each technique"
@@ -72,7 +72,7 @@ def note_markdown(facts: Facts) -> str:
 
 
 def ablation(facts: Facts, with_figures: bool = True) -> list[str]:
-    from hpo.ablation_report import section
+    from hpo.report.ablation_section import section
 
     figures = facts.figures if with_figures else {}
     return section(facts.ablation, facts.ablation_runs, figures, facts.spec.name)
@@ -107,8 +107,8 @@ def _args(args: dict) -> str:
 
 
 def summary(facts: Facts) -> list[str]:
-    from hpo.facts import epochs_account, stop_counts
-    from hpo.probes import n_train_images
+    from hpo.report.facts import epochs_account, stop_counts
+    from hpo.report.probes import n_train_images
 
     spec, data = facts.spec, facts.spec.data
     split = f"validation fraction {data.validation_fraction:g}, split seed {data.seed}"

@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Any
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
-from hpo import figures
 from hpo.errors import HpoError
 from hpo.evaluate import resolved_params
-from hpo.markdown import table
+from hpo.report import figures
+from hpo.report.markdown import table
 from hpo.space import INITIALIZERS, KNOBS
 
 if TYPE_CHECKING:
-    from hpo.facts import Facts
+    from hpo.report.facts import Facts
 
 N_TOP_CURVES = 5
 MAX_PRUNED_CURVES = 100
@@ -25,9 +25,11 @@ COMPARED_ACTIVATIONS = ("relu", "tanh")
 """Shown beside the study's own activation: the classic contrast of He and Glorot."""
 
 
-def draw_figures(facts: Facts, figures_dir: Path, data_path: Path | None) -> None:
+def draw_figures(
+    facts: Facts, figures_dir: Path, data_path: Path | None, activations: bool = False
+) -> None:
     """Draw every figure that applies to the study; record its path or why it is missing."""
-    from hpo.facts import curve
+    from hpo.report.facts import curve
 
     spec, folder = facts.spec, figures_dir.name
 
@@ -59,11 +61,11 @@ def draw_figures(facts: Facts, figures_dir: Path, data_path: Path | None) -> Non
         ),
     )
     if facts.ablation is not None and facts.ablation.rows:
-        from hpo.ablation_report import draw_effects
+        from hpo.report.ablation_section import draw_effects
 
         saved("effects", draw_effects(facts.ablation, figures_dir / "effects.png"))
         from hpo.ablation import DESIGNS
-        from hpo.ablation_report import draw_gaps
+        from hpo.report.ablation_section import draw_gaps
 
         for design in DESIGNS:
             drawn = draw_gaps(
@@ -89,7 +91,12 @@ def draw_figures(facts: Facts, figures_dir: Path, data_path: Path | None) -> Non
             ),
         )
     saved("learning_rates", _draw_learning_rates(facts, figures_dir / "learning_rates.png"))
-    if "initializer" in spec.searched():
+    if "initializer" in spec.searched() and not activations:
+        facts.figure_notes["activations"] = (
+            "not drawn: `hpo report --activations` draws them (it loads the image data and "
+            "builds untrained models)"
+        )
+    elif "initializer" in spec.searched():
         try:
             saved(
                 "activations", _draw_activations(facts, figures_dir / "activations.png", data_path)
@@ -110,7 +117,7 @@ def _label(trial: Any) -> str:
 
 def _draw_learning_rates(facts: Facts, path: Path) -> Path:
     """The best trial of each schedule type, best first."""
-    from hpo.probes import learning_rates, n_train_images
+    from hpo.report.probes import learning_rates, n_train_images
 
     n_train = n_train_images(facts.spec.data)
     series, seen = [], set()
@@ -155,7 +162,7 @@ def probe_initializers(facts: Facts) -> list[tuple[str, dict[str, Any]]]:
 def _draw_activations(facts: Facts, path: Path, data_path: Path | None) -> Path:
     """Hidden-layer outputs at initialization on real training images, per initializer."""
     from hpo.data import load_dataset
-    from hpo.probes import initial_activations
+    from hpo.report.probes import initial_activations
 
     spec = facts.spec
     data = load_dataset(spec.data, data_path)

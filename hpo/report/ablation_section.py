@@ -9,7 +9,7 @@ from typing import Any
 
 from hpo.ablate import Analysis, Row, Scores, ablation_name, variant_scores
 from hpo.ablation import ADD_ONE_IN, DESIGNS, LEAVE_ONE_OUT
-from hpo.markdown import DASH, table
+from hpo.report.markdown import DASH, table
 from hpo.stats import ALPHA, INCONCLUSIVE, Verdict
 
 QUESTIONS = {
@@ -170,7 +170,7 @@ def _or(value: float) -> float:
 
 def draw_effects(analysis: Analysis, path: Path) -> Path:
     """Each comparison's mean paired difference on test accuracy with its 95% interval."""
-    from hpo.figures import plot_effects
+    from hpo.report.figures import plot_effects
 
     groups = []
     for design in DESIGNS:
@@ -203,7 +203,7 @@ def draw_gaps(
     """The overfitting-gap figure of one design's comparisons, from the runs' curves."""
     import numpy as np
 
-    from hpo.figures import plot_gaps
+    from hpo.report.figures import plot_gaps
 
     def curves(key: str) -> dict[str, np.ndarray]:
         found = [runs[(key, s)] for s in analysis.seeds if (key, s) in runs]

@@ -11,8 +11,8 @@ from typing import Any
 
 from hpo.ablate import Analysis, Row, variant_scores
 from hpo.ablation import ADD_ONE_IN, LEAVE_ONE_OUT, describe_changes
-from hpo.ablation_report import interval_points, points
-from hpo.markdown import DASH, table
+from hpo.report.ablation_section import interval_points, points
+from hpo.report.markdown import DASH, table
 from hpo.stats import HELPS, HURTS, INCONCLUSIVE, NO_EFFECT
 
 WORDS = {HELPS: "helps", HURTS: "hurts", NO_EFFECT: "no effect", INCONCLUSIVE: "unknown"}

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from hpo.probes import LayerActivations
+from hpo.report.probes import LayerActivations
 
 DPI = 180
 """7-inch figures come out 1,260 px wide."""

@@ -1,6 +1,8 @@
-"""Made-up finished trials with known technique effects, written into a study without training.
+"""Helpers for tests and benchmarks only; the library never imports this module.
 
-Reports, tests and benchmarks use them: the answer a report should find is set here by hand.
+Made-up finished trials with known technique effects, written into a study without training
+(the answer a report should find is set here by hand), and full parameter sets for calling
+`hpo.model` and `hpo.train` directly.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from optuna.distributions import (
 )
 from optuna.trial import FixedTrial, FrozenTrial, TrialState
 
-from hpo.space import ParamValue, suggest_params
+from hpo.space import KNOBS, ParamValue, suggest_params
 from hpo.spec import Spec
 
 
@@ -147,3 +149,10 @@ def _draw(rng: np.random.Generator, dist: BaseDistribution) -> ParamValue:
             return float(math.exp(rng.uniform(math.log(dist.low), math.log(dist.high))))
         return float(rng.uniform(dist.low, dist.high))
     raise TypeError(f"cannot draw from {dist!r}")
+
+
+def full_params(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Every knob at its default (active or not), updated with `overrides`; for direct use."""
+    params = {name: knob.default for name, knob in KNOBS.items()}
+    params.update(overrides or {})
+    return params

@@ -21,8 +21,8 @@ from hpo.evaluate import (
     stored_results,
     summarize,
 )
-from hpo.facts import Facts
-from hpo.ranking import Row, find_techniques, rank
+from hpo.report.facts import Facts
+from hpo.report.ranking import Row, find_techniques, rank
 from hpo.spec import Spec
 from hpo.study import load_study
 from hpo.summary import state_counts
@@ -38,17 +38,19 @@ def write_report(
     evaluate_test: bool = False,
     n_seeds: int = 3,
     data_path: Path | None = None,
+    activations: bool = False,
+    note: bool = False,
     echo: Callable[[str], None] = print,
 ) -> Path:
     """Write the report of study `name` to `out` (default reports/NAME.md), figures beside it.
 
-    With `evaluate_test`, each technique's best configuration and the baseline are retrained
-    with `n_seeds` seeds and tested once; results are stored in the study and reused.
-    The technique ranking also becomes the study's note in optuna-dashboard.
+    Without options it only reads the storage and writes files. With `evaluate_test`, each
+    technique's best configuration and the baseline are retrained with `n_seeds` seeds and
+    tested once; results are stored in the study and reused. With `activations`, the image data
+    is loaded to draw activations at initialization. With `note`, the ranking becomes the
+    study's note in optuna-dashboard (a write to the storage).
     """
-    from optuna_dashboard import save_note
-
-    from hpo.sections import note_markdown, render
+    from hpo.report.sections import note_markdown, render
 
     study, spec = load_study(name, url, heartbeat_interval=None)
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
@@ -71,12 +73,15 @@ def write_report(
     }
     facts.evaluator, facts.importances, facts.importance_note = importances(study, facts.complete)
 
-    from hpo.drawing import draw_figures
+    from hpo.report.drawing import draw_figures
 
     echo(f"drawing figures in {figures_dir}")
-    draw_figures(facts, figures_dir, data_path)
+    draw_figures(facts, figures_dir, data_path, activations)
     out.write_text(render(facts, url))
-    save_note(study, note_markdown(facts))
+    if note:
+        from optuna_dashboard import save_note
+
+        save_note(study, note_markdown(facts))
     return out
 
 

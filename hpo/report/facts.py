@@ -1,7 +1,7 @@
 """What a report reads, gathered once from a study: the facts and the numbers its parts share.
 
-The report's entry point (`hpo.report`), its sections and its figures all import from here, and
-this module imports none of them.
+The report's entry point (`hpo.report.writer`), its sections and its figures all import
+from here, and this module imports none of them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.ablate import Analysis
 from hpo.evaluate import Config, Summary
-from hpo.ranking import Row
+from hpo.report.ranking import Row
 from hpo.spec import Spec
 
 ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
