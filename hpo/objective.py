@@ -44,22 +44,41 @@ class PruningCallback(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def make_objective(spec: Spec, data: Dataset) -> Callable[[optuna.Trial], float]:
+EpochHook = Callable[[int, int, int], None]
+"""Told (trial number, epochs done, epoch budget) after each epoch: a progress display."""
+
+
+class _EpochNotice(keras.callbacks.Callback):
+    def __init__(self, hook: EpochHook, number: int, budget: int) -> None:
+        super().__init__()
+        self.hook, self.number, self.budget = hook, number, budget
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        self.hook(self.number, epoch + 1, self.budget)
+
+
+def notices(hook: EpochHook | None, number: int, params: Mapping[str, Any]) -> list[Any]:
+    return [] if hook is None else [_EpochNotice(hook, number, int(params["epochs"]))]
+
+
+def make_objective(
+    spec: Spec, data: Dataset, on_epoch: EpochHook | None = None
+) -> Callable[[optuna.Trial], float]:
     """The objective of `spec`'s study over data that were loaded once, outside it.
 
     A trial enqueued as a fixed run trains its given params with its given seed; any other
-    trial suggests its params from the spec's space.
+    trial suggests its params from the spec's space. `on_epoch` hears of every epoch.
     """
 
     def objective(trial: optuna.Trial) -> float:
         try:
             if trial.user_attrs.get(FIXED_RUN):
-                return run_fixed(trial, data)
+                return run_fixed(trial, data, on_epoch)
             study = getattr(trial, "study", None)  # a FixedTrial has none
             if study is not None and study.user_attrs.get(FIXED_ONLY):
                 trial.set_user_attr("fail_reason", "surplus: no enqueued run was left")
                 return math.nan
-            return run_trial(trial, spec, data)
+            return run_trial(trial, spec, data, on_epoch)
         except optuna.TrialPruned:
             raise
         except Exception as err:
@@ -71,7 +90,9 @@ def make_objective(spec: Spec, data: Dataset) -> Callable[[optuna.Trial], float]
     return objective
 
 
-def run_trial(trial: optuna.Trial, spec: Spec, data: Dataset) -> float:
+def run_trial(
+    trial: optuna.Trial, spec: Spec, data: Dataset, on_epoch: EpochHook | None = None
+) -> float:
     """Train one configuration; return the validation score of the model it ends with.
 
     That model is the last epoch's, or the restored best weights where early stopping restored
@@ -81,7 +102,7 @@ def run_trial(trial: optuna.Trial, spec: Spec, data: Dataset) -> float:
     seed = trial_seed(spec.seed, trial.number)
     trial.set_user_attr("seed", seed)
     pruning = PruningCallback(trial, spec.metric)
-    run = fit(params, data, seed, callbacks=[pruning])
+    run = fit(params, data, seed, callbacks=[pruning, *notices(on_epoch, trial.number, params)])
     _, best_epoch = best_of(run.history.get(spec.metric, []), spec.direction)
     record(trial, run, params, best_epoch)
     scores = evaluate(run.model, data.x_val, data.y_val) if run.n_epochs else {}
@@ -106,7 +127,7 @@ def run_trial(trial: optuna.Trial, spec: Spec, data: Dataset) -> float:
     return value
 
 
-def run_fixed(trial: optuna.Trial, data: Dataset) -> float:
+def run_fixed(trial: optuna.Trial, data: Dataset, on_epoch: EpochHook | None = None) -> float:
     """Train a fixed run (params and seed given as user attributes) and score its final model.
 
     Validation and test accuracy are both recorded: the run's configuration was chosen before
@@ -116,7 +137,7 @@ def run_fixed(trial: optuna.Trial, data: Dataset) -> float:
     params = dict(trial.user_attrs["params"])
     seed = int(trial.user_attrs["seed"])
     try:
-        run = fit(params, data, seed)
+        run = fit(params, data, seed, callbacks=notices(on_epoch, trial.number, params))
     except Exception:
         # Put the run back so it is not lost; repeated failures stop the study.
         trial.study.enqueue_trial({}, user_attrs=_run_attrs(trial.user_attrs))

@@ -1,4 +1,4 @@
-"""Running a study in this process: load data once, show progress, one line per finished trial."""
+"""Running a study in this process: data loaded once, a line per trial, a status on a terminal."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import HpoError
-from hpo.study import FINISHED, MAX_FAILURES, count, load_study, optimize
+from hpo.progress import Progress
+from hpo.study import FINISHED, MAX_FAILURES, best_so_far, count, load_study, optimize
 from hpo.summary import trial_line
 
 
@@ -26,8 +27,6 @@ def run_study(
     """Run the study `name` until it holds `n_trials` finished trials (or `timeout` passes).
 
     Stops with HpoError after `max_failures` failed trials in a row."""
-    from tqdm import tqdm
-
     from hpo.tfquiet import import_tensorflow
 
     import_tensorflow()
@@ -48,29 +47,24 @@ def run_study(
         )
         return study
     data = load_dataset(spec.data, data_path)
-    bar = tqdm(
-        total=target,
-        initial=min(already, target or 0),
-        unit="trial",
-        disable=None,
-        leave=False,
-        dynamic_ncols=True,
-    )
+    progress = Progress(target, already, best_so_far(study), spec.direction == "maximize", echo)
 
     def report(study: optuna.Study, trial: FrozenTrial) -> None:
-        if trial.state in FINISHED:
-            bar.update(1)
-        bar.write(trial_line(trial)) if not bar.disable else echo(trial_line(trial))
+        value = trial.value if trial.state == TrialState.COMPLETE else None
+        progress.trial(0, trial_line(trial), trial.state in FINISHED, value, trial.number)
+
+    def on_epoch(number: int, epoch: int, budget: int) -> None:
+        progress.epoch(0, number, epoch, budget)
 
     try:
         optimize(
             study,
-            make_objective(spec, data),
+            make_objective(spec, data, on_epoch if progress.live else None),
             target,
             timeout,
             callbacks=[report],
             max_failures=max_failures,
         )
     finally:
-        bar.close()
+        progress.close()
     return study

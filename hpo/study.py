@@ -220,6 +220,15 @@ def count(study: optuna.Study, states: Sequence[TrialState] = FINISHED) -> int:
     return len(study.get_trials(deepcopy=False, states=tuple(states)))
 
 
+def best_so_far(study: optuna.Study) -> tuple[float, int] | None:
+    """The best complete trial's value and number, if there is one."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return None
+    best = study.best_trial
+    return (float(best.value), best.number) if best.value is not None else None
+
+
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 
 

@@ -71,6 +71,15 @@ class Run:
         return None
 
 
+class _StopOnNaN(keras.callbacks.Callback):
+    """Keras's TerminateOnNaN without its console line: the trial's own line gives the reason."""
+
+    def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.model.stop_training = True
+
+
 class _EpochTimer(keras.callbacks.Callback):
     def __init__(self, seconds: list[float]) -> None:
         super().__init__()
@@ -113,7 +122,7 @@ def fit(
     early = _early_stopping(params)
     all_callbacks = [
         _EpochTimer(run.seconds_per_epoch),
-        keras.callbacks.TerminateOnNaN(),
+        _StopOnNaN(),
         *callbacks,
         *([early] if early else []),
     ]

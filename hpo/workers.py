@@ -19,6 +19,8 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpo.progress import Progress
+
 if TYPE_CHECKING:
     import optuna
 
@@ -86,7 +88,7 @@ def run_workers(
     """
     from hpo.data import resolve_source
     from hpo.errors import HpoError
-    from hpo.study import count, load_study, mask, supports_heartbeat
+    from hpo.study import best_so_far, count, load_study, mask, supports_heartbeat
 
     study, spec = load_study(name, url, heartbeat_interval=None)
     target = n_trials if n_trials is not None else spec.n_trials
@@ -118,7 +120,10 @@ def run_workers(
         for worker, n_threads in enumerate(shares)
     ]
     began = time.monotonic()
-    pool = _Pool(ctx, study, data_ready, echo, retry_orphans=not supports_heartbeat(url))
+    progress = Progress(
+        target, count(study), best_so_far(study), spec.direction == "maximize", echo
+    )
+    pool = _Pool(ctx, study, data_ready, progress, retry_orphans=not supports_heartbeat(url))
     try:
         pool.start(jobs)
         pool.relay()
@@ -126,10 +131,12 @@ def run_workers(
         with _signals_ignored():
             pool.stop()
             pool.fail_orphans(retry=False)
+            progress.close()
             echo(_summary(study, n_workers, time.monotonic() - began))
         raise
     finally:
         pool.kill()
+        progress.close()
     pool.fail_orphans(retry=False)
     echo(_summary(study, n_workers, time.monotonic() - began))
     if pool.errors and (target is None or count(study) < target):
@@ -153,13 +160,14 @@ class _Pool:
         ctx: Any,
         study: optuna.Study,
         data_ready: Event | None,
-        echo: Callable[[str], None],
+        progress: Progress,
         retry_orphans: bool,
     ) -> None:
         self.ctx = ctx
         self.study = study
         self.data_ready = data_ready
-        self.echo = echo
+        self.progress = progress
+        self.echo = progress.write
         self.retry_orphans = retry_orphans
         self.errors: dict[int, str] = {}
         self.processes: list[BaseProcess] = []
@@ -200,6 +208,13 @@ class _Pool:
             kind, text = reader.recv()
         except (EOFError, OSError):
             del self.readers[reader]
+            return
+        if kind == "epoch":
+            self.progress.epoch(worker, *text)
+            return
+        if kind == "trial":
+            line, finished, value, number = text
+            self.progress.trial(worker, f"[w{worker}] {line}", finished, value, number)
             return
         if kind == "error":
             self.errors[worker] = text
@@ -345,7 +360,7 @@ def _optimize(job: Job, conn: Connection, data_ready: Event | None) -> None:
     import optuna
 
     from hpo.data import load_dataset
-    from hpo.study import load_study, optimize
+    from hpo.study import FINISHED, load_study, optimize
     from hpo.summary import trial_line
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -359,7 +374,10 @@ def _optimize(job: Job, conn: Connection, data_ready: Event | None) -> None:
     set_tensorflow_threads(job.n_threads)
     from hpo.objective import make_objective
 
-    objective = make_objective(spec, data)
+    def on_epoch(number: int, epoch: int, budget: int) -> None:
+        conn.send(("epoch", (number, epoch, budget)))
+
+    objective = make_objective(spec, data, on_epoch)
 
     def tagged(trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", label)
@@ -368,7 +386,9 @@ def _optimize(job: Job, conn: Connection, data_ready: Event | None) -> None:
     def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         retried = trial.system_attrs.get("failed_trial")
         note = "" if retried is None else f"  (retry of trial {retried})"
-        conn.send(("trial", trial_line(trial) + note))
+        value = trial.value if trial.state == optuna.trial.TrialState.COMPLETE else None
+        finished = trial.state in FINISHED
+        conn.send(("trial", (trial_line(trial) + note, finished, value, trial.number)))
 
     optimize(
         study, tagged, job.n_trials, job.timeout, callbacks=[report], max_failures=job.max_failures

@@ -175,6 +175,7 @@ def test_a_study_whose_trials_all_fail_stops_with_one_line(tmp_path: Path, sqlit
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("error: stopped after 3 failed trials in a row; the first failed")
     assert "diverged: training loss was not finite" in line  # SGD at 1e4 with L2 100
+    assert "Invalid loss" not in result.output  # Keras's own console line stays out
     study = optuna.load_study(study_name="tiny", storage=sqlite_url)
     assert [t.state for t in study.trials] == [TrialState.FAIL] * 3
 
