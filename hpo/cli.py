@@ -195,6 +195,7 @@ def show(
 class ExportFormat(str, Enum):
     csv = "csv"
     json = "json"
+    keras = "keras"
 
 
 @study_app.command("export")
@@ -203,18 +204,37 @@ def export(
     name: str,
     format: Annotated[ExportFormat, typer.Option("--format")] = ExportFormat.csv,
     out: Annotated[Path | None, typer.Option(help="File to write [default: stdout].")] = None,
+    trial: Annotated[
+        int | None, typer.Option(help="With --format keras: this trial [default: the best].")
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="With --format keras: a local CIFAR-100 for the split.")
+    ] = None,
     storage: StorageOption = None,
 ) -> None:
-    """Export every trial (params, state, value, user attributes) as CSV or JSON."""
+    """Export every trial as CSV or JSON, or one trial as a standalone Keras script.
+
+    --format keras writes a Python file that trains the trial (default: the best) with plain
+    Keras and TensorFlow on CIFAR-100, with the study's split, scaling, model, optimizer,
+    schedule, penalties, dropout, early stopping and seed; it reads the training labels to
+    write the split.
+    """
     from hpo.study import load_study, storage_url
     from hpo.summary import export_frame, export_json
 
-    study, _ = load_study(name, storage_url(storage), heartbeat_interval=None)
-    text = (
-        export_json(study)
-        if format == ExportFormat.json
-        else export_frame(study).to_csv(index=False)
-    )
+    study, spec = load_study(name, storage_url(storage), heartbeat_interval=None)
+    if format == ExportFormat.keras:
+        from hpo.export import export_trial
+
+        text = export_trial(study, spec, trial, data)
+    elif trial is not None:
+        raise HpoError("--trial goes with --format keras; csv and json export every trial")
+    else:
+        text = (
+            export_json(study)
+            if format == ExportFormat.json
+            else export_frame(study).to_csv(index=False)
+        )
     if out is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     else:
