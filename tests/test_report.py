@@ -159,6 +159,7 @@ def test_report_has_every_section_and_small_figures(fake_report: Path) -> None:
     figures = sorted(p.name for p in folder.iterdir())
     assert figures == [
         "activations.png",
+        "anytime.png",
         "curves.png",
         "expected_best.png",
         "history.png",
@@ -392,3 +393,41 @@ def test_the_effects_figure_is_wide_and_labelled(tmp_path: Path) -> None:
     png = plot_effects(groups, 0.5, tmp_path / "e.png").read_bytes()
     width, _ = struct.unpack(">II", png[16:24])
     assert width >= 1200
+
+
+def test_the_anytime_curve_follows_the_order_trials_ended() -> None:
+    import datetime as dt
+
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from hpo.report.facts import anytime
+
+    t0 = dt.datetime(2026, 1, 1)
+    rate = {"learning_rate": FloatDistribution(1e-4, 1e-1)}
+
+    def ended(number: int, state: TrialState, value: float | None, epochs: int, end_s: int):
+        trial = create_trial(
+            state=state,
+            value=value,
+            params={"learning_rate": 0.01},
+            distributions=rate,
+            user_attrs={"n_epochs": epochs},
+        )
+        trial.number = number
+        trial.datetime_start = t0 + dt.timedelta(seconds=end_s - 10)
+        trial.datetime_complete = t0 + dt.timedelta(seconds=end_s)
+        return trial
+
+    trials = [
+        ended(0, TrialState.COMPLETE, 0.2, 20, 40),  # ended after trial 1: a second worker
+        ended(1, TrialState.PRUNED, 0.1, 3, 20),
+        ended(2, TrialState.FAIL, None, 5, 50),
+        ended(3, TrialState.COMPLETE, 0.15, 20, 70),
+        ended(4, TrialState.COMPLETE, 0.3, 20, 90),
+    ]
+    up = anytime(trials, maximize=True)
+    assert up.epochs == [3, 23, 28, 48, 68]
+    assert up.seconds == [10, 30, 40, 60, 80]
+    assert up.best[0] != up.best[0] and up.best[1:] == [0.2, 0.2, 0.2, 0.3]
+    assert anytime(trials, maximize=False).best[1:] == [0.2, 0.2, 0.15, 0.15]

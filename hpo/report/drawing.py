@@ -73,6 +73,16 @@ def draw_figures(
             )
             if drawn is not None:
                 saved(f"gap_{design}", drawn)
+    from hpo.report.facts import anytime
+
+    spent = anytime(facts.trials, spec.direction == "maximize")
+    if not facts.only_experiments and sum(v == v for v in spent.best) >= 2:
+        saved(
+            "anytime",
+            figures.plot_anytime(
+                spent.epochs, spent.seconds, spent.best, spec.metric, figures_dir / "anytime.png"
+            ),
+        )
     values = [float(t.value) for t in facts.complete]  # type: ignore[arg-type]
     values += [v for _, v in last_reports if math.isfinite(v)]
     if len(values) >= 2 and not facts.only_experiments:

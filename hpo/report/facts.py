@@ -99,3 +99,36 @@ def curve(trial: FrozenTrial, metric: str) -> list[float]:
     if values is None:
         values = [trial.intermediate_values[k] for k in sorted(trial.intermediate_values)]
     return [float(v) if v is not None else math.nan for v in values]
+
+
+@dataclass(frozen=True)
+class Anytime:
+    """The best value so far each time a trial ended, against what the search had spent."""
+
+    epochs: list[float]  # epochs trained by all trials together
+    seconds: list[float]  # wall seconds since the first trial started
+    best: list[float]  # best complete value so far (NaN before the first)
+
+
+def anytime(trials: Sequence[FrozenTrial], maximize: bool) -> Anytime:
+    """The study's anytime curve, trials taken in the order they ended (workers included)."""
+    ended = sorted(
+        (t for t in trials if t.state in ENDED and t.datetime_complete and t.datetime_start),
+        key=lambda t: (t.datetime_complete, t.number),
+    )
+    points = Anytime([], [], [])
+    if not ended:
+        return points
+    start = min(t.datetime_start for t in ended)  # type: ignore[type-var]
+    spent, best = 0.0, math.nan
+    for t in ended:
+        spent += int(t.user_attrs.get("n_epochs", len(t.intermediate_values)))
+        value = t.value if t.state == TrialState.COMPLETE and t.value is not None else math.nan
+        if math.isfinite(value) and (
+            math.isnan(best) or (value > best if maximize else value < best)
+        ):
+            best = value
+        points.epochs.append(spent)
+        points.seconds.append((t.datetime_complete - start).total_seconds())  # type: ignore[operator]
+        points.best.append(best)
+    return points

@@ -281,3 +281,26 @@ def plot_gaps(
         fontsize=12,
     )
     return _save(fig, path, WIDE_DPI)
+
+
+def plot_anytime(
+    epochs: Sequence[float],
+    seconds: Sequence[float],
+    best: Sequence[float],
+    metric: str,
+    path: Path,
+) -> Path:
+    """Best value so far against epochs trained by all trials (left) and wall time (right)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=WIDE, sharey=True)
+    for ax, xs, label in (
+        (axes[0], epochs, "epochs trained by all trials together"),
+        (axes[1], [s / 60 for s in seconds], "wall minutes since the first trial started"),
+    ):
+        ax.step(xs, best, where="post", color="tab:blue", lw=2)
+        ax.plot(xs, best, "o", color="tab:blue", ms=3)
+        ax.set_xlabel(label, fontsize=12)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"best {metric} so far", fontsize=12)
+    fig.suptitle("What the search found for what it spent", fontsize=13)
+    return _save(fig, path, WIDE_DPI)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import TYPE_CHECKING
 
 from optuna.distributions import (
@@ -84,11 +85,43 @@ def expected_best(facts: Facts) -> list[str]:
     n = len(facts.complete) + sum(t.state.name == "PRUNED" for t in facts.trials)
     return [
         "## Was the budget enough?",
+        *spending(facts),
         f"The expected best `{facts.spec.metric}` of a study of n trials, drawn from this "
         f"study's {n} finished trials (complete trials at their score, pruned ones at their "
         "last report, which the pruner judged worse), with ± 1 sd: where the curve is still "
         "rising at the right, more trials would likely find better configurations.",
         f"![Expected best against trials]({facts.figures['expected_best']})",
+    ]
+
+
+def spending(facts: Facts) -> list[str]:
+    """The anytime curve: what the search had found after each share of what it spent."""
+    if "anytime" not in facts.figures:
+        return []
+    from hpo.report.facts import anytime
+
+    spent = anytime(facts.trials, facts.spec.direction == "maximize")
+    total, final = spent.epochs[-1], spent.best[-1]
+    half = [b for e, b in zip(spent.epochs, spent.best, strict=True) if e <= total / 2]
+    at_half = next((b for b in reversed(half) if b == b), math.nan)
+    if at_half == at_half:
+        gain = 100 * abs(final - at_half)
+        verdict = (
+            f"The second half of the epochs ({total - total / 2:.0f} of {total:.0f}) moved the "
+            f"best `{facts.spec.metric}` by {gain:.1f} points (from {at_half:.4f} to {final:.4f})"
+            + (
+                ": still climbing, so more budget would likely help."
+                if gain >= 0.5
+                else ": the search had all but converged."
+            )
+        )
+    else:
+        verdict = "No trial had completed by half of the epochs spent."
+    return [
+        f"Best `{facts.spec.metric}` so far against what the search spent: epochs trained by "
+        "all trials together (pruned and failed ones included) and wall time. " + verdict,
+        f"![Best so far against epochs and time]({facts.figures['anytime']})",
+        "",
     ]
 
 

@@ -1,0 +1,63 @@
+"""The anytime search benchmark in a tiny form: the strategies run, the table and figure come out."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from benchmarks.search import (
+    SPEC_FILE,
+    STRATEGIES,
+    best_by,
+    curve,
+    first_reaching,
+    main,
+    read_runs,
+    strategy_spec,
+    summary_table,
+)
+from hpo.spec import load_spec_text
+
+
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
+def test_every_strategy_is_a_valid_spec(strategy: str) -> None:
+    spec = load_spec_text(strategy_spec(SPEC_FILE.read_text(), strategy, 5), strategy)
+    assert spec.seed == 5 and spec.name == "search-5"
+    if strategy.startswith("defaults"):
+        assert spec.enqueue[0].name == "lesson baseline"
+    if strategy == "shipped":
+        assert spec.sampler == load_spec_text(SPEC_FILE.read_text()).sampler
+
+
+def test_best_so_far_counts_complete_trials_within_the_budget() -> None:
+    trials = [
+        {"epochs": 3, "value": None, "wall_s": 1.0},  # pruned
+        {"epochs": 20, "value": 0.2, "wall_s": 5.0},
+        {"epochs": 20, "value": 0.1, "wall_s": 9.0},
+        {"epochs": 20, "value": 0.3, "wall_s": 14.0},
+    ]
+    assert best_by(trials, 10) != best_by(trials, 10)  # nothing complete yet: NaN
+    assert best_by(trials, 43) == 0.2 and best_by(trials, 63) == 0.3
+    assert best_by(trials, 10.0, key="wall_s") == 0.2
+    assert curve(trials)[0] == [3, 23, 43, 63]
+    assert first_reaching(trials, 0.25) == 63 and first_reaching(trials, 0.5) == float("inf")
+
+
+def test_the_tiny_benchmark_runs_and_summarizes(tmp_path: Path) -> None:
+    out = tmp_path / "runs.jsonl"
+    main(["run", "--tiny", "--seeds", "1", "--budget", "10", "--out", str(out),
+          "--strategies", "shipped,defaults-tpe-halving"])  # fmt: skip
+    runs = read_runs([out])
+    assert [r["strategy"] for r in runs] == ["shipped", "defaults-tpe-halving"]
+    for run in runs:
+        assert sum(t["epochs"] for t in run["trials"]) >= 10
+        assert json.dumps(run)  # one JSON line each
+    assert runs[1]["trials"][0]["experiment"] == "lesson baseline"
+    table = summary_table(runs, checkpoints=(5, 10))
+    assert table.splitlines()[0].startswith("| strategy | seeds | 5 epochs | 10 epochs |")
+    figure = tmp_path / "search.png"
+    main(["summary", str(out), "--figure", str(figure)])
+    assert struct.unpack(">II", figure.read_bytes()[16:24])[0] >= 1200
