@@ -1,4 +1,4 @@
-"""The anytime search benchmark in a tiny form: the strategies run, the table and figure come out."""
+"""The anytime search benchmark, tiny: the strategies run, the table and figure come out."""
 
 from __future__ import annotations
 
