@@ -18,7 +18,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpo.errors import StorageError
+from hpo.errors import HpoError, StorageError
 from hpo.spec import load_spec_text
 from hpo.study import FINISHED, count, create_study, load_study, mask, open_storage, redact
 from hpo.workers import fail_orphans, run_workers, thread_shares, worker_label
@@ -279,3 +279,14 @@ def test_two_loads_of_one_study_before_any_trial_draw_different_points(tmp_path:
             study.optimize(lambda t: t.suggest_float("learning_rate", 1e-3, 1e-2), n_trials=1)
     rates = [t.params["learning_rate"] for t in first.get_trials(deepcopy=False)]
     assert len(rates) == 8 and len(set(rates)) == 8, rates
+
+
+def test_a_pool_that_ends_short_of_its_target_says_how_many_are_missing(tmp_path: Path) -> None:
+    """A journal has no heartbeat: a trial another machine left RUNNING holds its place."""
+    url = f"journal:{tmp_path / 'j.log'}"
+    create("tiny", url)
+    lost = load("tiny", url).ask()  # a trial of a machine that went away, never to return
+    lost.suggest_float("learning_rate", 1e-3, 1e-2, log=True)
+    with pytest.raises(HpoError, match="holds 2 of its 3 finished trials: 1 missing"):
+        run_workers("tiny", url, 3, n_workers=2, echo=lambda line: None)
+    assert count(load("tiny", url)) == 2
