@@ -72,6 +72,8 @@ initializer = "he_normal"
 
 _TPE_GROUPED = 'type = "tpe"\nmultivariate = true\ngroup = true\nconstant_liar = true\n'
 _MEDIAN = 'type = "median"\nn_startup_trials = 5\nn_warmup_steps = 2\n'
+# Median rule that waits out warm-up schedules (up to 2,000 steps: 4.4 epochs) before it judges.
+_PATIENT_MEDIAN = 'type = "median"\nn_startup_trials = 5\nn_warmup_steps = 5\n'
 _HALVING = 'type = "successive_halving"\nmin_resource = 1\nreduction_factor = 3\n'
 _HYPERBAND = 'type = "hyperband"\nmin_resource = 1\nmax_resource = 20\nreduction_factor = 3\n'
 
@@ -84,6 +86,11 @@ STRATEGIES: dict[str, tuple[str | None, str | None, str]] = {
     "defaults-tpe-halving": (
         _TPE_GROUPED + "n_startup_trials = 5\n",
         _HALVING,
+        DEFAULTS_FIRST,
+    ),
+    "defaults-tpe-median": (
+        _TPE_GROUPED + "n_startup_trials = 5\n",
+        _PATIENT_MEDIAN,
         DEFAULTS_FIRST,
     ),
 }

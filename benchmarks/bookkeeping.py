@@ -1,0 +1,104 @@
+"""What hpo's study loop adds per trial on a large study, against Optuna's own loop.
+
+    .venv/bin/python -m benchmarks.bookkeeping [--n-trials 10000] [--runs 30] [--storage URL]
+
+Builds a study of N made-up finished trials (`hpo.testing.add_fake_trials`, curves included,
+as real trials carry them) in a SQLite file (or the given storage), then runs `--runs` more
+trials whose objective returns at once, twice, interleaved: through Optuna's own
+`study.optimize` and through `hpo.study.optimize` (the target check before each trial, the
+surplus check inside it, the failure streak). Both use the random sampler, so the sampler's
+cost is the same; the difference per trial is hpo's bookkeeping. Also timed: `load_study` and
+one `count` at N trials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks.report_scale import spec_text
+
+
+def build(url: str, n_trials: int) -> float:
+    import optuna
+
+    from hpo.spec import load_spec_text
+    from hpo.study import create_study, load_study
+    from hpo.testing import add_fake_trials
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    spec = load_spec_text(spec_text().replace("report-scale", "bookkeeping"))
+    start = time.perf_counter()
+    create_study(spec, url)
+    study, _ = load_study(spec.name, url, heartbeat_interval=None)
+    add_fake_trials(study, spec, n_trials, {"dropout": 0.03}, pruned_share=0.3, seed=1)
+    return time.perf_counter() - start
+
+
+def per_trial(url: str, runs: int, hpo_loop: bool) -> float:
+    """Seconds per trial of `runs` instant trials, through hpo's loop or Optuna's."""
+    import optuna
+
+    from hpo.study import count, load_study, optimize
+
+    study, _ = load_study("bookkeeping", url, heartbeat_interval=None)
+    study.sampler = optuna.samplers.RandomSampler(seed=runs)
+
+    def objective(trial: optuna.Trial) -> float:
+        return trial.suggest_float("learning_rate", 1e-4, 3e-2, log=True)
+
+    start = time.perf_counter()
+    if hpo_loop:
+        optimize(study, objective, count(study) + runs)
+    else:
+        study.optimize(objective, n_trials=runs)
+    return (time.perf_counter() - start) / runs
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-trials", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--storage", help="default: a SQLite file in a temporary folder")
+    args = parser.parse_args(argv)
+    import optuna
+
+    from hpo.study import count, load_study, open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        url = args.storage or f"sqlite:///{Path(tmp) / 'bookkeeping.db'}"
+        print(f"load average at start: {[round(x, 2) for x in os.getloadavg()]}", flush=True)
+        print(f"built {args.n_trials} trials in {build(url, args.n_trials):.0f} s", flush=True)
+        start = time.perf_counter()
+        study, _ = load_study("bookkeeping", url, heartbeat_interval=None)
+        loaded = time.perf_counter() - start
+        start = time.perf_counter()
+        n = count(study)
+        counted = time.perf_counter() - start
+        print(f"load_study {loaded:.2f} s; count() of {n} finished trials {counted * 1000:.0f} ms")
+        optuna_s, hpo_s = [], []
+        for _ in range(args.rounds):
+            optuna_s.append(per_trial(url, args.runs, hpo_loop=False))
+            hpo_s.append(per_trial(url, args.runs, hpo_loop=True))
+        extra = [h - o for h, o in zip(hpo_s, optuna_s, strict=True)]
+        print(
+            f"per trial at {args.n_trials}+ trials: Optuna's loop "
+            f"{statistics.median(optuna_s) * 1000:.0f} ms, hpo's loop "
+            f"{statistics.median(hpo_s) * 1000:.0f} ms; hpo's bookkeeping "
+            f"{statistics.median(extra) * 1000:.0f} ms per trial "
+            f"(rounds: {', '.join(f'{e * 1000:.0f}' for e in extra)} ms); "
+            f"load average at the end: {[round(x, 2) for x in os.getloadavg()]}"
+        )
+        if args.storage:
+            optuna.delete_study(study_name="bookkeeping", storage=open_storage(args.storage))
+
+
+if __name__ == "__main__":
+    main()
