@@ -77,9 +77,12 @@ _PATIENT_MEDIAN = 'type = "median"\nn_startup_trials = 5\nn_warmup_steps = 5\n'
 _HALVING = 'type = "successive_halving"\nmin_resource = 1\nreduction_factor = 3\n'
 _HYPERBAND = 'type = "hyperband"\nmin_resource = 1\nmax_resource = 20\nreduction_factor = 3\n'
 
-# name -> (sampler table, pruner table, start-up queue); None keeps the spec's own table.
-STRATEGIES: dict[str, tuple[str | None, str | None, str]] = {
-    "shipped": (None, None, ""),
+# The spec before this benchmark chose its strategy: TPE after 10 random trials, median rule.
+_EARLIER = ('type = "tpe"\nn_startup_trials = 10\n', _MEDIAN)
+
+# name -> (sampler table, pruner table, start-up queue).
+STRATEGIES: dict[str, tuple[str, str, str]] = {
+    "tpe-median": (*_EARLIER, ""),
     "random": ('type = "random"\n', _MEDIAN, ""),
     "tpe-halving": (_TPE_GROUPED + "n_startup_trials = 5\n", _HALVING, ""),
     "tpe-hyperband": (_TPE_GROUPED + "n_startup_trials = 5\n", _HYPERBAND, ""),
@@ -108,6 +111,7 @@ validation_fraction = 0.2
 def strategy_spec(base: str, strategy: str, seed: int, tiny: bool = False) -> str:
     """The spec text of `strategy`: `base` with its sampler, pruner and queue swapped in."""
     sampler, pruner, queue = STRATEGIES[strategy]
+    base = base.split("\n[[enqueue]]")[0]  # the spec's own start-up queue is a strategy too
     text = _replace_table(base, "sampler", sampler)
     text = _replace_table(text, "pruner", pruner)
     text = re.sub(r"(?m)^seed = \d+$", f"seed = {seed}", text, count=1)
@@ -119,10 +123,8 @@ def strategy_spec(base: str, strategy: str, seed: int, tiny: bool = False) -> st
     return text.rstrip() + "\n" + queue
 
 
-def _replace_table(text: str, table: str, body: str | None) -> str:
-    """`text` with the body of `[table]` replaced by `body` (None leaves it as it is)."""
-    if body is None:
-        return text
+def _replace_table(text: str, table: str, body: str) -> str:
+    """`text` with the body of `[table]` replaced by `body`."""
     pattern = re.compile(rf"(?ms)^\[{table}\]\n.*?(?=^\[|\Z)")
     if not pattern.search(text):
         raise ValueError(f"the spec has no [{table}] table")

@@ -47,6 +47,14 @@ class Component:
     args: Mapping[str, Any] = field(default_factory=dict)
 
 
+# What a spec without a [sampler] or [pruner] table gets: the strategy that found good
+# configurations in the fewest epochs in the anytime search benchmark (docs/search.md).
+DEFAULT_SAMPLER = Component(
+    "tpe", {"multivariate": True, "group": True, "constant_liar": True, "n_startup_trials": 5}
+)
+DEFAULT_PRUNER = Component("successive_halving", {"min_resource": 1, "reduction_factor": 3})
+
+
 @dataclass(frozen=True)
 class Enqueued:
     """A named trial that runs before any sampled one, with every searched knob set."""
@@ -69,8 +77,8 @@ class Spec:
     metric: str = "val_accuracy"
     direction: str = "maximize"
     data: DataSpec = DataSpec()
-    sampler: Component = Component("tpe")
-    pruner: Component = Component("median")
+    sampler: Component = DEFAULT_SAMPLER
+    pruner: Component = DEFAULT_PRUNER
     space: Mapping[str, Param] = field(default_factory=dict)
     enqueue: tuple[Enqueued, ...] = ()
     artifact_dir: str | None = None
@@ -223,6 +231,8 @@ class _Validator:
         return DataSpec(**values)
 
     def sampler(self, table: Mapping[str, Any], space: Mapping[str, Param]) -> Component:
+        if not table:
+            return Component(DEFAULT_SAMPLER.type, dict(DEFAULT_SAMPLER.args))
         name, args = self.component(table, SAMPLERS, "[sampler]", "tpe")
         if name == "grid":
             try:
@@ -232,6 +242,8 @@ class _Validator:
         return Component(name, args)
 
     def pruner(self, table: Mapping[str, Any], where: str) -> Component:
+        if not table and where == "[pruner]":
+            return Component(DEFAULT_PRUNER.type, dict(DEFAULT_PRUNER.args))
         name, args = self.component(table, PRUNERS, where, "median")
         if name == "patient":
             if not isinstance(args.get("wrapped"), Mapping):

@@ -192,7 +192,8 @@ early_stopping = "on"
 patience = 5
 """
     spec_file = tmp_path / "regularization.toml"
-    spec_file.write_text((REPO / "studies" / "regularization.toml").read_text() + winner)
+    spec = (REPO / "studies" / "regularization.toml").read_text().split("\n[[enqueue]]")[0]
+    spec_file.write_text(spec + winner)
     url = f"sqlite:///{tmp_path / 's.db'}"
     assert runner.invoke(app, ["study", "create", str(spec_file), "--storage", url]).exit_code == 0
     run = ["study", "run", "regularization", "--n-trials", "1", "--data", str(cifar100_path)]

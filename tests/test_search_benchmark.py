@@ -28,8 +28,8 @@ def test_every_strategy_is_a_valid_spec(strategy: str) -> None:
     assert spec.seed == 5 and spec.name == "search-5"
     if strategy.startswith("defaults"):
         assert spec.enqueue[0].name == "lesson baseline"
-    if strategy == "shipped":
-        assert spec.sampler == load_spec_text(SPEC_FILE.read_text()).sampler
+    if not strategy.startswith("defaults"):
+        assert spec.enqueue == ()
 
 
 def test_best_so_far_counts_complete_trials_within_the_budget() -> None:
@@ -49,9 +49,9 @@ def test_best_so_far_counts_complete_trials_within_the_budget() -> None:
 def test_the_tiny_benchmark_runs_and_summarizes(tmp_path: Path) -> None:
     out = tmp_path / "runs.jsonl"
     main(["run", "--tiny", "--seeds", "1", "--budget", "10", "--out", str(out),
-          "--strategies", "shipped,defaults-tpe-halving"])  # fmt: skip
+          "--strategies", "tpe-median,defaults-tpe-halving"])  # fmt: skip
     runs = read_runs([out])
-    assert [r["strategy"] for r in runs] == ["shipped", "defaults-tpe-halving"]
+    assert [r["strategy"] for r in runs] == ["tpe-median", "defaults-tpe-halving"]
     for run in runs:
         assert sum(t["epochs"] for t in run["trials"]) >= 10
         assert json.dumps(run)  # one JSON line each

@@ -175,3 +175,13 @@ def test_int_range_becomes_int_distribution() -> None:
 def test_epochs_budget_is_the_largest_possible() -> None:
     spec = load_spec(REPO / "studies" / "lesson.toml")
     assert spec.epochs_budget() == 50
+
+
+def test_a_spec_without_sampler_or_pruner_gets_the_benchmarks_choice() -> None:
+    from hpo.spec import DEFAULT_PRUNER, DEFAULT_SAMPLER
+
+    spec = load_spec_text('name = "bare"\n[params]\nepochs = 3\n')
+    assert spec.sampler == DEFAULT_SAMPLER and spec.pruner == DEFAULT_PRUNER
+    assert spec.sampler.args["group"] and spec.sampler.args["constant_liar"]
+    explicit = load_spec_text('name = "x"\n[sampler]\ntype = "tpe"\n[pruner]\ntype = "median"\n')
+    assert explicit.sampler.args == {} and explicit.pruner.type == "median"
