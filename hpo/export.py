@@ -65,7 +65,7 @@ def keras_script(
     train_mask, val_mask = masks
     return _TEMPLATE.format(
         title=title,
-        params="\n".join(f"#   {k} = {params[k]!r}" for k in sorted(params)),
+        params="\n".join(f"    {k} = {params[k]!r}" for k in sorted(params)),
         seed=seed,
         epochs=int(params["epochs"]),
         batch_size=int(params["batch_size"]),
