@@ -52,7 +52,7 @@ class Component:
 DEFAULT_SAMPLER = Component(
     "tpe", {"multivariate": True, "group": True, "constant_liar": True, "n_startup_trials": 5}
 )
-DEFAULT_PRUNER = Component("successive_halving", {"min_resource": 1, "reduction_factor": 3})
+DEFAULT_PRUNER = Component("median", {"n_startup_trials": 5, "n_warmup_steps": 5})
 
 
 @dataclass(frozen=True)

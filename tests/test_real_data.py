@@ -38,7 +38,7 @@ def short_regularization(tmp_path: Path) -> Path:
         "validation_fraction = 0.1\nn_train = 5000\nn_validation = 2000",
     )
     text = text.replace("epochs = 20", "epochs = 4").replace(
-        "n_warmup_steps = 2", "n_warmup_steps = 1"
+        "n_warmup_steps = 5", "n_warmup_steps = 1"
     )
     text = text.replace("n_startup_trials = 5", "n_startup_trials = 3")
     load_spec_text(text)
