@@ -219,9 +219,14 @@ def read_runs(paths: Sequence[Path]) -> list[dict[str, Any]]:
     return runs
 
 
-def first_reaching(trials: Sequence[Mapping[str, Any]], target: float) -> float:
-    """Epochs trained when the best complete value first reached `target` (inf if never)."""
+def first_reaching(
+    trials: Sequence[Mapping[str, Any]], target: float, limit: float = float("inf")
+) -> float:
+    """Epochs trained when the best complete value first reached `target` within `limit`
+    epochs (inf if it did not)."""
     for used, best in zip(*curve(trials), strict=True):
+        if used > limit:
+            break
         if best >= target:
             return used
     return float("inf")
@@ -242,7 +247,8 @@ def summary_table(
         mine = [r for r in runs if r["strategy"] == strategy]
         cells = [_spread([best_by(r["trials"], c) for r in mine]) for c in points]
         reach = [
-            _median_epochs([first_reaching(r["trials"], t) for r in mine]) for t in (0.230, 0.245)
+            _median_epochs([first_reaching(r["trials"], t, budget) for r in mine])
+            for t in (0.230, 0.245)
         ]
         wall = statistics.median(r["wall_s"] for r in mine)
         lines.append(
@@ -262,8 +268,10 @@ def _spread(values: Sequence[float]) -> str:
 
 
 def _median_epochs(values: Sequence[float]) -> str:
+    """Median over seeds and each seed's count; a seed that never got there counts as never."""
     median = statistics.median(values)
-    return "not reached" if median == float("inf") else f"{median:.0f}"
+    each = ", ".join("never" if v == float("inf") else f"{v:.0f}" for v in sorted(values))
+    return f"{'never' if median == float('inf') else f'{median:.0f}'} ({each})"
 
 
 def draw(runs: Sequence[Mapping[str, Any]], path: Path) -> None:
