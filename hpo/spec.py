@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import math
 import tomllib
 from collections.abc import Mapping
@@ -234,6 +235,8 @@ class _Validator:
         if not table:
             return Component(DEFAULT_SAMPLER.type, dict(DEFAULT_SAMPLER.args))
         name, args = self.component(table, SAMPLERS, "[sampler]", "tpe")
+        if name == "cmaes" and importlib.util.find_spec("cmaes") is None:
+            raise self.fail("[sampler] type 'cmaes' needs the cmaes package: pip install cmaes")
         if name == "grid":
             try:
                 grid_of({k: v for k, v in space.items() if isinstance(v, BaseDistribution)})

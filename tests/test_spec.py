@@ -185,3 +185,12 @@ def test_a_spec_without_sampler_or_pruner_gets_the_benchmarks_choice() -> None:
     assert spec.sampler.args["group"] and spec.sampler.args["constant_liar"]
     explicit = load_spec_text('name = "x"\n[sampler]\ntype = "tpe"\n[pruner]\ntype = "median"\n')
     assert explicit.sampler.args == {} and explicit.pruner.args == {}
+
+
+def test_a_sampler_whose_package_is_missing_is_one_clear_error() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("cmaes") is not None:
+        pytest.skip("the cmaes package is installed here")
+    with pytest.raises(SpecError, match="needs the cmaes package"):
+        load_spec_text('name = "x"\n[sampler]\ntype = "cmaes"\n')
