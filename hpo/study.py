@@ -272,7 +272,8 @@ def optimize(
                 with interrupts.delivered():
                     return objective(trial)
             finally:
-                taken.extend(_finished_elsewhere(study, trial))
+                if waits:  # only a heartbeat fails a running trial from elsewhere
+                    taken.extend(_finished_elsewhere(study, trial))
 
         failures = _FailureStreak(max_failures)
 

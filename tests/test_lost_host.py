@@ -14,7 +14,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -28,12 +27,10 @@ from optuna.trial import TrialState
 
 from hpo.study import FINISHED, open_storage
 
-from .conftest import REPO, TINY_SPEC
-from .test_workers import POSTGRES, RUN_LIMIT_S, create, server_url
+from .conftest import TINY_SPEC
+from .test_workers import POSTGRES, RUN_LIMIT_S, create, server_url, start_hpo
 
 pytestmark = pytest.mark.postgres
-
-HEARTBEAT_S = 2
 
 
 @dataclass(frozen=True)
@@ -115,19 +112,6 @@ class Relay:
         self.server.close()
 
 
-def start(command: list[str], namespace: str | None = None) -> subprocess.Popen[str]:
-    prefix = ["ip", "netns", "exec", namespace] if namespace else []
-    return subprocess.Popen(
-        [*prefix, sys.executable, "-m", "hpo", "study", *command],
-        cwd=REPO,
-        env={**os.environ, "HPO_HEARTBEAT_INTERVAL": str(HEARTBEAT_S)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-
-
 def test_a_lost_hosts_trial_is_failed_retried_and_its_late_result_refused(
     test_host: NetHost,
 ) -> None:
@@ -141,8 +125,8 @@ def test_a_lost_hosts_trial_is_failed_retried_and_its_late_result_refused(
     storage = open_storage(url, heartbeat_interval=None)
     processes: list[subprocess.Popen[str]] = []
     try:
-        lost = start(["run", name, "--n-trials", "2", "--storage", remote_url], test_host.namespace)
-        processes.append(lost)
+        run = ("run", name, "--n-trials", "2")
+        lost = start_hpo(processes, *run, "--storage", remote_url, namespace=test_host.namespace)
         deadline = time.monotonic() + RUN_LIMIT_S
         while not [
             t for t in storage.get_all_trials(storage.get_study_id_from_name(name)) if t.params
@@ -152,8 +136,7 @@ def test_a_lost_hosts_trial_is_failed_retried_and_its_late_result_refused(
             time.sleep(0.1)
         test_host.link_up(False)
 
-        here = start(["run", name, "--n-trials", "2", "--storage", url])
-        processes.append(here)
+        here = start_hpo(processes, *run, "--storage", url)
         out, err = here.communicate(timeout=RUN_LIMIT_S)
         assert here.returncode == 0, err
         study = optuna.load_study(study_name=name, storage=storage)

@@ -149,9 +149,13 @@ def processes() -> Iterator[list[subprocess.Popen[str]]]:
         process.wait()
 
 
-def start_hpo(processes: list[subprocess.Popen[str]], *args: str) -> subprocess.Popen[str]:
+def start_hpo(
+    processes: list[subprocess.Popen[str]], *args: str, namespace: str | None = None
+) -> subprocess.Popen[str]:
+    """`hpo study ARGS` in its own session (inside network namespace `namespace` if given)."""
+    prefix = ["ip", "netns", "exec", namespace] if namespace else []
     process = subprocess.Popen(
-        [sys.executable, "-m", "hpo", "study", *args],
+        [*prefix, sys.executable, "-m", "hpo", "study", *args],
         cwd=REPO,
         env={**os.environ, "HPO_HEARTBEAT_INTERVAL": str(HEARTBEAT_S)},
         stdout=subprocess.PIPE,
