@@ -1,7 +1,7 @@
 """Anytime search: the best validation score each sampler/pruner strategy holds per epoch trained.
 
     .venv/bin/python -m benchmarks.search run [--strategies a,b] [--seeds 1,2,3] [--budget 400]
-        [--threads N] [--out docs/search-runs.jsonl] [--data PATH] [--tiny]
+        [--threads N] [--workers N] [--out docs/search-runs.jsonl] [--data PATH] [--tiny]
     .venv/bin/python -m benchmarks.search summary docs/search-runs.jsonl [--figure docs/search.png]
 
 What a user pays for a search is training epochs; what they get is the best validation score so
@@ -10,7 +10,10 @@ each strategy's sampler, pruner and start-up queue, once per study seed, through
 path (`hpo.study.create_study`, `load_study`, `optimize` on a SQLite file), until the trials
 together have trained `--budget` epochs. Each finished study appends one JSON line (every trial:
 epochs it trained, state, value, wall time), so a long run keeps what it has done and several
-processes can share the work. `summary` prints the best-so-far table (median and range over
+processes can share the work. With `--workers N` each study runs in N worker processes on
+one SQLite file (as `hpo study run --workers N` does), each with `--threads` threads, and its
+trials are counted in the order they ended, so the curve shows what N workers buy per epoch.
+`summary` prints the best-so-far table (median and range over
 seeds at fixed epoch counts, and wall time) and draws the curves.
 
 A trial's score is the validation accuracy of the model it ends with; only complete trials
@@ -28,6 +31,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -106,9 +110,17 @@ class BudgetSpent(Exception):
 
 
 def run_one(
-    strategy: str, seed: int, budget: int, data_path: Path | None, tiny: bool = False
+    strategy: str,
+    seed: int,
+    budget: int,
+    data_path: Path | None,
+    tiny: bool = False,
+    workers: int = 1,
+    threads: int = 0,
 ) -> dict[str, Any]:
     """Run one study of `strategy` with study seed `seed` until `budget` epochs are trained."""
+    if workers > 1:
+        return _run_workers(strategy, seed, budget, data_path, tiny, workers, threads)
     import optuna
 
     from hpo.data import load_dataset
@@ -124,17 +136,7 @@ def run_one(
     cpu = time.process_time()
 
     def account(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        epochs = len(trial.intermediate_values)
-        trials.append(
-            {
-                "number": trial.number,
-                "state": trial.state.name,
-                "epochs": epochs,
-                "value": trial.value if trial.state.name == "COMPLETE" else None,
-                "wall_s": round(time.perf_counter() - start, 2),
-                "experiment": trial.user_attrs.get("experiment"),
-            }
-        )
+        trials.append(_record(trial, time.perf_counter() - start))
         if sum(t["epochs"] for t in trials) >= budget:
             raise BudgetSpent
 
@@ -149,11 +151,123 @@ def run_one(
         "seed": seed,
         "budget": budget,
         "tiny": tiny,
+        "workers": 1,
         "wall_s": round(time.perf_counter() - start, 1),
         "cpu_s": round(time.process_time() - cpu, 1),
         "load_start": os.getloadavg()[0],
         "trials": trials,
     }
+
+
+def _run_workers(
+    strategy: str,
+    seed: int,
+    budget: int,
+    data_path: Path | None,
+    tiny: bool,
+    workers: int,
+    threads: int,
+) -> dict[str, Any]:
+    """`run_one` in `workers` processes sharing one SQLite study until all their trials
+    together trained `budget` epochs; trials listed in the order they ended."""
+    import multiprocessing
+    import resource
+
+    from hpo.spec import load_spec_text
+    from hpo.study import create_study, load_study
+
+    text = strategy_spec(SPEC_FILE.read_text(), strategy, seed, tiny)
+    spec = load_spec_text(text, strategy)
+    load = os.getloadavg()[0]
+    began, start = datetime.now(), time.perf_counter()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/search.db"
+        create_study(spec, url)
+        ctx = multiprocessing.get_context("spawn")
+        procs = [
+            ctx.Process(
+                target=_search_worker,
+                args=(spec.name, url, None if tiny else data_path, budget, threads),
+            )
+            for _ in range(workers)
+        ]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join()
+        failed = [p.exitcode for p in procs if p.exitcode != 0]
+        if failed:
+            raise RuntimeError(f"search workers exited with {failed}")
+        study, _ = load_study(spec.name, url)
+        ended = sorted(
+            (t for t in study.get_trials(deepcopy=False) if t.datetime_complete is not None),
+            key=lambda t: t.datetime_complete,
+        )
+        trials = [_record(t, (t.datetime_complete - began).total_seconds()) for t in ended]
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "strategy": strategy,
+        "seed": seed,
+        "budget": budget,
+        "tiny": tiny,
+        "workers": workers,
+        "wall_s": round(time.perf_counter() - start, 1),
+        "cpu_s": round(used.ru_utime + used.ru_stime - children.ru_utime - children.ru_stime, 1),
+        "load_start": load,
+        "trials": trials,
+    }
+
+
+def _search_worker(name: str, url: str, data_path: Path | None, budget: int, threads: int) -> None:
+    """One worker process: trials of the study until all workers' trials trained `budget`."""
+    if threads:
+        from hpo.workers import THREAD_VARIABLES
+
+        for variable in THREAD_VARIABLES:  # before numpy and TensorFlow size their pools
+            os.environ[variable] = str(threads)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import optuna
+
+    from benchmarks.common import start_tensorflow
+    from hpo.data import load_dataset
+    from hpo.objective import make_objective
+    from hpo.study import load_study, optimize
+
+    start_tensorflow()
+    if threads:
+        from hpo.workers import set_tensorflow_threads
+
+        set_tensorflow_threads(threads)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study, spec = load_study(name, url)
+    data = load_dataset(spec.data, data_path)
+
+    def spent(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        done = study.get_trials(deepcopy=False)
+        if sum(len(t.intermediate_values) for t in done if t.state.is_finished()) >= budget:
+            raise BudgetSpent
+
+    with contextlib.suppress(BudgetSpent):
+        optimize(study, make_objective(spec, data), None, callbacks=[spent])
+
+
+def _record(trial: Any, wall_s: float) -> dict[str, Any]:
+    """One trial of a run as the JSON lines hold it."""
+    return {
+        "number": trial.number,
+        "state": trial.state.name,
+        "epochs": len(trial.intermediate_values),
+        "value": trial.value if trial.state.name == "COMPLETE" else None,
+        "wall_s": round(wall_s, 2),
+        "experiment": trial.user_attrs.get("experiment"),
+    }
+
+
+def label(run: Mapping[str, Any]) -> str:
+    """A run's strategy as tables and figures name it: with its worker count when above one."""
+    workers = run.get("workers", 1)
+    return run["strategy"] if workers == 1 else f"{run['strategy']}, {workers} workers"
 
 
 def best_by(trials: Sequence[Mapping[str, Any]], limit: float, key: str = "epochs") -> float:
@@ -210,13 +324,13 @@ def summary_table(
     Each strategy counts up to the smallest budget its runs had; beyond it a cell is "-".
     """
     points = [c for c in checkpoints if c <= max(r["budget"] for r in runs)]
-    head = " | ".join(f"{c} epochs" for c in points)
+    head = "".join(f" {c} epochs |" for c in points)
     lines = [
-        f"| strategy | seeds | {head} | epochs to 0.230 | epochs to 0.245 | wall s per seed |",
+        f"| strategy | seeds |{head} epochs to 0.230 | epochs to 0.245 | wall s per seed |",
         "| --- | ---: |" + " ---: |" * (len(points) + 3),
     ]
-    for strategy in dict.fromkeys(r["strategy"] for r in runs):
-        mine = [r for r in runs if r["strategy"] == strategy]
+    for strategy in dict.fromkeys(label(r) for r in runs):
+        mine = [r for r in runs if label(r) == strategy]
         budget = min(r["budget"] for r in mine)
         cells = [
             _spread([best_by(r["trials"], c) for r in mine]) if c <= budget else "-" for c in points
@@ -227,8 +341,8 @@ def summary_table(
         ]
         wall = statistics.median(r["wall_s"] for r in mine)
         lines.append(
-            f"| {strategy} | {len(mine)} | {' | '.join(cells)} | {reach[0]} | {reach[1]} "
-            f"| {wall:.0f} |"
+            f"| {strategy} | {len(mine)} |{''.join(f' {c} |' for c in cells)} "
+            f"{reach[0]} | {reach[1]} | {wall:.0f} |"
         )
     lines.append("")
     lines.append("Epochs to a target count within each strategy's budget (`never`: not within it).")
@@ -258,16 +372,16 @@ def draw(runs: Sequence[Mapping[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    strategies = list(dict.fromkeys(r["strategy"] for r in runs))
+    strategies = list(dict.fromkeys(label(r) for r in runs))
     fig, axes = plt.subplots(1, 2, figsize=(14, 5.5), dpi=100)
     for colour, strategy in zip(plt.cm.tab10.colors, strategies, strict=False):
-        for i, run in enumerate(r for r in runs if r["strategy"] == strategy):
+        for i, run in enumerate(r for r in runs if label(r) == strategy):
             for ax, key in zip(axes, ("epochs", "wall_s"), strict=True):
                 xs, ys = curve(run["trials"], key)
-                label = strategy if i == 0 and key == "epochs" else None
-                ax.step(xs, ys, where="post", color=colour, alpha=0.8, label=label)
+                legend = strategy if i == 0 and key == "epochs" else None
+                ax.step(xs, ys, where="post", color=colour, alpha=0.8, label=legend)
     axes[0].set_xlabel("epochs trained by all trials together")
-    axes[1].set_xlabel("wall seconds (one process)")
+    axes[1].set_xlabel("wall seconds (the study's, all its workers together)")
     for ax in axes:
         ax.set_ylabel("best validation accuracy so far")
         ax.grid(alpha=0.3)
@@ -291,6 +405,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     run.add_argument("--out", type=Path, default=REPO / "docs" / "search-runs.jsonl")
     run.add_argument("--data", type=Path, default=Path(os.environ.get("HPO_DATA", DEFAULT_DATA)))
     run.add_argument("--tiny", action="store_true", help="synthetic data, 4-epoch trials")
+    run.add_argument("--workers", type=int, default=1, help="worker processes per study")
     summary = commands.add_parser("summary")
     summary.add_argument("runs", type=Path, nargs="+")
     summary.add_argument("--figure", type=Path)
@@ -305,7 +420,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from benchmarks.common import start_tensorflow
 
     start_tensorflow()
-    if args.threads:
+    if args.threads and args.workers == 1:  # workers size their own
         from hpo.workers import set_tensorflow_threads
 
         set_tensorflow_threads(args.threads)
@@ -315,12 +430,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"unknown strategies {unknown}; known: {list(STRATEGIES)}")
     for seed in (int(s) for s in args.seeds.split(",")):
         for strategy in strategies:
-            result = run_one(strategy, seed, args.budget, args.data, args.tiny)
+            result = run_one(
+                strategy, seed, args.budget, args.data, args.tiny, args.workers, args.threads
+            )
             with args.out.open("a") as out:
                 out.write(json.dumps(result) + "\n")
             best = best_by(result["trials"], float("inf"))
             print(
-                f"{strategy} seed {seed}: {len(result['trials'])} trials, best {best:.4f}, "
+                f"{label(result)} seed {seed}: {len(result['trials'])} trials, best {best:.4f}, "
                 f"{result['wall_s']:.0f} s",
                 flush=True,
             )

@@ -61,3 +61,22 @@ def test_the_tiny_benchmark_runs_and_summarizes(tmp_path: Path) -> None:
     figure = tmp_path / "search.png"
     main(["summary", str(out), "--figure", str(figure)])
     assert struct.unpack(">II", figure.read_bytes()[16:24])[0] >= 1200
+
+
+def test_two_workers_share_one_budget_and_list_trials_in_the_order_they_ended(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "runs.jsonl"
+    main(["run", "--tiny", "--seeds", "1", "--budget", "12", "--out", str(out),
+          "--strategies", "defaults-tpe-median", "--workers", "2", "--threads", "1"])  # fmt: skip
+    (run,) = read_runs([out])
+    assert run["workers"] == 2
+    trials = run["trials"]
+    epochs = sum(t["epochs"] for t in trials)
+    # Each worker stops at the first trial it ends after the budget: at most one more each.
+    assert 12 <= epochs <= 12 + 2 * 4
+    assert [t["wall_s"] for t in trials] == sorted(t["wall_s"] for t in trials)
+    assert len({t["number"] for t in trials}) == len(trials)
+    by_number = {t["number"]: t["experiment"] for t in trials}
+    assert by_number[0] == "lesson baseline" and by_number[1] == "adam, cosine decay"
+    assert "defaults-tpe-median, 2 workers" in summary_table([run], checkpoints=(5, 10))
