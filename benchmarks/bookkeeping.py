@@ -2,13 +2,13 @@
 
     .venv/bin/python -m benchmarks.bookkeeping [--n-trials 10000] [--runs 30] [--storage URL]
 
-Builds a study of N made-up finished trials (`hpo.testing.add_fake_trials`, curves included,
-as real trials carry them) in a SQLite file (or the given storage), then runs `--runs` more
-trials whose objective returns at once, twice, interleaved: through Optuna's own
-`study.optimize` and through `hpo.study.optimize` (the target check before each trial, the
-surplus check inside it, the failure streak). Both use the random sampler, so the sampler's
-cost is the same; the difference per trial is hpo's bookkeeping. Also timed: `load_study` and
-one `count` at N trials.
+Builds a study of N made-up finished trials (`hpo.testing.fake_trials`, curves included, as
+real trials carry them, written at once by `benchmarks.bulk`) in a SQLite file (or the given
+storage), then runs `--runs` more trials whose objective returns at once, twice, interleaved:
+through Optuna's own `study.optimize` and through `hpo.study.optimize` (the target check before
+each trial, the surplus check inside it, the failure streak). Both use the random sampler, so
+the sampler's cost is the same; the difference per trial is hpo's bookkeeping. Also timed:
+`load_study` and one `count` at N trials.
 """
 
 from __future__ import annotations
@@ -27,16 +27,17 @@ from benchmarks.report_scale import spec_text
 def build(url: str, n_trials: int) -> float:
     import optuna
 
+    from benchmarks.bulk import write_trials
     from hpo.spec import load_spec_text
-    from hpo.study import create_study, load_study
-    from hpo.testing import add_fake_trials
+    from hpo.study import create_study
+    from hpo.testing import fake_trials
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = load_spec_text(spec_text().replace("report-scale", "bookkeeping"))
     start = time.perf_counter()
     create_study(spec, url)
-    study, _ = load_study(spec.name, url, heartbeat_interval=None)
-    add_fake_trials(study, spec, n_trials, {"dropout": 0.03}, pruned_share=0.3, seed=1)
+    trials = fake_trials(spec, n_trials, {"dropout": 0.03}, pruned_share=0.3, seed=1)
+    write_trials(url, spec.name, trials)
     return time.perf_counter() - start
 
 

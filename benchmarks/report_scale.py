@@ -2,9 +2,9 @@
 
     .venv/bin/python -m benchmarks.report_scale [--n-trials 2000] [--db PATH]
 
-The study has the regularization spec's search space, with synthetic images for the
-activation figure, and trials written straight into a SQLite storage by
-`hpo.testing.add_fake_trials` (a third pruned, some failed). The storage is built once and
+The study has the regularization spec's search space, with synthetic images for the activation
+figure, and trials written straight into a SQLite storage by `hpo.testing.fake_trials` and
+`benchmarks.bulk.write_trials` (a third pruned, some failed). The storage is built once and
 reused while PATH exists. Printed: the build time, the wall time of a fresh `hpo report`
 process (imports included), and, in this process, the time of each stage of the report.
 """
@@ -38,9 +38,10 @@ def build(url: str, n_trials: int) -> float:
     """Write the study; returns the seconds it took."""
     import optuna
 
+    from benchmarks.bulk import write_trials
     from hpo.spec import load_spec_text
     from hpo.study import SPEC_ATTR, open_storage
-    from hpo.testing import add_fake_trials
+    from hpo.testing import fake_trials
 
     start = time.perf_counter()
     text = spec_text()
@@ -53,15 +54,10 @@ def build(url: str, n_trials: int) -> float:
     study.set_user_attr(SPEC_ATTR, text)
     study.set_user_attr("metric", spec.metric)
     n_failed = n_trials // 100
-    add_fake_trials(
-        study,
-        spec,
-        n_trials - n_failed,
-        EFFECTS,
-        pruned_share=0.3,
-        n_failed=n_failed,
-        seed=0,
+    trials = fake_trials(
+        spec, n_trials - n_failed, EFFECTS, pruned_share=0.3, n_failed=n_failed, seed=0
     )
+    write_trials(url, NAME, trials)
     return time.perf_counter() - start
 
 

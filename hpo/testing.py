@@ -30,21 +30,32 @@ def add_fake_trials(
     spec: Spec,
     n_trials: int,
     effects: Mapping[str, float] | None = None,
+    **options: Any,
+) -> None:
+    """Add `fake_trials(...)` to `study`, their seeds numbered after its trials."""
+    start = len(study.get_trials(deepcopy=False))
+    study.add_trials(fake_trials(spec, n_trials, effects, start=start, **options))
+
+
+def fake_trials(
+    spec: Spec,
+    n_trials: int,
+    effects: Mapping[str, float] | None = None,
     *,
     base: float = 0.2,
     noise: float = 0.01,
     pruned_share: float = 0.0,
     n_failed: int = 0,
     seed: int = 0,
-) -> None:
-    """Add `n_trials` finished trials plus `n_failed` failed ones, params drawn at random.
+    start: int = 0,
+) -> list[FrozenTrial]:
+    """`n_trials` finished trials plus `n_failed` failed ones, params drawn at random.
 
     A trial's value is `base` plus the effect of each technique it uses plus Gaussian noise.
     `effects` maps a switch ("dropout", meaning on) or "knob=choice" ("schedule=cosine") to the
     amount it adds. A share `pruned_share` of trials ends pruned part-way.
     """
     rng = np.random.default_rng(seed)
-    start = len(study.get_trials(deepcopy=False))
     trials = []
     for i in range(n_trials + n_failed):
         fixed = FixedTrial({k: _draw(rng, d) for k, d in spec.searched().items()})
@@ -57,7 +68,7 @@ def add_fake_trials(
         else:
             state = TrialState.COMPLETE
         trials.append(fake_trial(spec, params, fixed.params, value, state, rng, seed=start + i))
-    study.add_trials(trials)
+    return trials
 
 
 def add_fake_experiments(
