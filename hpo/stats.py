@@ -164,27 +164,28 @@ def seeds_to_settle(effect: Effect, delta: float, alpha: float) -> int:
 
 
 def expected_best(
-    values: Sequence[float], n_max: int, maximize: bool = True
+    values: Sequence[float], n_max: int, maximize: bool = True, n_points: int = 200
 ) -> tuple[list[int], list[float], list[float]]:
     """Expected best of n trials drawn from a study's scores, with its sd, for n = 1..n_max.
 
     The "show your work" estimate: the best of n draws with replacement from the empirical
     distribution of the scores, whose k-th smallest value is the best with probability
-    (k/N)^n - ((k-1)/N)^n.
+    (k/N)^n - ((k-1)/N)^n. Above `n_points` values of n, it is given at `n_points` of them
+    spaced evenly on a log scale (1 and n_max included), enough to draw the curve.
     """
     v = np.sort(np.asarray(values, dtype=float))
     if not maximize:
         v = v[::-1]
     n_values = len(v)
-    if n_values == 0:
+    if n_values == 0 or n_max < 1:
         return [], [], []
+    if n_max <= n_points:
+        ns = np.arange(1, n_max + 1)
+    else:
+        ns = np.unique(np.geomspace(1, n_max, n_points).round().astype(int))
     k = np.arange(1, n_values + 1) / n_values
-    ns, means, sds = [], [], []
-    for n in range(1, n_max + 1):
-        w = k**n - (k - 1 / n_values) ** n
-        mean = float(np.sum(w * v))
-        var = max(0.0, float(np.sum(w * v**2)) - mean**2)
-        ns.append(n)
-        means.append(mean)
-        sds.append(math.sqrt(var))
-    return ns, means, sds
+    below = np.clip(k - 1 / n_values, 0.0, None)
+    weights = k[None, :] ** ns[:, None] - below[None, :] ** ns[:, None]
+    means = weights @ v
+    variances = np.maximum(0.0, weights @ v**2 - means**2)
+    return ns.tolist(), means.tolist(), np.sqrt(variances).tolist()

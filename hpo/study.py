@@ -7,9 +7,10 @@ import math
 import os
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import optuna
 from optuna.storages import BaseStorage
@@ -20,6 +21,9 @@ from hpo.interrupts import HeldInterrupts
 from hpo.registry import make_pruner, make_sampler
 from hpo.secrets import mask, redact
 from hpo.spec import Component, Spec, load_spec_text
+
+if TYPE_CHECKING:
+    from hpo.rdb import Reader
 
 # Heartbeats and the stale-trial retry are marked experimental; they are what fault recovery uses.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -213,17 +217,38 @@ def load_study(name: str, url: str, **kwargs: Any) -> tuple[optuna.Study, Spec]:
         sampler=sampler,
         pruner=make_pruner(spec.pruner.type, spec.pruner.args),
     )
+    from hpo.rdb import reader_for
+
+    reader = reader_for(storage, name)
+    if reader is not None:
+        _READERS[study] = reader
     return study, spec
 
 
+# Studies loaded by `load_study` from an RDB storage, and the reader that counts their trials
+# by state and reads them all at once without Optuna's per-row objects (`hpo.rdb`).
+_READERS: weakref.WeakKeyDictionary[optuna.Study, Reader] = weakref.WeakKeyDictionary()
+
+
 def count(study: optuna.Study, states: Sequence[TrialState] = FINISHED) -> int:
+    """How many trials are in `states`: one counting query where the storage allows it."""
+    reader = _READERS.get(study)
+    if reader is not None:
+        return reader.count(states)
     return len(study.get_trials(deepcopy=False, states=tuple(states)))
+
+
+def all_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Every trial of the study in number order, read at once where the storage allows it."""
+    reader = _READERS.get(study)
+    if reader is not None:
+        return reader.trials()
+    return sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
 
 
 def best_so_far(study: optuna.Study) -> tuple[float, int] | None:
     """The best complete trial's value and number, if there is one."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not complete:
+    if count(study, (TrialState.COMPLETE,)) == 0:
         return None
     best = study.best_trial
     return (float(best.value), best.number) if best.value is not None else None
@@ -357,5 +382,9 @@ def _finished_elsewhere(study: optuna.Study, trial: optuna.trial.Trial) -> list[
 
 
 def _taken_before(study: optuna.Study, number: int) -> int:
+    """Finished trials, and running ones numbered below `number` (they started first)."""
+    reader = _READERS.get(study)
+    if reader is not None:
+        return reader.count(FINISHED, running_below=number)
     trials = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
     return sum(t.state in FINISHED or t.number < number for t in trials)

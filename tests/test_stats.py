@@ -114,3 +114,16 @@ def test_expected_best_of_n_rises_from_the_mean_to_the_maximum() -> None:
     assert mean[1] == pytest.approx(exact)
     _, low_is_better, _ = expected_best(values, 2, maximize=False)
     assert low_is_better[1] < 0.25
+
+
+def test_expected_best_of_a_large_study_is_given_on_a_grid_of_n_with_exact_values() -> None:
+    values = np.random.default_rng(0).normal(0.2, 0.02, size=3000)
+    n, mean, sd = expected_best(values, 3000, n_points=50)
+    assert n[0] == 1 and n[-1] == 3000 and len(n) <= 50
+    assert all(b > a for a, b in itertools.pairwise(n))
+    v, size = np.sort(values), len(values)
+    for i in (0, 17, len(n) - 1):
+        w = [(k / size) ** n[i] - ((k - 1) / size) ** n[i] for k in range(1, size + 1)]
+        exact = float(np.dot(w, v))
+        assert mean[i] == pytest.approx(exact, rel=1e-9)
+        assert sd[i] == pytest.approx(math.sqrt(max(0.0, np.dot(w, v**2) - exact**2)), abs=1e-7)

@@ -1,4 +1,4 @@
-"""Keras probes for the report: learning rate over training steps, activations at initialization."""
+"""Probes for the report: learning rate over training steps, activations at initialization."""
 
 from __future__ import annotations
 
@@ -27,24 +27,11 @@ def learning_rates(
     params: Mapping[str, Any], steps_per_epoch: int, n_points: int = N_POINTS
 ) -> tuple[np.ndarray, np.ndarray]:
     """The learning rate `hpo.model.build_schedule` gives at `n_points` steps of the budget."""
-    from hpo.tfquiet import import_tensorflow
-
-    import_tensorflow()
-    import keras
-
-    from hpo.model import build_schedule
+    from hpo.schedules import learning_rate_at
 
     total = max(1, int(params["epochs"]) * steps_per_epoch)
     steps = np.unique(np.linspace(0, total, n_points).astype(int))
-    schedule = build_schedule(params, steps_per_epoch)
-    if isinstance(schedule, float):
-        return steps, np.full(len(steps), schedule)
-    try:
-        rates = keras.ops.convert_to_numpy(schedule(steps))
-    except ValueError:
-        # Warm-up branches on the step with `ops.cond`, which takes one step at a time.
-        rates = [keras.ops.convert_to_numpy(schedule(int(step))) for step in steps]
-    return steps, np.asarray(rates, dtype=float).reshape(len(steps))
+    return steps, learning_rate_at(params, steps_per_epoch, steps)
 
 
 @dataclass(frozen=True)

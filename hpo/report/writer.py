@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,10 +25,12 @@ from hpo.evaluate import (
 from hpo.report.facts import Facts
 from hpo.report.ranking import Row, find_techniques, rank
 from hpo.spec import Spec
-from hpo.study import load_study
+from hpo.study import all_trials, load_study
 from hpo.summary import state_counts
 
 MIN_IMPORTANCE_TRIALS = 20
+# Above this many complete trials, importances come from a random sample of this size.
+MAX_IMPORTANCE_TRIALS = 2000
 
 
 def write_report(
@@ -53,7 +56,7 @@ def write_report(
     from hpo.report.sections import note_markdown, render
 
     study, spec = load_study(name, url, heartbeat_interval=None)
-    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    trials = all_trials(study)
     check_reportable(name, trials)
     out = Path(out) if out is not None else Path("reports") / f"{name}.md"
     figures_dir = out.parent / out.stem
@@ -71,7 +74,9 @@ def write_report(
         c.key: summarize(stored_results(study, c) or _ablation_results(facts, c))
         for c in facts.configs
     }
-    facts.evaluator, facts.importances, facts.importance_note = importances(study, facts.complete)
+    facts.evaluator, facts.importances, facts.importance_note = importances(
+        facts.complete, spec.direction
+    )
 
     from hpo.report.drawing import draw_figures
 
@@ -184,17 +189,27 @@ def choose_configs(
 
 
 def importances(
-    study: optuna.Study, complete: Sequence[FrozenTrial]
+    complete: Sequence[FrozenTrial], direction: str
 ) -> tuple[str, dict[str, float] | None, str]:
-    """Optuna's parameter importances with its default evaluator, or why there are none."""
+    """Optuna's parameter importances with its default evaluator, or why there are none.
+
+    Computed on a study in memory holding the complete trials (a random sample of
+    `MAX_IMPORTANCE_TRIALS` of them in a larger study, said in the note): the study's own
+    storage is not read again.
+    """
     evaluator = optuna.importance.PedAnovaImportanceEvaluator()
     name = type(evaluator).__name__
     if len(complete) < 2:
         return name, None, "needs at least 2 complete trials"
+    sample = list(complete)
+    if len(sample) > MAX_IMPORTANCE_TRIALS:
+        sample = random.Random(0).sample(sample, MAX_IMPORTANCE_TRIALS)
+    memory = optuna.create_study(direction=direction)  # type: ignore[arg-type]
+    memory.add_trials(sample)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            found = optuna.importance.get_param_importances(study, evaluator=evaluator)
+            found = optuna.importance.get_param_importances(memory, evaluator=evaluator)
     except (ValueError, RuntimeError) as err:
         return name, None, f"not computed: {err}"
     note = ""
@@ -202,6 +217,10 @@ def importances(
         note = (
             f"only {len(complete)} complete trials (fewer than {MIN_IMPORTANCE_TRIALS}): "
             "these importances are rough at best"
+        )
+    elif len(sample) < len(complete):
+        note = (
+            f"computed on a random sample of {len(sample)} of the {len(complete)} complete trials"
         )
     # Optuna leaves ties in the order params came out of a set, which varies per process.
     ordered = sorted(found.items(), key=lambda kv: (-round(kv[1], 9), kv[0]))
