@@ -116,8 +116,16 @@ def plain_script(data: Any, epochs: int, seed: int) -> Timing:
     return timed("plain Keras script", len(data.x_train), train)
 
 
-def hpo_trial(data: Any, epochs: int, seed: int, loop: Any = None, label: str = "") -> Timing:
-    """The first `epochs` epochs of an hpo trial of the lesson's MLP (`full_params()`, 20 epochs).
+def hpo_trial(
+    data: Any,
+    epochs: int,
+    seed: int,
+    loop: Any = None,
+    label: str = "",
+    overrides: dict[str, Any] | None = None,
+) -> Timing:
+    """The first `epochs` epochs of an hpo trial of the lesson's MLP (`full_params()`, 20 epochs,
+    with `overrides`).
 
     The trial keeps its 20-epoch budget, which decides what a real one compiles for, and is
     stopped after `epochs` epochs, as a pruner would stop it.
@@ -127,7 +135,7 @@ def hpo_trial(data: Any, epochs: int, seed: int, loop: Any = None, label: str = 
     from hpo.testing import full_params
     from hpo.train import FAST, fit
 
-    params = full_params({"batch_size": BATCH_SIZE})
+    params = full_params({"batch_size": BATCH_SIZE, **(overrides or {})})
 
     class StopAfter(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:

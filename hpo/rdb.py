@@ -81,6 +81,17 @@ class Reader:
         with self._engine.connect() as db:
             return int(db.execute(query).scalar_one())
 
+    def tally(self) -> dict[TrialState, int]:
+        """How many trials are in each state, in one query."""
+        trials = self._t["trials"]
+        query = (
+            sa.select(trials.c.state, sa.func.count())
+            .where(trials.c.study_id == self._study_id)
+            .group_by(trials.c.state)
+        )
+        with self._engine.connect() as db:
+            return {TrialState[state]: int(n) for state, n in db.execute(query).all()}
+
     def trials(self) -> list[FrozenTrial]:
         """Every trial of the study, in number order, as Optuna's `get_trials` gives them."""
         t = self._t

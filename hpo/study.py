@@ -8,6 +8,7 @@ import os
 import time
 import warnings
 import weakref
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -238,6 +239,14 @@ def count(study: optuna.Study, states: Sequence[TrialState] = FINISHED) -> int:
     return len(study.get_trials(deepcopy=False, states=tuple(states)))
 
 
+def tally(study: optuna.Study) -> Counter[TrialState]:
+    """How many trials are in each state: one query where the storage allows it."""
+    reader = _READERS.get(study)
+    if reader is not None:
+        return Counter(reader.tally())
+    return Counter(t.state for t in study.get_trials(deepcopy=False))
+
+
 def all_trials(study: optuna.Study) -> list[FrozenTrial]:
     """Every trial of the study in number order, read at once where the storage allows it."""
     reader = _READERS.get(study)
@@ -306,9 +315,11 @@ def optimize(
             interrupts.raise_pending()
             if waits:
                 optuna.storages.fail_stale_trials(study)
-            if count(study) >= target:
+            states = tally(study)
+            finished = sum(states[s] for s in FINISHED)
+            if finished >= target:
                 return
-            if count(study, (*FINISHED, TrialState.RUNNING)) >= target:
+            if finished + states[TrialState.RUNNING] >= target:
                 if not waits:
                     return
                 with interrupts.delivered():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import optuna
@@ -20,6 +21,7 @@ from hpo.study import (
     create_study,
     load_study,
     open_storage,
+    tally,
 )
 from hpo.testing import add_fake_trials
 
@@ -73,6 +75,7 @@ def _reads_agree(url: str) -> None:
         assert count(fresh, (TrialState.RUNNING,)) == 1 and running[1].number == 1
         assert count(fresh, (TrialState.WAITING,)) == 2
         assert _taken_before(fresh, 1) == 21 and _taken_before(fresh, 2) == 22
+        assert tally(fresh) == Counter(t.state for t in theirs)
     finally:
         optuna.delete_study(study_name=spec.name, storage=open_storage(url))
 
@@ -98,3 +101,4 @@ def test_a_journal_study_is_counted_through_optuna(tmp_path: Path, tiny_spec_tex
     study, _ = load_study(spec.name, url)
     study.tell(study.ask(), 0.5)
     assert count(study) == 1 and [t.number for t in all_trials(study)] == [0]
+    assert tally(study) == Counter({TrialState.COMPLETE: 1})
