@@ -252,11 +252,11 @@ def delete(
     """Delete a study and all its trials."""
     import optuna
 
-    from hpo.study import load_study, mask, open_storage, storage_url
+    from hpo.study import load_study, mask, open_storage, storage_url, tally
 
     url = storage_url(storage)
     study, _ = load_study(name, url, heartbeat_interval=None)
-    n = len(study.get_trials(deepcopy=False))
+    n = tally(study).total()
     if not yes and not typer.confirm(f"delete study '{name}' and its {n} trials?"):
         raise typer.Exit(1)
     optuna.delete_study(study_name=name, storage=open_storage(url, heartbeat_interval=None))

@@ -11,6 +11,8 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.study import all_trials
+
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 
 
@@ -59,26 +61,30 @@ def list_lines(summaries: list[optuna.study.StudySummary]) -> list[str]:
 
 def show_lines(study: optuna.Study, top_k: int = 10) -> list[str]:
     """Counts by state, the best trial with its params, and the top-k finished trials."""
-    trials = study.get_trials(deepcopy=False)
+    trials = all_trials(study)
     counts = state_counts(trials)
     lines = [
         f"study {study.study_name} ({study.direction.name.lower()} "
         f"{study.user_attrs.get('metric', 'value')})",
         "trials: " + ", ".join(f"{k.lower()} {v}" for k, v in counts.items()),
     ]
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
         return [*lines, "no complete trial yet"]
     best = study.best_trial
     lines.append(f"best: trial {best.number} value {best.value:.4f}")
     lines += [f"  {k} = {v}" for k, v in sorted(best.user_attrs.get("params", best.params).items())]
-    table = top_k_frame(study, top_k)
+    table = top_k_frame(study, top_k, complete)
     lines += ["", f"top {len(table)}:", *table.to_string(index=False).splitlines()]
     return lines
 
 
-def top_k_frame(study: optuna.Study, k: int) -> pd.DataFrame:
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+def top_k_frame(
+    study: optuna.Study, k: int, complete: list[FrozenTrial] | None = None
+) -> pd.DataFrame:
+    """The k best complete trials (of `complete` when given, else read from the study)."""
+    if complete is None:
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
     ranked = sorted(complete, key=lambda t: (t.value, -t.number), reverse=reverse)[:k]
     rows = []
@@ -97,7 +103,7 @@ def top_k_frame(study: optuna.Study, k: int) -> pd.DataFrame:
 def export_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: number, state, value, params and the scalar user attributes."""
     rows = []
-    for t in study.get_trials(deepcopy=False):
+    for t in all_trials(study):
         row: dict[str, Any] = {
             "number": t.number,
             "state": t.state.name,
@@ -124,6 +130,6 @@ def export_json(study: optuna.Study) -> str:
             "user_attrs": t.user_attrs,
             "intermediate_values": {str(k): v for k, v in t.intermediate_values.items()},
         }
-        for t in study.get_trials(deepcopy=False)
+        for t in all_trials(study)
     ]
     return json.dumps({"study": study.study_name, "trials": trials}, indent=1, default=str)

@@ -305,9 +305,12 @@ def _signals_ignored(*signums: int) -> Iterator[None]:
 
 
 def _summary(study: optuna.Study, n_workers: int, seconds: float) -> str:
-    from hpo.summary import state_counts
+    from optuna.trial import TrialState
 
-    counts = state_counts(study.get_trials(deepcopy=False))
+    from hpo.study import tally
+
+    states = tally(study)
+    counts = {state.name: states[state] for state in TrialState}
     finished = counts["COMPLETE"] + counts["PRUNED"]
     line = (
         f"study '{study.study_name}' holds {finished} finished trials ({counts['COMPLETE']} "
