@@ -1,6 +1,6 @@
-"""How long `hpo report` takes on a study of 2,000 made-up trials (no training).
+"""How long `hpo report` takes on a study of 10,000 made-up trials (no training).
 
-    .venv/bin/python -m benchmarks.report_scale [--n-trials 2000] [--db PATH]
+    .venv/bin/python -m benchmarks.report_scale [--n-trials 10000] [--db PATH]
 
 The study has the regularization spec's search space, with synthetic images for the activation
 figure, and trials written straight into a SQLite storage by `hpo.testing.fake_trials` and
@@ -79,12 +79,13 @@ def _children_cpu() -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-trials", type=int, default=2000)
-    parser.add_argument("--db", type=Path, default=Path(tempfile.gettempdir()) / "report_scale.db")
+    parser.add_argument("--n-trials", type=int, default=10_000)
+    parser.add_argument("--db", type=Path, help="default: report_scale_N.db in the temp folder")
     args = parser.parse_args(argv)
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    args.db = args.db or Path(tempfile.gettempdir()) / f"report_scale_{args.n_trials}.db"
     url = f"sqlite:///{args.db}"
     if not args.db.exists():
         print(f"building {args.n_trials} trials in {args.db}: {build(url, args.n_trials):.1f} s")
