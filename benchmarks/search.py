@@ -349,6 +349,22 @@ def summary_table(
     return "\n".join(lines)
 
 
+def per_seed_table(
+    runs: Sequence[Mapping[str, Any]], checkpoints: Sequence[int] = (50, 100, 150, 200, 250, 300)
+) -> str:
+    """Each study's best so far at each checkpoint within its budget, seeds in order."""
+    head = "".join(f" {c} |" for c in checkpoints)
+    lines = [f"| strategy | seed |{head}", "| --- | ---: |" + " ---: |" * len(checkpoints)]
+    for strategy in dict.fromkeys(label(r) for r in runs):
+        for run in sorted((r for r in runs if label(r) == strategy), key=lambda r: r["seed"]):
+            cells = [
+                f"{best_by(run['trials'], c):.3f}" if c <= run["budget"] else "-"
+                for c in checkpoints
+            ]
+            lines.append(f"| {strategy} | {run['seed']} |{''.join(f' {c} |' for c in cells)}")
+    return "\n".join(lines)
+
+
 def _spread(values: Sequence[float]) -> str:
     known = [v for v in values if v == v]
     if not known:
@@ -414,6 +430,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "summary":
         runs = read_runs(args.runs)
         print(summary_table(runs))
+        print()
+        print(per_seed_table(runs))
         if args.figure:
             draw(runs, args.figure)
         return

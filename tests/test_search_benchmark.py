@@ -15,6 +15,7 @@ from benchmarks.search import (
     curve,
     first_reaching,
     main,
+    per_seed_table,
     read_runs,
     strategy_spec,
     summary_table,
@@ -80,3 +81,21 @@ def test_two_workers_share_one_budget_and_list_trials_in_the_order_they_ended(
     by_number = {t["number"]: t["experiment"] for t in trials}
     assert by_number[0] == "lesson baseline" and by_number[1] == "adam, cosine decay"
     assert "defaults-tpe-median, 2 workers" in summary_table([run], checkpoints=(5, 10))
+
+
+def test_the_per_seed_table_gives_each_studys_best_within_its_budget() -> None:
+    trials = [
+        {"epochs": 20, "value": 0.2, "wall_s": 1.0},
+        {"epochs": 20, "value": 0.3, "wall_s": 2.0},
+    ]
+    runs = [
+        {"strategy": "a", "seed": 2, "budget": 40, "trials": trials},
+        {"strategy": "a", "seed": 1, "budget": 20, "trials": trials[:1]},
+        {"strategy": "a", "seed": 1, "budget": 40, "trials": trials, "workers": 2},
+    ]
+    lines = per_seed_table(runs, checkpoints=(20, 40)).splitlines()
+    assert lines[2:] == [
+        "| a | 1 | 0.200 | - |",
+        "| a | 2 | 0.200 | 0.300 |",
+        "| a, 2 workers | 1 | 0.200 | 0.300 |",
+    ]
