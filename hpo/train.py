@@ -18,11 +18,11 @@ from hpo.data import Dataset
 from hpo.model import build_model, compile_model
 
 EVAL_BATCH_SIZE = 5000
-# On a CPU, XLA costs the lesson's MLP about 0.8 CPU-second of compilation per trial and then
-# saves 0.2 (one thread) to 0.5 (two threads) CPU-second per 450 steps: it pays back after
-# 700-1,800 steps, so MLPs use it from a budget of 2,000 steps on. The CNN's epochs ran 2.5x
-# slower with it on a CPU: never there. GPUs use it always (Keras's own default there).
-XLA_MIN_STEPS = 2000
+# XLA on a CPU (`python -m benchmarks.xla`, the lesson's MLP on CIFAR-100, 2026-12-02): on a
+# quiet machine a steady epoch ran 0.94x as long as without it, but the first epoch 1.2 s longer
+# (compilation), so a 20-epoch trial breaks even and a pruned one loses; at load 4-8 the steady
+# epoch ran 1.14x longer and a 4-epoch run 1.26x. With dropout it ran 2.2x longer at any load.
+# The CNN's epochs ran 2.5x longer with it. So CPUs never use it; GPUs always (Keras's default).
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,8 @@ class Loop:
             "numpy" hands the arrays to Keras, which converts them on every fit.
         steps_per_execution: training steps per call into TensorFlow; 0 means one call per
             epoch. With the tensor pipeline it is lowered to a divisor of the epoch's steps.
-        jit_compile: compile the train and test steps with XLA; "auto" does on GPUs, and on
-            CPUs for an MLP whose budget is at least `XLA_MIN_STEPS` steps.
+        jit_compile: compile the train and test steps with XLA; "auto" does on GPUs (Keras's
+            default there) and not on CPUs, where it does not pay (measured above).
         eval_batch_size: batch size of validation and evaluation.
     """
 
@@ -116,8 +116,7 @@ def fit(
     # Built here, its slots are plain variables; built while the step is traced, each gets a
     # conditional initializer graph (about 0.1 CPU-s a trial for the lesson's MLP).
     model.optimizer.build(model.trainable_variables)
-    budget = int(params["epochs"]) * n_steps
-    model.jit_compile = use_xla(loop, params, model.jit_compile, budget)
+    model.jit_compile = use_xla(loop, model.jit_compile)
     run = Run(model)
     early = _early_stopping(params)
     all_callbacks = [
@@ -210,22 +209,12 @@ def steps_per_execution(loop: Loop, n_steps: int) -> int:
     return max(d for d in range(1, min(asked, n_steps) + 1) if n_steps % d == 0)
 
 
-def use_xla(
-    loop: Loop, params: Mapping[str, Any], keras_default: bool, n_budget_steps: int
-) -> bool:
-    """Whether a fit of at most `n_budget_steps` steps compiles with XLA.
-
-    `keras_default` is Keras's own choice for the device: yes on GPUs, no on CPUs.
-    """
+def use_xla(loop: Loop, keras_default: bool) -> bool:
+    """Whether a fit compiles with XLA: as `loop` says, or for "auto" Keras's own choice for
+    the device (`keras_default`: yes on GPUs, no on CPUs)."""
     if loop.jit_compile != "auto":
         return loop.jit_compile
-    if keras_default:
-        return True
-    # XLA's random-number ops make a dropout step about 2.9x slower on a CPU (1.74 s an epoch
-    # against 0.61 s without XLA, quiet machine); without dropout the two run alike.
-    if params.get("dropout") == "on":
-        return False
-    return params["architecture"] == "mlp" and n_budget_steps >= XLA_MIN_STEPS
+    return keras_default
 
 
 def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
