@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 ALPHA = 0.05
 """Family-wise error rate of one ablation's verdicts (per design and metric)."""
@@ -99,6 +98,8 @@ def t_interval(d: np.ndarray, level: float) -> tuple[float, float, float]:
     if np.allclose(d, d[0], rtol=0.0, atol=1e-9):
         value = float(d.mean())
         return value, value, 1.0 if abs(value) <= 1e-9 else 0.0
+    from scipy import stats
+
     result = stats.ttest_1samp(d, 0.0)
     ci = result.confidence_interval(confidence_level=level)
     return float(ci.low), float(ci.high), float(result.pvalue)
@@ -146,6 +147,8 @@ def judge(effects: Sequence[Effect], delta: float = DELTA, alpha: float = ALPHA)
 def _corrected(effect: Effect, level: float) -> tuple[float, float]:
     if effect.sd == 0 or math.isnan(effect.sd):
         return effect.mean, effect.mean
+    from scipy import stats
+
     half = stats.t.ppf(0.5 + level / 2, effect.n - 1) * effect.sd / math.sqrt(effect.n)
     return effect.mean - half, effect.mean + half
 
@@ -159,6 +162,8 @@ def seeds_to_settle(effect: Effect, delta: float, alpha: float) -> int:
     """
     size = abs(effect.mean)
     gap = max(size, delta - size)
+    from scipy import stats
+
     z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(POWER)
     return max(effect.n + 1, math.ceil((z * effect.sd / gap) ** 2))
 

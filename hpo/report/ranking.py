@@ -212,8 +212,8 @@ def bootstrap_interval(
     """
     rng = np.random.default_rng(seed)
     a, b = np.asarray(with_, dtype=float), np.asarray(without, dtype=float)
-    means_a = a[rng.integers(0, len(a), size=(n_resamples, len(a)))].mean(axis=1)
-    means_b = b[rng.integers(0, len(b), size=(n_resamples, len(b)))].mean(axis=1)
+    means_a = a[rng.integers(0, len(a), size=(n_resamples, len(a)), dtype=np.int32)].mean(axis=1)
+    means_b = b[rng.integers(0, len(b), size=(n_resamples, len(b)), dtype=np.int32)].mean(axis=1)
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(means_a - means_b, [tail, 100 - tail])
     return float(low), float(high)
