@@ -19,15 +19,7 @@ import sqlalchemy as sa
 from optuna.distributions import distribution_to_json
 from optuna.trial import FrozenTrial
 
-TABLES = (
-    "studies",
-    "trials",
-    "trial_params",
-    "trial_values",
-    "trial_intermediate_values",
-    "trial_user_attributes",
-    "trial_system_attributes",
-)
+from hpo.rdb import TABLES
 
 
 def write_trials(url: str, study_name: str, trials: Sequence[FrozenTrial]) -> None:

@@ -233,10 +233,8 @@ _READERS: weakref.WeakKeyDictionary[optuna.Study, Reader] = weakref.WeakKeyDicti
 
 def count(study: optuna.Study, states: Sequence[TrialState] = FINISHED) -> int:
     """How many trials are in `states`: one counting query where the storage allows it."""
-    reader = _READERS.get(study)
-    if reader is not None:
-        return reader.count(states)
-    return len(study.get_trials(deepcopy=False, states=tuple(states)))
+    counts = tally(study)
+    return sum(counts[state] for state in states)
 
 
 def tally(study: optuna.Study) -> Counter[TrialState]:
@@ -396,6 +394,6 @@ def _taken_before(study: optuna.Study, number: int) -> int:
     """Finished trials, and running ones numbered below `number` (they started first)."""
     reader = _READERS.get(study)
     if reader is not None:
-        return reader.count(FINISHED, running_below=number)
+        return reader.taken_before(number)
     trials = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
     return sum(t.state in FINISHED or t.number < number for t in trials)

@@ -79,12 +79,8 @@ def show_lines(study: optuna.Study, top_k: int = 10) -> list[str]:
     return lines
 
 
-def top_k_frame(
-    study: optuna.Study, k: int, complete: list[FrozenTrial] | None = None
-) -> pd.DataFrame:
-    """The k best complete trials (of `complete` when given, else read from the study)."""
-    if complete is None:
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+def top_k_frame(study: optuna.Study, k: int, complete: list[FrozenTrial]) -> pd.DataFrame:
+    """The k best of the study's `complete` trials."""
     reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
     ranked = sorted(complete, key=lambda t: (t.value, -t.number), reverse=reverse)[:k]
     rows = []
