@@ -147,7 +147,7 @@ def run_once(params: Mapping[str, Any], data: Any, seed: int) -> dict[str, Any]:
     import hpo
     from hpo.train import evaluate, fit
 
-    run = fit(params, data, seed)
+    run = fit(params, data, seed, reuse=True)
     val = evaluate(run.model, data.x_val, data.y_val)
     test = evaluate(run.model, data.x_test, data.y_test)
     return {

@@ -137,7 +137,7 @@ def run_fixed(trial: optuna.Trial, data: Dataset, on_epoch: EpochHook | None = N
     params = dict(trial.user_attrs["params"])
     seed = int(trial.user_attrs["seed"])
     try:
-        run = fit(params, data, seed, callbacks=notices(on_epoch, trial.number, params))
+        run = fit(params, data, seed, callbacks=notices(on_epoch, trial.number, params), reuse=True)
     except Exception:
         # Put the run back so it is not lost; repeated failures stop the study.
         trial.study.enqueue_trial({}, user_attrs=_run_attrs(trial.user_attrs))

@@ -6,6 +6,7 @@ import gc
 import math
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -99,24 +100,30 @@ def fit(
     seed: int,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     loop: Loop = FAST,
+    reuse: bool = False,
 ) -> Run:
-    """Train a fresh model for `params` on the training split, validating every epoch.
+    """Train a model for `params` from `seed` on the training split, validating every epoch.
 
-    Keras state is cleared first, so memory stays flat over many runs in one process.
+    With `reuse`, a model whose graph this process already built and traced for the same
+    configuration (the same params and data shapes, whatever the seed) starts again from the
+    weights and optimizer state a fresh build for `seed` would have, instead of being built,
+    compiled and traced anew; its results are the same. The run's model is then the process's
+    warm one, valid until the next fit of that configuration. The process keeps the last
+    `WARM_GRAPHS` such models. Without `reuse` every fit builds afresh and the process keeps
+    none, so memory stays flat over many different trials.
     """
-    keras.backend.clear_session(free_memory=True)
-    _freeze_what_lives_before_the_first_trial()
-    keras.utils.set_random_seed(seed)
     batch_size = int(params["batch_size"])
     n_steps = math.ceil(len(data.x_train) / batch_size)
     per_call = steps_per_execution(loop, n_steps)
-    model = build_model(params, data.input_shape, data.n_classes)
-    compile_model(model, params, n_steps, per_call)
-    _skip_one_replica_sum(model.optimizer)
-    # Built here, its slots are plain variables; built while the step is traced, each gets a
-    # conditional initializer graph (about 0.1 CPU-s a trial for the lesson's MLP).
-    model.optimizer.build(model.trainable_variables)
-    model.jit_compile = use_xla(loop, model.jit_compile)
+    key = _graph_key(params, data, batch_size, per_call, loop)
+    built = _WARM.pop(key, None) if reuse else None
+    if built is None:
+        built = _build(params, data, seed, n_steps, per_call, loop, keep_others=reuse)
+    else:
+        _restart(built, params, data, seed)
+    if reuse:
+        _WARM[key] = built
+    model = built.model
     run = Run(model)
     early = _early_stopping(params)
     all_callbacks = [
@@ -134,6 +141,99 @@ def fit(
     run.history = {k: [float(v) for v in vs] for k, vs in history.history.items()}
     run.stopped_early = early is not None and early.stopped_epoch > 0
     return run
+
+
+# Warm models a process keeps for `fit(..., reuse=True)`: enough for every variant of an
+# ablation, whose runs go seed by seed through the variants (the lesson's MLP: about 6 MiB of
+# weights and optimizer state and its traced graphs each).
+WARM_GRAPHS = 8
+
+
+@dataclass
+class _Built:
+    model: keras.Model
+    optimizer_start: list[np.ndarray]
+
+
+_WARM: OrderedDict[tuple[Any, ...], _Built] = OrderedDict()
+
+
+def n_warm_models() -> int:
+    """How many models the process keeps for reuse."""
+    return len(_WARM)
+
+
+def forget_warm_models() -> None:
+    """Drop the models kept for reuse."""
+    _WARM.clear()
+
+
+def _graph_key(
+    params: Mapping[str, Any], data: Dataset, batch_size: int, per_call: int, loop: Loop
+) -> tuple[Any, ...]:
+    """What a traced model depends on: everything but the seed."""
+    return (
+        tuple(sorted((k, repr(v)) for k, v in params.items())),
+        data.input_shape,
+        data.n_classes,
+        len(data.x_train),
+        batch_size,
+        per_call,
+        loop,
+        keras.backend.floatx(),
+    )
+
+
+def _build(
+    params: Mapping[str, Any],
+    data: Dataset,
+    seed: int,
+    n_steps: int,
+    per_call: int,
+    loop: Loop,
+    keep_others: bool,
+) -> _Built:
+    """Build and compile a model for `params` from `seed`.
+
+    Keras state is cleared first when no warm model is kept, so memory stays flat over many
+    runs in one process (clearing it would make kept models set up their kernels again).
+    """
+    if not keep_others:
+        _WARM.clear()
+    while len(_WARM) >= WARM_GRAPHS:
+        _WARM.popitem(last=False)
+    if not _WARM:
+        keras.backend.clear_session(free_memory=True)
+    else:
+        gc.collect()
+    _freeze_what_lives_before_the_first_trial()
+    keras.utils.set_random_seed(seed)
+    model = build_model(params, data.input_shape, data.n_classes)
+    compile_model(model, params, n_steps, per_call)
+    _skip_one_replica_sum(model.optimizer)
+    # Built here, its slots are plain variables; built while the step is traced, each gets a
+    # conditional initializer graph (about 0.1 CPU-s a trial for the lesson's MLP).
+    model.optimizer.build(model.trainable_variables)
+    model.jit_compile = use_xla(loop, model.jit_compile)
+    return _Built(model, [np.array(v) for v in model.optimizer.variables])
+
+
+def _restart(built: _Built, params: Mapping[str, Any], data: Dataset, seed: int) -> None:
+    """Put a warm model back where a fresh build from `seed` starts.
+
+    The weights (and the dropout layers' random state) are those of a new, uncompiled model
+    built from `seed` as `_build` builds it; the optimizer's variables return to their values
+    before the first step.
+    """
+    keras.utils.set_random_seed(seed)
+    start = build_model(params, data.input_shape, data.n_classes)
+    for layer, fresh in zip(built.model.layers, start.layers, strict=True):
+        for variable, value in zip(layer.variables, fresh.variables, strict=True):
+            variable.assign(value)
+    for variable, initial in zip(
+        built.model.optimizer.variables, built.optimizer_start, strict=True
+    ):
+        variable.assign(initial)
 
 
 _frozen = False
@@ -270,7 +370,7 @@ def training_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -
         return tf.gather(x_held, indices), tf.gather(y_held, indices)
 
     dataset = (
-        tf.data.Dataset.counter()
+        tf.data.Dataset.range(np.iinfo(np.int64).max)  # counter() leaks a traced graph per fit
         .flat_map(epoch)
         .map(gather, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)

@@ -7,6 +7,7 @@ import gc
 import numpy as np
 import pytest
 
+import hpo.train
 from hpo.data import Dataset
 from hpo.testing import full_params
 from hpo.train import (
@@ -14,7 +15,9 @@ from hpo.train import (
     eval_batches,
     evaluate,
     fit,
+    forget_warm_models,
     hold,
+    n_warm_models,
     steps_per_execution,
     training_batches,
     use_xla,
@@ -159,13 +162,14 @@ def test_evaluate_matches_the_last_validation() -> None:
     assert result["accuracy"] == pytest.approx(run.history["val_accuracy"][-1])
 
 
-def test_trials_leave_no_traced_graphs_behind() -> None:
+def n_graphs() -> int:
     from tensorflow.python.framework.func_graph import FuncGraph
 
-    def n_graphs() -> int:
-        gc.collect()
-        return sum(isinstance(o, FuncGraph) for o in gc.get_objects())
+    gc.collect()
+    return sum(isinstance(o, FuncGraph) for o in gc.get_objects())
 
+
+def test_trials_leave_no_traced_graphs_behind() -> None:
     data = tiny_data()
     params = tiny_params(batch_size=20, epochs=1)
     fit(params, data, 0)
@@ -173,3 +177,71 @@ def test_trials_leave_no_traced_graphs_behind() -> None:
     for seed in range(1, 4):
         fit(params, data, seed)
     assert n_graphs() <= before
+
+
+VARIANTS = {
+    "plain": {},
+    "dropout, penalties, cosine": {
+        "dropout": "on",
+        "dropout_rate": 0.3,
+        "weight_decay": "on",
+        "activity_penalty": "on",
+        "bias_penalty": "on",
+        "schedule": "cosine",
+    },
+    "sgd, decay, early stopping": {
+        "optimizer": "sgd",
+        "momentum": 0.9,
+        "schedule": "exponential",
+        "early_stopping": "on",
+        "patience": 1,
+        "epochs": 6,
+    },
+}
+
+
+def weights(run) -> list[np.ndarray]:
+    return [np.array(v) for v in run.model.weights]
+
+
+@pytest.mark.parametrize("overrides", VARIANTS.values(), ids=VARIANTS.keys())
+def test_a_warm_model_trains_as_a_fresh_build(overrides) -> None:
+    data = tiny_data()
+    params = tiny_params(batch_size=20, **overrides)
+    other = tiny_params(batch_size=20, learning_rate=0.003, **overrides)
+    fresh = {}
+    for seed in (1, 2):
+        run = fit(params, data, seed)
+        fresh[seed] = (run.history, weights(run))
+    forget_warm_models()
+    fit(params, data, 1, reuse=True)
+    fit(other, data, 1, reuse=True)  # built while another is kept: no session clearing
+    for seed in (2, 1):
+        run = fit(params, data, seed, reuse=True)
+        assert run.history == fresh[seed][0]
+        for warm, cold in zip(weights(run), fresh[seed][1], strict=True):
+            np.testing.assert_array_equal(warm, cold)
+    forget_warm_models()
+
+
+def test_a_warm_run_traces_nothing_and_leaves_nothing_behind() -> None:
+    data = tiny_data()
+    params = tiny_params(batch_size=20, epochs=1)
+    first = fit(params, data, 0, reuse=True).model
+    before = n_graphs()
+    for seed in range(1, 4):
+        assert fit(params, data, seed, reuse=True).model is first
+    assert n_graphs() == before
+    forget_warm_models()
+
+
+def test_the_process_keeps_a_bounded_number_of_warm_models(monkeypatch) -> None:
+    monkeypatch.setattr(hpo.train, "WARM_GRAPHS", 2)
+    data = tiny_data()
+    for i in range(3):
+        fit(
+            tiny_params(batch_size=20, epochs=1, learning_rate=0.001 * (i + 1)), data, 0, reuse=True
+        )
+    assert n_warm_models() == 2
+    fit(tiny_params(batch_size=20, epochs=1), data, 0)
+    assert n_warm_models() == 0
