@@ -7,6 +7,8 @@ from typing import Any
 
 import keras
 
+from hpo.optimizers import FusedAdam, FusedAdamW
+
 Params = Mapping[str, Any]
 
 
@@ -97,13 +99,13 @@ def build_schedule(
 
 
 def build_optimizer(params: Params, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """Adam, SGD or AdamW with the schedule of `params`."""
+    """Adam, SGD or AdamW with the schedule of `params` (Adam's update fused: `hpo.optimizers`)."""
     lr = build_schedule(params, steps_per_epoch)
     match params["optimizer"]:
         case "adam":
-            return keras.optimizers.Adam(learning_rate=lr, beta_1=params["beta_1"])
+            return FusedAdam(learning_rate=lr, beta_1=params["beta_1"])
         case "adamw":
-            return keras.optimizers.AdamW(
+            return FusedAdamW(
                 learning_rate=lr,
                 beta_1=params["beta_1"],
                 weight_decay=params["decoupled_weight_decay"],
