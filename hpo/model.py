@@ -7,7 +7,7 @@ from typing import Any
 
 import keras
 
-from hpo.optimizers import FusedAdam, FusedAdamW
+from hpo.optimizers import FusedAdam, FusedAdamW, FusedSGD
 
 Params = Mapping[str, Any]
 
@@ -99,7 +99,7 @@ def build_schedule(
 
 
 def build_optimizer(params: Params, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """Adam, SGD or AdamW with the schedule of `params` (Adam's update fused: `hpo.optimizers`)."""
+    """Adam, SGD or AdamW with the schedule of `params` (updates fused: `hpo.optimizers`)."""
     lr = build_schedule(params, steps_per_epoch)
     match params["optimizer"]:
         case "adam":
@@ -111,7 +111,7 @@ def build_optimizer(params: Params, steps_per_epoch: int) -> keras.optimizers.Op
                 weight_decay=params["decoupled_weight_decay"],
             )
         case "sgd":
-            return keras.optimizers.SGD(learning_rate=lr, momentum=params["momentum"])
+            return FusedSGD(learning_rate=lr, momentum=params["momentum"])
     raise ValueError(f"unknown optimizer {params['optimizer']!r}")
 
 

@@ -1,4 +1,4 @@
-"""Keras's Adam and AdamW with each variable's update in one TensorFlow kernel.
+"""Keras's Adam, AdamW and SGD with each variable's update in one TensorFlow kernel.
 
 Keras's Adam updates a variable with about a dozen separate kernels (subtract, multiply, square,
 square root, divide, three assignments), each a pass over the weights or a slot. On the lesson's
@@ -11,7 +11,9 @@ TensorFlow's `ResourceApplyAdam` computes the same formula in one pass:
 
 Keras rounds the constants 1 - beta to float32 from double precision, the kernel subtracts in
 float32, so the two differ in the last bits (a step's update by at most about 1.5e-5 of itself;
-`tests/test_optimizers.py`). A fit stays a deterministic function of its seed.
+`tests/test_optimizers.py`). A fit stays a deterministic function of its seed. SGD's fused
+kernels (`ResourceApplyKerasMomentum`, `ResourceApplyGradientDescent`) compute exactly what
+Keras's SGD does, bit for bit.
 """
 
 from __future__ import annotations
@@ -80,3 +82,38 @@ class FusedAdam(_FusedAdamUpdate, keras.optimizers.Adam):
 
 class FusedAdamW(_FusedAdamUpdate, keras.optimizers.AdamW):
     """`keras.optimizers.AdamW` with the fused update."""
+
+
+class FusedSGD(keras.optimizers.SGD):
+    """`keras.optimizers.SGD` (with or without momentum, not Nesterov's) with fused updates."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.nesterov:
+            raise ValueError("the fused SGD update has no Nesterov variant")
+        self._slots: dict[Any, keras.Variable] = {}
+
+    def build(self, var_list: list[keras.Variable]) -> None:
+        if self.built:
+            return
+        keras.optimizers.Optimizer.build(self, var_list)
+        if self.momentum != 0:
+            for variable in var_list:
+                self._slots[_key(variable)] = self.add_variable_from_reference(variable, "momentum")
+
+    def update_step(
+        self, gradient: tf.Tensor, variable: tf.Variable, learning_rate: tf.Tensor
+    ) -> None:
+        dtype = variable.dtype
+        lr = ops.cast(learning_rate, dtype)
+        gradient = ops.cast(gradient, dtype)
+        if self.momentum == 0:
+            tf.raw_ops.ResourceApplyGradientDescent(var=variable.handle, alpha=lr, delta=gradient)
+            return
+        tf.raw_ops.ResourceApplyKerasMomentum(
+            var=variable.handle,
+            accum=self._slots[_key(variable)].handle,
+            lr=lr,
+            grad=gradient,
+            momentum=ops.cast(self.momentum, dtype),
+        )

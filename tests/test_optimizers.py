@@ -1,4 +1,5 @@
-"""The fused Adam update computes Keras's Adam and AdamW, up to float32 rounding of constants."""
+"""The fused updates compute Keras's Adam and AdamW (up to float32 rounding of constants) and
+Keras's SGD (exactly)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hpo.optimizers import FusedAdam, FusedAdamW
+from hpo.optimizers import FusedAdam, FusedAdamW, FusedSGD
 
 PAIRS = {
     "adam": (keras.optimizers.Adam, FusedAdam, {"beta_1": 0.85}),
@@ -50,6 +51,21 @@ def test_fused_steps_match_keras(name: str) -> None:
             assert np.abs(a - b).max() <= 1e-4 * moved, f"step {step + 1}"
 
 
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_fused_sgd_is_keras_sgd_bit_for_bit(momentum: float) -> None:
+    rng = np.random.default_rng(1)
+    start = [rng.normal(size=(300, 40)).astype("float32"), np.zeros(40, "float32")]
+    grads = [
+        [rng.normal(scale=0.01, size=w.shape).astype("float32") for w in start] for _ in range(30)
+    ]
+    schedule = keras.optimizers.schedules.CosineDecay(0.05, 30)
+    reference = train(keras.optimizers.SGD(schedule, momentum=momentum), start, grads)
+    fused = train(FusedSGD(schedule, momentum=momentum), start, grads)
+    for want, got in zip(reference, fused, strict=True):
+        for a, b in zip(want, got, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_the_slots_are_the_optimizers_variables() -> None:
     variables = [keras.Variable(np.ones((3, 2), "float32")), keras.Variable(np.ones(2, "float32"))]
     optimizer = FusedAdam(learning_rate=0.1)
@@ -59,6 +75,8 @@ def test_the_slots_are_the_optimizers_variables() -> None:
     assert len(optimizer.variables) == 2 + 2 * len(variables)
 
 
-def test_amsgrad_is_refused() -> None:
+def test_variants_without_a_fused_kernel_are_refused() -> None:
     with pytest.raises(ValueError, match="AMSGrad"):
         FusedAdam(amsgrad=True)
+    with pytest.raises(ValueError, match="Nesterov"):
+        FusedSGD(momentum=0.9, nesterov=True)
