@@ -39,6 +39,49 @@ def matmul_gflops(
     return best
 
 
+def update_rate(n_values: int, repeats: int = 5) -> float:
+    """Bytes per second of an in-place update `x += y` over `n_values` float32 values (read x,
+    read y, write x: three passes), as one kernel after another on data that stays in cache,
+    the way an optimizer updates the weights each step. Best of `repeats`."""
+    tf = start_tensorflow()
+    x = tf.Variable(tf.zeros(n_values))
+    y = tf.ones(n_values)
+    n_calls = 200
+
+    @tf.function
+    def updates() -> Any:
+        for _ in tf.range(n_calls):
+            x.assign_add(y)
+        return x[0]
+
+    float(updates())
+    best = 0.0
+    for _ in range(repeats):
+        wall = time.perf_counter()
+        float(updates())
+        best = max(best, 3 * 4 * n_values * n_calls / (time.perf_counter() - wall))
+    return best
+
+
+def read_rate(array: Any, repeats: int = 3) -> float:
+    """Bytes per second of reading a held tensor once (a sum over it), best of `repeats`."""
+    tf = start_tensorflow()
+    best = 0.0
+    float(tf.reduce_sum(array))
+    for _ in range(repeats):
+        wall = time.perf_counter()
+        float(tf.reduce_sum(array))
+        best = max(
+            best, array.shape.num_elements() * array.dtype.size / (time.perf_counter() - wall)
+        )
+    return best
+
+
+# Passes over the weights a step of Adam makes at the least: read the weights, the gradients
+# and both moments, write the weights and both moments.
+ADAM_PASSES = 7
+
+
 def square_size() -> int:
     """A matmul side large enough to reach the device's peak: 2048 on CPUs, 8192 on GPUs."""
     tf = start_tensorflow()
@@ -70,19 +113,32 @@ def epoch_flops(model: Any, n_train: int, n_validation: int) -> tuple[float, flo
 
 
 def floor_table(result: dict[str, Any], data: Any) -> tuple[str, list[float]]:
-    """The floor against the trials of `result` (from compare_trial_and_plain), round by round."""
+    """The floor against the trials of `result` (from compare_trial_and_plain), round by round.
+
+    The exact floor of an epoch: its FLOPs at the large-square matmul rate, Adam's memory
+    traffic (ADAM_PASSES passes over the parameters per step) at the in-cache update rate, and
+    one read of the epoch's images at the streaming read rate, each measured in the round.
+    """
     from hpo.model import build_model
     from hpo.testing import full_params
 
     tf = start_tensorflow()
     on_cpu = not tf.config.list_physical_devices("GPU")
     model = build_model(full_params(), data.input_shape, data.n_classes)
+    n_params = model.count_params()
     rule, exact = epoch_flops(model, len(data.x_train), len(data.x_val))
+    n_steps = -(-len(data.x_train) // BATCH_SIZE)
+    optimizer_bytes = ADAM_PASSES * 4 * n_params * n_steps
+    image_bytes = data.x_train.size * 4
     wall = [g[0] for g in result["gflops"]]
+    floors = [
+        exact / g[0] / 1e9 + optimizer_bytes / update + image_bytes / read
+        for g, update, read in zip(
+            result["gflops"], result["update_rates"], result["read_rates"], strict=True
+        )
+    ]
     hpo, plain = result["runs"]["hpo"], result["runs"]["plain"]
-    gaps = [t.epoch_s / (rule / g / 1e9) for t, g in zip(hpo, wall, strict=True)]
-    exact_gaps = [t.epoch_s / (exact / g / 1e9) for t, g in zip(hpo, wall, strict=True)]
-    plain_gaps = [t.epoch_s / (rule / g / 1e9) for t, g in zip(plain, wall, strict=True)]
+    gaps = [t.epoch_s / f for t, f in zip(hpo, floors, strict=True)]
     n_in, n_out = dense_shapes(model)[0]
     first = matmul_gflops(BATCH_SIZE, n_out, n_in)[0]
     rows = [
@@ -93,11 +149,30 @@ def floor_table(result: dict[str, Any], data: Any) -> tuple[str, list[float]]:
         ("the same, exact (the first layer computes no input gradient)", f"{exact / 1e9:.1f}"),
         ("matmul GFLOP/s, large square, best of 5 per round", spread(wall, 1)),
         ("matmul GFLOP/s at the first layer's shape (100x3072 @ 3072x128)", f"{first:.1f}"),
-        ("floor s/epoch (3x rule)", spread([rule / g / 1e9 for g in wall])),
+        ("exact FLOPs at the large-square rate, s/epoch", spread([exact / g / 1e9 for g in wall])),
+        (
+            f"Adam's traffic: {ADAM_PASSES} passes over {n_params:,} parameters x {n_steps} steps "
+            f"= {optimizer_bytes / 1e9:.2f} GB, at the in-cache update rate (GB/s)",
+            spread([r / 1e9 for r in result["update_rates"]], 1),
+        ),
+        ("the same, s/epoch", spread([optimizer_bytes / r for r in result["update_rates"]])),
+        (
+            f"reading the epoch's images once ({image_bytes / 1e9:.2f} GB) at the streaming "
+            "read rate (GB/s)",
+            spread([r / 1e9 for r in result["read_rates"]], 1),
+        ),
+        ("the same, s/epoch", spread([image_bytes / r for r in result["read_rates"]])),
+        ("**exact floor, s/epoch** (the three above)", spread(floors)),
         ("hpo trial s/epoch", spread([t.epoch_s for t in hpo])),
-        ("**hpo trial / floor (3x rule)**", spread(gaps)),
-        ("hpo trial / floor (exact FLOPs)", spread(exact_gaps)),
-        ("plain script / floor (3x rule)", spread(plain_gaps)),
+        ("**hpo trial / exact floor**", spread(gaps)),
+        (
+            "hpo trial / floor (3x rule, FLOPs only)",
+            spread([t.epoch_s / (rule / g / 1e9) for t, g in zip(hpo, wall, strict=True)]),
+        ),
+        (
+            "plain script / exact floor",
+            spread([t.epoch_s / f for t, f in zip(plain, floors, strict=True)]),
+        ),
     ]
     if on_cpu:
         per_cpu = [g[1] for g in result["gflops"]]
@@ -105,8 +180,8 @@ def floor_table(result: dict[str, Any], data: Any) -> tuple[str, list[float]]:
         rows += [
             ("matmul GFLOP per CPU-second of the process", spread(per_cpu, 1)),
             (
-                "hpo trial CPU-s per epoch / floor in CPU-s (3x rule)",
-                spread([c / (rule / g / 1e9) for c, g in zip(cpu, per_cpu, strict=True)]),
+                "hpo trial CPU-s per epoch / exact FLOPs in CPU-s",
+                spread([c / (exact / g / 1e9) for c, g in zip(cpu, per_cpu, strict=True)]),
             ),
         ]
     lines = ["| quantity | median [min-max] over rounds |", "| --- | --- |"]

@@ -34,6 +34,12 @@ class Timing:
         return statistics.median(self.epoch_wall_s[1:] or self.epoch_wall_s)
 
     @property
+    def fixed_s(self) -> float:
+        """Wall seconds of the run beyond its epochs at the steady pace: building, compiling and
+        tracing, the first epoch's extra, and what `fit` does around the epochs."""
+        return self.wall_s - sum(self.epoch_wall_s[1:]) - self.epoch_s
+
+    @property
     def samples_per_s(self) -> float:
         return self.n_train / self.epoch_s
 
@@ -123,12 +129,14 @@ def hpo_trial(
     loop: Any = None,
     label: str = "",
     overrides: dict[str, Any] | None = None,
+    reuse: bool = False,
 ) -> Timing:
     """The first `epochs` epochs of an hpo trial of the lesson's MLP (`full_params()`, 20 epochs,
     with `overrides`).
 
     The trial keeps its 20-epoch budget, which decides what a real one compiles for, and is
-    stopped after `epochs` epochs, as a pruner would stop it.
+    stopped after `epochs` epochs, as a pruner would stop it. With `reuse`, a model this process
+    already built for the same configuration is restarted from `seed` (`hpo.train.fit`).
     """
     import keras
 
@@ -143,7 +151,9 @@ def hpo_trial(
                 self.model.stop_training = True
 
     def train(callback: Any) -> float:
-        run = fit(params, data, seed, callbacks=[callback, StopAfter()], loop=loop or FAST)
+        run = fit(
+            params, data, seed, callbacks=[callback, StopAfter()], loop=loop or FAST, reuse=reuse
+        )
         return run.history["val_accuracy"][-1]
 
     return timed(label or "hpo trial", len(data.x_train), train)

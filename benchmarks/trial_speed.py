@@ -1,8 +1,10 @@
-"""How fast an hpo trial trains: against the plain Keras script, the FLOP floor, pruning, memory.
+"""How fast an hpo trial trains: against the plain Keras script, the floor, with dropout, many
+seeds of one configuration, pruning, memory.
 
-Run on real CIFAR-100 (HPO_DATA, default ../shared/data/cifar100.npz), 6-8 minutes on 2 CPUs:
+Run on real CIFAR-100 (HPO_DATA, default ../shared/data/cifar100.npz), 8-12 minutes on 2 CPUs
+with the defaults (4 epochs a run; `--epochs 20` times whole 20-epoch trials):
 
-    .venv/bin/python -m benchmarks.trial_speed
+    .venv/bin/python -m benchmarks.trial_speed [--epochs 4] [--rounds 3] [--seeds 10]
 
 Contestants run interleaved (the order flips every round) and each ratio is taken within a
 round, so load from other processes hits both sides; every table gives the median and the spread.
@@ -34,26 +36,33 @@ from benchmarks.common import (
     spread,
 )
 
+DROPOUT = {"dropout": "on", "dropout_rate": 0.3}
+
 
 def compare_trial_and_plain(data: Any, epochs: int, rounds: int) -> dict[str, Any]:
-    """Interleaved rounds of the plain script, the previous hpo loop and today's hpo trial."""
-    from benchmarks.bench_floor import matmul_gflops, square_size
-    from hpo.train import Loop, hold
+    """Interleaved rounds of the plain script and hpo's trial without and with dropout, each
+    built afresh, with the machine's matmul and memory rates measured in every round."""
+    from benchmarks.bench_floor import matmul_gflops, read_rate, square_size, update_rate
+    from hpo.model import build_model
+    from hpo.testing import full_params
+    from hpo.train import hold
 
-    before = Loop("numpy", steps_per_execution=16, jit_compile=False, eval_batch_size=2000)
     contestants: dict[str, Callable[[int], Timing]] = {
         "plain": lambda seed: plain_script(data, epochs, seed),
-        "before": lambda seed: hpo_trial(data, epochs, seed, before, "hpo trial, earlier loop"),
         "hpo": lambda seed: hpo_trial(data, epochs, seed),
+        "hpo, dropout": lambda seed: hpo_trial(
+            data, epochs, seed, label="hpo trial, dropout 0.3", overrides=DROPOUT
+        ),
     }
     start = time.perf_counter()
     for array in (data.x_train, data.y_train, data.x_val, data.y_val):
         hold(array)
     hold_s = time.perf_counter() - start
+    n_params = build_model(full_params(), data.input_shape, data.n_classes).count_params()
     for run in contestants.values():  # warm up: first-use costs of the process, untimed
         run(0)
     results: dict[str, list[Timing]] = {name: [] for name in contestants}
-    gflops, loads = [], []
+    gflops, update_rates, read_rates, loads = [], [], [], []
     for round_ in range(rounds):
         order = list(contestants) if round_ % 2 == 0 else list(reversed(contestants))
         for name in order:
@@ -62,8 +71,17 @@ def compare_trial_and_plain(data: Any, epochs: int, rounds: int) -> dict[str, An
                 f"  round {round_ + 1} {name}: {results[name][-1].epoch_s:.2f} s/epoch", flush=True
             )
         gflops.append(matmul_gflops(square_size()))
+        update_rates.append(update_rate(n_params))
+        read_rates.append(read_rate(hold(data.x_train)))
         loads.append(os.getloadavg()[0])
-    return {"runs": results, "gflops": gflops, "loads": loads, "hold_s": hold_s}
+    return {
+        "runs": results,
+        "gflops": gflops,
+        "update_rates": update_rates,
+        "read_rates": read_rates,
+        "loads": loads,
+        "hold_s": hold_s,
+    }
 
 
 def throughput_table(result: dict[str, Any]) -> str:
@@ -71,8 +89,8 @@ def throughput_table(result: dict[str, Any]) -> str:
     plain = runs["plain"]
     lines = [
         "| contestant | samples/s (steady epoch) | ratio to plain | samples/s (whole run) "
-        "| ratio to plain | CPU s per epoch |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| ratio to plain | CPU s per epoch | fixed cost per run, s |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for timings in runs.values():
         ratio = [t.samples_per_s / p.samples_per_s for t, p in zip(timings, plain, strict=True)]
@@ -83,8 +101,58 @@ def throughput_table(result: dict[str, Any]) -> str:
         lines.append(
             f"| {timings[0].label} | {spread([t.samples_per_s for t in timings], 0)} "
             f"| {spread(ratio)} | {spread([t.run_samples_per_s for t in timings], 0)} "
-            f"| {spread(whole)} | {spread(cpu)} |"
+            f"| {spread(whole)} | {spread(cpu)} | {spread([t.fixed_s for t in timings])} |"
         )
+    return "\n".join(lines)
+
+
+def dropout_table(result: dict[str, Any]) -> str:
+    """The trial with dropout against the same trial without, round by round."""
+    runs = result["runs"]
+    pairs = list(zip(runs["hpo, dropout"], runs["hpo"], strict=True))
+    rows = [
+        ("steady epoch, wall", [d.epoch_s / n.epoch_s for d, n in pairs]),
+        ("whole run, wall", [d.wall_s / n.wall_s for d, n in pairs]),
+        ("whole run, CPU-s", [d.cpu_s / n.cpu_s for d, n in pairs]),
+    ]
+    lines = ["| dropout 0.3 / no dropout | median [min-max] over rounds |", "| --- | --- |"]
+    lines += [f"| {name} | {spread(values)} |" for name, values in rows]
+    return "\n".join(lines)
+
+
+def k_seed_run(data: Any, epochs: int, k: int) -> list[Timing]:
+    """K runs of one configuration, seeds 1..K, as an ablation or a test evaluation runs them:
+    the first builds the model, the others restart it (`fit(..., reuse=True)`)."""
+    from hpo.train import forget_warm_models
+
+    forget_warm_models()
+    runs = []
+    for seed in range(1, k + 1):
+        runs.append(hpo_trial(data, epochs, seed, label=f"seed {seed}", reuse=True))
+        print(f"  {k}-seed run, seed {seed}: {runs[-1].wall_s:.2f} s", flush=True)
+    forget_warm_models()
+    return runs
+
+
+def k_seed_table(runs: list[Timing], epochs: int) -> str:
+    steady = statistics.median(t.epoch_s for t in runs)
+    total = sum(t.wall_s for t in runs)
+    ideal = len(runs) * epochs * steady
+    rows = [
+        ("runs x epochs", f"{len(runs)} x {epochs}"),
+        ("steady epoch, s (median over the runs)", f"{steady:.3f}"),
+        ("K x epochs x steady epoch, s", f"{ideal:.1f}"),
+        ("total wall, s", f"{total:.1f}"),
+        ("**total / (K x epochs x steady)**", f"{total / ideal:.3f}"),
+        ("fixed cost of the first run (cold: build, compile, trace), s", f"{runs[0].fixed_s:.3f}"),
+        ("**fixed cost of the warm runs, s**", spread([t.fixed_s for t in runs[1:]], 3)),
+        (
+            "CPU-s of the first run / of a warm run",
+            f"{runs[0].cpu_s:.2f} / {statistics.median(t.cpu_s for t in runs[1:]):.2f}",
+        ),
+    ]
+    lines = ["| quantity | value |", "| --- | --- |"]
+    lines += [f"| {name} | {value} |" for name, value in rows]
     return "\n".join(lines)
 
 
@@ -105,9 +173,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("HPO_DATA", DEFAULT_DATA)))
     parser.add_argument("--epochs", type=int, default=4, help="epochs per timed run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("--seeds", type=int, default=10, help="runs of the K-seed run")
     parser.add_argument("--study-trials", type=int, default=30)
     parser.add_argument("--memory-trials", type=int, default=30)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["speed", "study", "memory"])
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=["speed", "seeds", "study", "memory"]
+    )
     parser.add_argument("--json", type=Path, help="also write every measurement here")
     args = parser.parse_args(argv)
 
@@ -119,8 +190,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     record: dict[str, Any] = {"machine": machine}
     report: list[str] = []
-    if "speed" not in args.skip:
+    if not {"speed", "seeds"} <= set(args.skip):
         data = load_cifar(args.data)
+    if "speed" not in args.skip:
         result = compare_trial_and_plain(data, args.epochs, args.rounds)
         from benchmarks.bench_floor import floor_table
 
@@ -134,16 +206,31 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"Data held once per process as tensors: {result['hold_s']:.1f} s. "
             f"Load average during rounds: {spread(result['loads'], 1)}.",
             "",
-            "## The FLOP floor",
+            "## Dropout",
+            "",
+            dropout_table(result),
+            "",
+            "## The floor: FLOPs and memory traffic",
             "",
             floor,
         ]
         record["speed"] = {
             "runs": {k: [asdict(t) for t in v] for k, v in result["runs"].items()},
             "gflops": result["gflops"],
+            "update_rates": result["update_rates"],
+            "read_rates": result["read_rates"],
             "loads": result["loads"],
             "trial_over_floor": gaps,
         }
+    if "seeds" not in args.skip:
+        seeds = k_seed_run(data, args.epochs, args.seeds)
+        report += [
+            "",
+            f"## A {args.seeds}-seed run of one configuration ({args.epochs} epochs each)",
+            "",
+            k_seed_table(seeds, args.epochs),
+        ]
+        record["seeds"] = [asdict(t) for t in seeds]
     if "study" not in args.skip:
         from benchmarks.bench_study import compare_pruning, pruning_table
 
