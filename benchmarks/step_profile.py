@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import collections
 import os
-import statistics
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,8 +42,8 @@ def part_of(op_name: str, model_name: str) -> str:
 
 
 def read_profile(logdir: Path, model_name: str) -> dict[str, Any]:
-    """Kernel seconds by part, kernel counts, and the executor's own seconds, from the trace
-    the profiler wrote under `logdir`."""
+    """Kernel seconds by part and the executor's own seconds, from the trace the profiler wrote
+    under `logdir`."""
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     (path,) = logdir.glob("plugins/profile/*/*.xplane.pb")
@@ -52,7 +51,6 @@ def read_profile(logdir: Path, model_name: str) -> dict[str, Any]:
     space.ParseFromString(path.read_bytes())
     (host,) = [p for p in space.planes if p.name == "/host:CPU"]
     seconds: collections.Counter[str] = collections.Counter()
-    kernels: collections.Counter[str] = collections.Counter()
     executor = 0.0
     for line in host.lines:
         compute = line.name.startswith("tf_Compute")
@@ -69,11 +67,9 @@ def read_profile(logdir: Path, model_name: str) -> dict[str, Any]:
                 continue
             where = "input pipeline" if pipeline else part_of(name, model_name)
             seconds[where] += duration
-            kernels[where] += 1
     in_kernels = sum(v for k, v in seconds.items() if k != "input pipeline")
     return {
         "seconds": dict(seconds),
-        "kernels": dict(kernels),
         "executor_s": max(executor - in_kernels, 0.0),
     }
 
@@ -108,20 +104,17 @@ def profiled_epoch(data: Any, fused: bool, overrides: dict[str, Any]) -> dict[st
             profile = read_profile(logdir, run.model.name)
     finally:
         hpo.model.FusedAdam = fused_class  # type: ignore[misc]
-    n_steps = -(-len(data.x_train) // BATCH_SIZE)
-    return {**profile, "epoch_s": run.seconds_per_epoch[1], "n_steps": n_steps}
+    return {**profile, "epoch_s": run.seconds_per_epoch[1]}
 
 
 def profile_table(results: dict[str, list[dict[str, Any]]]) -> str:
     names = list(results)
     lines = [
-        "| part of the step | " + " | ".join(f"{n}: kernel s per epoch" for n in names) + " | "
-        "kernels per step (" + ", ".join(names) + ") |",
-        "| --- | " + " | ".join("---" for _ in names) + " | --- |",
+        "| part of the step | " + " | ".join(f"{n}: kernel s per epoch" for n in names) + " |",
+        "| --- | " + " | ".join("---" for _ in names) + " |",
     ]
     for part in (*PARTS, "executor's own time", "epoch, wall (profiled)"):
         cells = []
-        counts = []
         for runs in results.values():
             if part == "executor's own time":
                 values = [r["executor_s"] for r in runs]
@@ -129,10 +122,8 @@ def profile_table(results: dict[str, list[dict[str, Any]]]) -> str:
                 values = [r["epoch_s"] for r in runs]
             else:
                 values = [r["seconds"].get(part, 0.0) for r in runs]
-                per_step = [r["kernels"].get(part, 0) / r["n_steps"] for r in runs]
-                counts.append(f"{statistics.median(per_step):.0f}")
             cells.append(spread(values))
-        lines.append(f"| {part} | " + " | ".join(cells) + f" | {', '.join(counts)} |")
+        lines.append(f"| {part} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
