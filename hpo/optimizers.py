@@ -2,7 +2,7 @@
 
 Keras's Adam updates a variable with about a dozen separate kernels (subtract, multiply, square,
 square root, divide, three assignments), each a pass over the weights or a slot. On the lesson's
-MLP they took 44% of the operation time of a training step (`python -m benchmarks.step_profile`).
+MLP they took about 40% of the kernel time of a training step (`python -m benchmarks.step_profile`).
 TensorFlow's `ResourceApplyAdam` computes the same formula in one pass:
 
     m += (g - m) * (1 - beta_1)
@@ -38,8 +38,8 @@ class _FusedAdamUpdate:
     def build(self, var_list: list[keras.Variable]) -> None:
         if self.built:  # type: ignore[attr-defined]
             return
-        # The base optimizer's state (iterations, learning rate) without Adam's own slots,
-        # which the kernel's are instead of.
+        # The base optimizer's state (iterations, learning rate), then the two slots the fused
+        # kernel updates, made here instead of by Adam's own `build`.
         keras.optimizers.Optimizer.build(self, var_list)
         for variable in var_list:
             self._slots[_key(variable)] = (
