@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,21 @@ class Timing:
 def cpu_seconds() -> float:
     """CPU seconds this process has used, all its threads together."""
     return time.process_time()
+
+
+@contextlib.contextmanager
+def keras_adam() -> Iterator[None]:
+    """Within it, hpo builds Keras's own Adam instead of its fused update (`hpo.optimizers`)."""
+    import keras
+
+    import hpo.model
+
+    fused = hpo.model.FusedAdam
+    hpo.model.FusedAdam = keras.optimizers.Adam  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        hpo.model.FusedAdam = fused  # type: ignore[misc]
 
 
 def start_tensorflow() -> Any:

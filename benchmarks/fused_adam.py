@@ -12,26 +12,18 @@ when it lies within +-0.5 points), and the steady epoch time of each.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.common import DEFAULT_DATA, Timing, hpo_trial, load_cifar, spread
+from benchmarks.common import DEFAULT_DATA, Timing, hpo_trial, keras_adam, load_cifar, spread
 
 
 def run(data: object, epochs: int, seed: int, fused: bool) -> Timing:
-    import keras
-
-    import hpo.model
-
-    fused_class = hpo.model.FusedAdam
-    if not fused:
-        hpo.model.FusedAdam = keras.optimizers.Adam  # type: ignore[misc]
-    try:
+    with contextlib.nullcontext() if fused else keras_adam():
         return hpo_trial(data, epochs, seed, label="fused" if fused else "keras")
-    finally:
-        hpo.model.FusedAdam = fused_class  # type: ignore[misc]
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import BATCH_SIZE, DEFAULT_DATA, load_cifar, spread
+from benchmarks.common import BATCH_SIZE, DEFAULT_DATA, keras_adam, load_cifar, spread
 
 PARTS = ("forward", "gradients", "optimizer", "loss", "bookkeeping", "input pipeline")
 
@@ -74,36 +75,34 @@ def read_profile(logdir: Path, model_name: str) -> dict[str, Any]:
     }
 
 
-def profiled_epoch(data: Any, fused: bool, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Train two epochs of the lesson's trial; profile the second."""
+def profile_epoch(epoch: int, logdir: Path, stop: bool = False) -> Any:
+    """A Keras callback that records epoch `epoch` with TensorFlow's profiler into `logdir`
+    (and with `stop`, ends the fit there)."""
     import keras
     import tensorflow as tf
 
-    import hpo.model
+    class Profile(keras.callbacks.Callback):
+        def on_epoch_begin(self, number: int, logs: Any = None) -> None:
+            if number == epoch:
+                tf.profiler.experimental.start(str(logdir))
+
+        def on_epoch_end(self, number: int, logs: Any = None) -> None:
+            if number == epoch:
+                tf.profiler.experimental.stop()
+                self.model.stop_training = stop
+
+    return Profile()
+
+
+def profiled_epoch(data: Any, fused: bool, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Train two epochs of the lesson's trial; profile the second."""
     from hpo.testing import full_params
     from hpo.train import fit
 
-    class Profile(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-            if epoch == 1:
-                tf.profiler.experimental.start(str(logdir))
-
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            if epoch == 1:
-                tf.profiler.experimental.stop()
-                self.model.stop_training = True
-
-    fused_class = hpo.model.FusedAdam
-    if not fused:
-        hpo.model.FusedAdam = keras.optimizers.Adam  # type: ignore[misc]
-    try:
-        params = full_params({"batch_size": BATCH_SIZE, **overrides})
-        with tempfile.TemporaryDirectory() as tmp:
-            logdir = Path(tmp)
-            run = fit(params, data, 0, callbacks=[Profile()])
-            profile = read_profile(logdir, run.model.name)
-    finally:
-        hpo.model.FusedAdam = fused_class  # type: ignore[misc]
+    params = full_params({"batch_size": BATCH_SIZE, **overrides})
+    with contextlib.nullcontext() if fused else keras_adam(), tempfile.TemporaryDirectory() as tmp:
+        run = fit(params, data, 0, callbacks=[profile_epoch(1, Path(tmp), stop=True)])
+        profile = read_profile(Path(tmp), run.model.name)
     return {**profile, "epoch_s": run.seconds_per_epoch[1]}
 
 

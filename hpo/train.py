@@ -115,10 +115,12 @@ def fit(
     batch_size = int(params["batch_size"])
     n_steps = math.ceil(len(data.x_train) / batch_size)
     per_call = steps_per_execution(loop, n_steps)
+    if not reuse:
+        _WARM.clear()
     key = _graph_key(params, data, batch_size, per_call, loop)
-    built = _WARM.pop(key, None) if reuse else None
+    built = _WARM.pop(key, None)
     if built is None:
-        built = _build(params, data, seed, n_steps, per_call, loop, keep_others=reuse)
+        built = _build(params, data, seed, n_steps, per_call, loop)
     else:
         _restart(built, params, data, seed)
     if reuse:
@@ -191,15 +193,12 @@ def _build(
     n_steps: int,
     per_call: int,
     loop: Loop,
-    keep_others: bool,
 ) -> _Built:
     """Build and compile a model for `params` from `seed`.
 
     Keras state is cleared first when no warm model is kept, so memory stays flat over many
     runs in one process (clearing it would make kept models set up their kernels again).
     """
-    if not keep_others:
-        _WARM.clear()
     while len(_WARM) >= WARM_GRAPHS:
         _WARM.popitem(last=False)
     if not _WARM:

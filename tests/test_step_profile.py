@@ -9,10 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import keras
-import tensorflow as tf
-
-from benchmarks.step_profile import PARTS, part_of, read_profile
+from benchmarks.step_profile import PARTS, part_of, profile_epoch, read_profile
 from hpo.testing import full_params
 from hpo.train import fit
 from tests.test_train import tiny_data
@@ -32,17 +29,8 @@ def test_kernels_are_sorted_by_their_scope() -> None:
 
 
 def test_a_profiled_epoch_is_read_by_part(tmp_path: Path) -> None:
-    class Profile(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch: int, logs: object = None) -> None:
-            if epoch == 1:
-                tf.profiler.experimental.start(str(tmp_path))
-
-        def on_epoch_end(self, epoch: int, logs: object = None) -> None:
-            if epoch == 1:
-                tf.profiler.experimental.stop()
-
     params = full_params({"first_units": 8, "units": 8, "epochs": 2, "batch_size": 20})
-    run = fit(params, tiny_data(), 0, callbacks=[Profile()])
+    run = fit(params, tiny_data(), 0, callbacks=[profile_epoch(1, tmp_path)])
     profile = read_profile(tmp_path, run.model.name)
     assert set(profile["seconds"]) <= set(PARTS)
     for part in ("forward", "gradients", "optimizer"):
