@@ -235,6 +235,25 @@ def test_a_warm_run_traces_nothing_and_leaves_nothing_behind() -> None:
     forget_warm_models()
 
 
+def test_a_warm_run_leaves_tensorflows_global_seed_alone(monkeypatch) -> None:
+    """Setting TensorFlow's global seed clears its cache of instantiated functions: the next
+    call of the train and test steps instantiated and optimized them again (0.1-0.3 s of each
+    warm run of the lesson's MLP). Only a build seeds TensorFlow."""
+    import tensorflow as tf
+
+    data = tiny_data()
+    params = tiny_params(batch_size=20, epochs=1)
+    fit(params, data, 0, reuse=True)
+    seeded: list[int] = []
+    set_seed = tf.random.set_seed
+    monkeypatch.setattr(tf.random, "set_seed", lambda seed: (seeded.append(seed), set_seed(seed)))
+    fit(params, data, 1, reuse=True)
+    assert seeded == []
+    fit(tiny_params(batch_size=20, epochs=1, learning_rate=0.003), data, 2, reuse=True)
+    assert seeded == [2]  # a build does seed it, through the same call
+    forget_warm_models()
+
+
 def test_the_process_keeps_a_bounded_number_of_warm_models(monkeypatch) -> None:
     monkeypatch.setattr(hpo.train, "WARM_GRAPHS", 2)
     data = tiny_data()
