@@ -137,7 +137,7 @@ def floor_table(result: dict[str, Any], data: Any) -> tuple[str, list[float]]:
             result["gflops"], result["update_rates"], result["read_rates"], strict=True
         )
     ]
-    hpo, plain = result["runs"]["hpo"], result["runs"]["plain"]
+    hpo, plain = result["runs"]["hpo"], result["runs"].get("plain", [])
     gaps = [t.epoch_s / f for t, f in zip(hpo, floors, strict=True)]
     n_in, n_out = dense_shapes(model)[0]
     first = matmul_gflops(BATCH_SIZE, n_out, n_in)[0]
@@ -169,11 +169,14 @@ def floor_table(result: dict[str, Any], data: Any) -> tuple[str, list[float]]:
             "hpo trial / floor (3x rule, FLOPs only)",
             spread([t.epoch_s / (rule / g / 1e9) for t, g in zip(hpo, wall, strict=True)]),
         ),
-        (
-            "plain script / exact floor",
-            spread([t.epoch_s / f for t, f in zip(plain, floors, strict=True)]),
-        ),
     ]
+    if plain:
+        rows.append(
+            (
+                "plain script / exact floor",
+                spread([t.epoch_s / f for t, f in zip(plain, floors, strict=True)]),
+            )
+        )
     if on_cpu:
         per_cpu = [g[1] for g in result["gflops"]]
         cpu = [statistics.median(t.epoch_cpu_s[1:] or t.epoch_cpu_s) for t in hpo]

@@ -69,6 +69,17 @@ def timings(url: str, runs: int, rounds: int) -> tuple[float, list[tuple[float, 
     return first, pairs
 
 
+def mean_interval(seconds: Sequence[float]) -> str:
+    """The mean of `seconds` in milliseconds with its 95% t interval."""
+    from scipy import stats
+
+    mean = statistics.fmean(seconds) * 1000
+    if len(seconds) < 2:
+        return f"{mean:.0f} ms"
+    low, high = stats.ttest_1samp([s * 1000 for s in seconds], 0.0).confidence_interval(0.95)
+    return f"{mean:.0f} ms [{low:.0f}, {high:.0f}]"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-trials", type=int, default=10_000)
@@ -99,8 +110,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"per trial at {args.n_trials}+ trials: Optuna's loop "
             f"{statistics.median(o for o, _ in pairs) * 1000:.0f} ms, hpo's loop "
             f"{statistics.median(h for _, h in pairs) * 1000:.0f} ms; hpo's bookkeeping "
-            f"{statistics.median(extra) * 1000:.0f} ms per trial "
-            f"(rounds: {', '.join(f'{e * 1000:.0f}' for e in extra)} ms); "
+            f"{statistics.median(extra) * 1000:.0f} ms per trial (median of the rounds), "
+            f"{mean_interval(extra)} (mean, 95% t interval over the rounds); "
+            f"rounds: {', '.join(f'{e * 1000:.0f}' for e in extra)} ms; "
             f"load average at the end: {[round(x, 2) for x in os.getloadavg()]}"
         )
         if args.storage:

@@ -4,16 +4,19 @@ seeds of one configuration, pruning, memory.
 Run on real CIFAR-100 (HPO_DATA, default ../shared/data/cifar100.npz), 8-12 minutes on 2 CPUs
 with the defaults (4 epochs a run; `--epochs 20` times whole 20-epoch trials):
 
-    .venv/bin/python -m benchmarks.trial_speed [--epochs 4] [--rounds 3] [--seeds 10]
+    .venv/bin/python -m benchmarks.trial_speed [--epochs 4] [--rounds 3] [--dropout-pairs 10]
+        [--seeds 10] [--skip speed plain dropout seeds study memory]
 
 Contestants run interleaved (the order flips every round) and each ratio is taken within a
 round, so load from other processes hits both sides; every table gives the median and the spread.
+Dropout is also compared over many close pairs of short warm runs, with an interval.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -39,9 +42,12 @@ from benchmarks.common import (
 DROPOUT = {"dropout": "on", "dropout_rate": 0.3}
 
 
-def compare_trial_and_plain(data: Any, epochs: int, rounds: int) -> dict[str, Any]:
-    """Interleaved rounds of the plain script and hpo's trial without and with dropout, each
-    built afresh, with the machine's matmul and memory rates measured in every round."""
+def compare_trial_and_plain(
+    data: Any, epochs: int, rounds: int, plain: bool = True
+) -> dict[str, Any]:
+    """Interleaved rounds of the plain script (unless not `plain`) and hpo's trial without and
+    with dropout, each built afresh, with the machine's matmul and memory rates measured in
+    every round."""
     from benchmarks.bench_floor import matmul_gflops, read_rate, square_size, update_rate
     from hpo.model import build_model
     from hpo.testing import full_params
@@ -54,6 +60,8 @@ def compare_trial_and_plain(data: Any, epochs: int, rounds: int) -> dict[str, An
             data, epochs, seed, label="hpo trial, dropout 0.3", overrides=DROPOUT
         ),
     }
+    if not plain:
+        del contestants["plain"]
     start = time.perf_counter()
     for array in (data.x_train, data.y_train, data.x_val, data.y_val):
         hold(array)
@@ -86,22 +94,29 @@ def compare_trial_and_plain(data: Any, epochs: int, rounds: int) -> dict[str, An
 
 def throughput_table(result: dict[str, Any]) -> str:
     runs = result["runs"]
-    plain = runs["plain"]
+    plain = runs.get("plain")
     lines = [
         "| contestant | samples/s (steady epoch) | ratio to plain | samples/s (whole run) "
         "| ratio to plain | CPU s per epoch | fixed cost per run, s |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for timings in runs.values():
-        ratio = [t.samples_per_s / p.samples_per_s for t, p in zip(timings, plain, strict=True)]
-        whole = [
-            t.run_samples_per_s / p.run_samples_per_s for t, p in zip(timings, plain, strict=True)
-        ]
+        ratio, whole = "-", "-"
+        if plain:
+            ratio = spread(
+                [t.samples_per_s / p.samples_per_s for t, p in zip(timings, plain, strict=True)]
+            )
+            whole = spread(
+                [
+                    t.run_samples_per_s / p.run_samples_per_s
+                    for t, p in zip(timings, plain, strict=True)
+                ]
+            )
         cpu = [statistics.median(t.epoch_cpu_s[1:] or t.epoch_cpu_s) for t in timings]
         lines.append(
             f"| {timings[0].label} | {spread([t.samples_per_s for t in timings], 0)} "
-            f"| {spread(ratio)} | {spread([t.run_samples_per_s for t in timings], 0)} "
-            f"| {spread(whole)} | {spread(cpu)} | {spread([t.fixed_s for t in timings])} |"
+            f"| {ratio} | {spread([t.run_samples_per_s for t in timings], 0)} "
+            f"| {whole} | {spread(cpu)} | {spread([t.fixed_s for t in timings])} |"
         )
     return "\n".join(lines)
 
@@ -117,6 +132,74 @@ def dropout_table(result: dict[str, Any]) -> str:
     ]
     lines = ["| dropout 0.3 / no dropout | median [min-max] over rounds |", "| --- | --- |"]
     lines += [f"| {name} | {spread(values)} |" for name, values in rows]
+    return "\n".join(lines)
+
+
+DROPOUT_PAIR_EPOCHS = 4
+
+
+def dropout_pairs(data: Any, k: int) -> list[tuple[Timing, Timing]]:
+    """K pairs of runs of the lesson's trial with and without dropout (DROPOUT_PAIR_EPOCHS
+    epochs each, seeds 1..K), the two built first, then restarted for each seed
+    (`fit(..., reuse=True)`), which goes first alternating: many close pairs, where the rounds
+    give three far apart. Each pair is (with dropout, without)."""
+    from hpo.train import forget_warm_models
+
+    def run(seed: int, dropout: bool) -> Timing:
+        overrides = DROPOUT if dropout else None
+        label = "dropout" if dropout else "no dropout"
+        return hpo_trial(
+            data, DROPOUT_PAIR_EPOCHS, seed, label=label, overrides=overrides, reuse=True
+        )
+
+    forget_warm_models()
+    run(0, dropout=False)  # builds and traces both, untimed
+    run(0, dropout=True)
+    pairs = []
+    for seed in range(1, k + 1):
+        first_dropout = seed % 2 == 0
+        first = run(seed, first_dropout)
+        second = run(seed, not first_dropout)
+        pair = (first, second) if first_dropout else (second, first)
+        pairs.append(pair)
+        print(
+            f"  dropout pair {seed}: {pair[0].epoch_s:.3f} / {pair[1].epoch_s:.3f} s/epoch",
+            flush=True,
+        )
+    forget_warm_models()
+    return pairs
+
+
+def ratio_interval(ratios: Sequence[float]) -> str:
+    """The geometric mean of `ratios` with its 95% t interval (taken on their logarithms)."""
+    from scipy import stats
+
+    logs = [math.log(r) for r in ratios]
+    mean = statistics.fmean(logs)
+    if len(logs) < 2:
+        return f"{math.exp(mean):.3f}"
+    low, high = stats.ttest_1samp(logs, 0.0).confidence_interval(0.95)
+    return f"{math.exp(mean):.3f} [{math.exp(low):.3f}, {math.exp(high):.3f}]"
+
+
+def dropout_pairs_table(pairs: list[tuple[Timing, Timing]]) -> str:
+    def cpu(t: Timing) -> float:
+        return statistics.median(t.epoch_cpu_s[1:] or t.epoch_cpu_s)
+
+    rows = [
+        ("steady epoch, wall", [d.epoch_s / n.epoch_s for d, n in pairs]),
+        ("steady epoch, CPU-s", [cpu(d) / cpu(n) for d, n in pairs]),
+    ]
+    lines = [
+        "| dropout 0.3 / no dropout | geometric mean [95% t interval] | median [min-max] |",
+        "| --- | --- | --- |",
+    ]
+    lines += [f"| {name} | {ratio_interval(v)} | {spread(v, 3)} |" for name, v in rows]
+    lines.append(
+        f"| steady epoch s, no dropout / dropout (medians) "
+        f"| {statistics.median(n.epoch_s for _, n in pairs):.3f} / "
+        f"{statistics.median(d.epoch_s for d, _ in pairs):.3f} | |"
+    )
     return "\n".join(lines)
 
 
@@ -174,10 +257,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=4, help="epochs per timed run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--seeds", type=int, default=10, help="runs of the K-seed run")
+    parser.add_argument(
+        "--dropout-pairs", type=int, default=10, help="pairs of runs with and without dropout"
+    )
     parser.add_argument("--study-trials", type=int, default=30)
     parser.add_argument("--memory-trials", type=int, default=30)
     parser.add_argument(
-        "--skip", nargs="*", default=[], choices=["speed", "seeds", "study", "memory"]
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["speed", "plain", "dropout", "seeds", "study", "memory"],
+        help="parts to leave out; plain: the plain script's runs in the speed rounds",
     )
     parser.add_argument("--json", type=Path, help="also write every measurement here")
     args = parser.parse_args(argv)
@@ -190,10 +280,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     record: dict[str, Any] = {"machine": machine}
     report: list[str] = []
-    if not {"speed", "seeds"} <= set(args.skip):
+    if not {"speed", "dropout", "seeds"} <= set(args.skip):
         data = load_cifar(args.data)
     if "speed" not in args.skip:
-        result = compare_trial_and_plain(data, args.epochs, args.rounds)
+        result = compare_trial_and_plain(
+            data, args.epochs, args.rounds, plain="plain" not in args.skip
+        )
         from benchmarks.bench_floor import floor_table
 
         floor, gaps = floor_table(result, data)
@@ -222,6 +314,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             "loads": result["loads"],
             "trial_over_floor": gaps,
         }
+    if "dropout" not in args.skip:
+        pairs = dropout_pairs(data, args.dropout_pairs)
+        report += [
+            "",
+            f"## Dropout: {args.dropout_pairs} interleaved pairs of runs "
+            f"({DROPOUT_PAIR_EPOCHS} epochs each)",
+            "",
+            dropout_pairs_table(pairs),
+        ]
+        record["dropout_pairs"] = [[asdict(t) for t in pair] for pair in pairs]
     if "seeds" not in args.skip:
         seeds = k_seed_run(data, args.epochs, args.seeds)
         report += [
