@@ -181,21 +181,24 @@ def test_trials_leave_no_traced_graphs_behind() -> None:
 
 VARIANTS = {
     "plain": {},
-    "dropout, penalties, cosine": {
+    "dropout, penalties, cosine, random normal": {
         "dropout": "on",
         "dropout_rate": 0.3,
         "weight_decay": "on",
         "activity_penalty": "on",
         "bias_penalty": "on",
         "schedule": "cosine",
+        "initializer": "random_normal",
+        "init_stddev": 0.1,
     },
-    "sgd, decay, early stopping": {
+    "sgd, decay, early stopping, he": {
         "optimizer": "sgd",
         "momentum": 0.9,
         "schedule": "exponential",
         "early_stopping": "on",
         "patience": 1,
         "epochs": 6,
+        "initializer": "he_normal",
     },
 }
 
