@@ -71,13 +71,15 @@ def timings(url: str, runs: int, rounds: int) -> tuple[float, list[tuple[float, 
 
 def mean_interval(seconds: Sequence[float]) -> str:
     """The mean of `seconds` in milliseconds with its 95% t interval."""
-    from scipy import stats
+    import numpy as np
 
-    mean = statistics.fmean(seconds) * 1000
-    if len(seconds) < 2:
-        return f"{mean:.0f} ms"
-    low, high = stats.ttest_1samp([s * 1000 for s in seconds], 0.0).confidence_interval(0.95)
-    return f"{mean:.0f} ms [{low:.0f}, {high:.0f}]"
+    from hpo.stats import t_interval
+
+    ms = np.array(seconds) * 1000
+    if len(ms) < 2:
+        return f"{ms.mean():.0f} ms"
+    low, high, _ = t_interval(ms, 0.95)
+    return f"{ms.mean():.0f} ms [{low:.0f}, {high:.0f}]"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

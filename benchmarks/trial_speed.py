@@ -157,10 +157,9 @@ def dropout_pairs(data: Any, k: int) -> list[tuple[Timing, Timing]]:
     run(0, dropout=True)
     pairs = []
     for seed in range(1, k + 1):
-        first_dropout = seed % 2 == 0
-        first = run(seed, first_dropout)
-        second = run(seed, not first_dropout)
-        pair = (first, second) if first_dropout else (second, first)
+        order = (True, False) if seed % 2 == 0 else (False, True)
+        runs = {dropout: run(seed, dropout) for dropout in order}
+        pair = (runs[True], runs[False])
         pairs.append(pair)
         print(
             f"  dropout pair {seed}: {pair[0].epoch_s:.3f} / {pair[1].epoch_s:.3f} s/epoch",
@@ -172,14 +171,16 @@ def dropout_pairs(data: Any, k: int) -> list[tuple[Timing, Timing]]:
 
 def ratio_interval(ratios: Sequence[float]) -> str:
     """The geometric mean of `ratios` with its 95% t interval (taken on their logarithms)."""
-    from scipy import stats
+    import numpy as np
 
-    logs = [math.log(r) for r in ratios]
-    mean = statistics.fmean(logs)
+    from hpo.stats import t_interval
+
+    logs = np.log(ratios)
+    mean = math.exp(logs.mean())
     if len(logs) < 2:
-        return f"{math.exp(mean):.3f}"
-    low, high = stats.ttest_1samp(logs, 0.0).confidence_interval(0.95)
-    return f"{math.exp(mean):.3f} [{math.exp(low):.3f}, {math.exp(high):.3f}]"
+        return f"{mean:.3f}"
+    low, high, _ = t_interval(logs, 0.95)
+    return f"{mean:.3f} [{math.exp(low):.3f}, {math.exp(high):.3f}]"
 
 
 def dropout_pairs_table(pairs: list[tuple[Timing, Timing]]) -> str:
