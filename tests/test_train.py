@@ -238,6 +238,42 @@ def test_a_warm_run_traces_nothing_and_leaves_nothing_behind() -> None:
     forget_warm_models()
 
 
+def test_a_warm_run_reuses_its_datasets_and_sets_their_seed(monkeypatch) -> None:
+    data = tiny_data()
+    params = tiny_params(batch_size=20, epochs=2)
+    fresh = fit(params, data, 2).history
+    built: list[int] = []
+    build = hpo.train.training_batches
+    monkeypatch.setattr(
+        hpo.train, "training_batches", lambda *a, **k: (built.append(1), build(*a, **k))[1]
+    )
+    fit(params, data, 1, reuse=True)
+    assert fit(params, data, 2, reuse=True).history == fresh
+    assert len(built) == 1
+    forget_warm_models()
+
+
+def test_a_warm_model_fed_other_arrays_of_the_same_shapes_trains_on_them() -> None:
+    data = tiny_data()
+    rng = np.random.default_rng(1)
+    other = Dataset(
+        data.x_train[rng.permutation(len(data.x_train))] + 0.5,
+        data.y_train,
+        data.x_val * 2,
+        data.y_val[::-1].copy(),
+        data.x_test,
+        data.y_test,
+        data.n_classes,
+        data.source,
+    )
+    params = tiny_params(batch_size=20, epochs=2)
+    fresh = fit(params, other, 3).history
+    fit(params, data, 3, reuse=True)
+    assert fit(params, other, 3, reuse=True).history == fresh
+    assert fit(params, data, 3, reuse=True).history != fresh
+    forget_warm_models()
+
+
 def test_a_warm_run_leaves_tensorflows_global_seed_alone(monkeypatch) -> None:
     """Setting TensorFlow's global seed clears its cache of instantiated functions: the next
     call of the train and test steps instantiated and optimized them again (0.1-0.3 s of each
