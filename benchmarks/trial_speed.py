@@ -50,8 +50,8 @@ def compare_trial_and_plain(
     every round."""
     from benchmarks.bench_floor import matmul_gflops, read_rate, square_size, update_rate
     from hpo.model import build_model
+    from hpo.pipeline import hold
     from hpo.testing import full_params
-    from hpo.train import hold
 
     contestants: dict[str, Callable[[int], Timing]] = {
         "plain": lambda seed: plain_script(data, epochs, seed),

@@ -56,7 +56,9 @@ def test_the_library_never_imports_its_test_helpers() -> None:
     assert users == []
 
 
-@pytest.mark.parametrize("module", ["hpo.model", "hpo.optimizers", "hpo.train", "hpo.data"])
+@pytest.mark.parametrize(
+    "module", ["hpo.model", "hpo.optimizers", "hpo.train", "hpo.pipeline", "hpo.data"]
+)
 def test_training_knows_nothing_of_optuna(module: str) -> None:
     assert not within(modules()[module], "optuna"), module
 

@@ -1,4 +1,4 @@
-"""The trial loop: batches reshuffled every epoch, seeded, and fits that compute what Keras's do."""
+"""The trial loop: fits that compute what Keras's do, and warm models that train as fresh builds."""
 
 from __future__ import annotations
 
@@ -12,33 +12,13 @@ from hpo.data import Dataset
 from hpo.testing import full_params
 from hpo.train import (
     Loop,
-    eval_batches,
     evaluate,
     fit,
     forget_warm_models,
-    hold,
     n_warm_models,
     steps_per_execution,
-    training_batches,
     use_xla,
 )
-
-N = 10
-Pair = tuple[np.ndarray, np.ndarray]
-
-
-def epochs_of(dataset, n_epochs: int, batch_size: int) -> list[list[list[int]]]:
-    """The sample numbers of each batch, epoch by epoch, from a dataset of numbered samples."""
-    per_epoch = -(-N // batch_size)
-    batches = [y.numpy().tolist() for _, y in dataset.take(n_epochs * per_epoch)]
-    return [batches[i * per_epoch : (i + 1) * per_epoch] for i in range(n_epochs)]
-
-
-@pytest.fixture
-def numbered() -> Pair:
-    """Samples whose features and label are their own number."""
-    x = np.arange(N, dtype=np.float32).reshape(N, 1)
-    return x, np.arange(N, dtype=np.int32)
 
 
 def tiny_data(n_train: int = 120, n_classes: int = 3) -> Dataset:
@@ -56,45 +36,6 @@ def tiny_data(n_train: int = 120, n_classes: int = 3) -> Dataset:
 
 def tiny_params(**overrides):
     return full_params({"first_units": 8, "units": 8, "epochs": 3, **overrides})
-
-
-def test_every_epoch_is_a_new_permutation_cut_into_batches(numbered: Pair) -> None:
-    epochs = epochs_of(training_batches(*numbered, batch_size=4, seed=1), 3, 4)
-    for batches in epochs:
-        assert [len(b) for b in batches] == [4, 4, 2]
-        assert sorted(i for batch in batches for i in batch) == list(range(N))
-    orders = [[i for batch in batches for i in batch] for batches in epochs]
-    assert orders[0] != orders[1] and orders[1] != orders[2]
-
-
-def test_batches_pair_each_image_with_its_label(numbered: Pair) -> None:
-    for x, y in training_batches(*numbered, batch_size=4, seed=1).take(3):
-        assert x.numpy()[:, 0].tolist() == y.numpy().tolist()
-
-
-def test_shuffles_depend_on_the_seed_only(numbered: Pair) -> None:
-    one = epochs_of(training_batches(*numbered, batch_size=5, seed=7), 2, 5)
-    again = epochs_of(training_batches(*numbered, batch_size=5, seed=7), 2, 5)
-    other = epochs_of(training_batches(*numbered, batch_size=5, seed=8), 2, 5)
-    assert one == again
-    assert one != other
-
-
-def test_eval_batches_keep_the_order(numbered: Pair) -> None:
-    assert [y.numpy().tolist() for _, y in eval_batches(*numbered, 4)] == [
-        [0, 1, 2, 3],
-        [4, 5, 6, 7],
-        [8, 9],
-    ]
-    ((_, whole),) = list(eval_batches(*numbered, 100))
-    assert whole.numpy().tolist() == list(range(N))
-
-
-def test_arrays_are_converted_once(numbered: Pair) -> None:
-    x, y = numbered
-    assert hold(x) is hold(x)
-    assert hold(x).dtype.name == "float32" and hold(y).dtype.name == "int32"
-    assert hold(x.copy()) is not hold(x)
 
 
 @pytest.mark.parametrize(
