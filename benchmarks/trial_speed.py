@@ -183,6 +183,17 @@ def ratio_interval(ratios: Sequence[float]) -> str:
     return f"{mean:.3f} [{math.exp(low):.3f}, {math.exp(high):.3f}]"
 
 
+def mean_interval(values: Sequence[float]) -> str:
+    """The mean of `values` with its 95% t interval."""
+    from hpo.stats import t_interval
+
+    mean = statistics.mean(values)
+    if len(values) < 2:
+        return f"{mean:.3f}"
+    low, high, _ = t_interval(values, 0.95)
+    return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+
+
 def dropout_pairs_table(pairs: list[tuple[Timing, Timing]]) -> str:
     def cpu(t: Timing) -> float:
         return statistics.median(t.epoch_cpu_s[1:] or t.epoch_cpu_s)
@@ -230,6 +241,7 @@ def k_seed_table(runs: list[Timing], epochs: int) -> str:
         ("**total / (K x epochs x steady)**", f"{total / ideal:.3f}"),
         ("fixed cost of the first run (cold: build, compile, trace), s", f"{runs[0].fixed_s:.3f}"),
         ("**fixed cost of the warm runs, s**", spread([t.fixed_s for t in runs[1:]], 3)),
+        ("the same, mean [95% t interval]", mean_interval([t.fixed_s for t in runs[1:]])),
         (
             "CPU-s of the first run / of a warm run",
             f"{runs[0].cpu_s:.2f} / {statistics.median(t.cpu_s for t in runs[1:]):.2f}",

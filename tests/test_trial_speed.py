@@ -8,7 +8,7 @@ import math
 import pytest
 
 from benchmarks import trial_speed
-from benchmarks.trial_speed import dropout_pairs, ratio_interval
+from benchmarks.trial_speed import dropout_pairs, mean_interval, ratio_interval
 from hpo.train import n_warm_models
 from tests.test_train import tiny_data
 
@@ -31,6 +31,13 @@ def test_a_consistent_slowdown_is_bounded_away_from_one() -> None:
     mean, low, high = parse(ratio_interval(ratios))
     assert mean == pytest.approx(math.prod(ratios) ** (1 / len(ratios)), abs=5e-4)
     assert 1.15 < low < mean < high < 1.25
+
+
+def test_the_mean_interval_of_known_values() -> None:
+    # mean 0.1, sd 0.2 / sqrt(3), n 4: half-width t(0.975, 3) x sd / 2 = 3.1824 x 0.0577 = 0.184
+    mean, low, high = parse(mean_interval([0.0, 0.2, 0.0, 0.2]))
+    assert mean == pytest.approx(0.1)
+    assert (low, high) == (pytest.approx(-0.084, abs=1e-3), pytest.approx(0.284, abs=1e-3))
 
 
 def test_each_pair_is_a_dropout_run_and_a_plain_run_of_one_seed(monkeypatch) -> None:
