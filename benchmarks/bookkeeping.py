@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from benchmarks.common import mean_interval
 from benchmarks.report_scale import spec_text
 
 
@@ -69,19 +70,6 @@ def timings(url: str, runs: int, rounds: int) -> tuple[float, list[tuple[float, 
     return first, pairs
 
 
-def mean_interval(seconds: Sequence[float]) -> str:
-    """The mean of `seconds` in milliseconds with its 95% t interval."""
-    import numpy as np
-
-    from hpo.stats import t_interval
-
-    ms = np.array(seconds) * 1000
-    if len(ms) < 2:
-        return f"{ms.mean():.0f} ms"
-    low, high, _ = t_interval(ms, 0.95)
-    return f"{ms.mean():.0f} ms [{low:.0f}, {high:.0f}]"
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-trials", type=int, default=10_000)
@@ -113,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"{statistics.median(o for o, _ in pairs) * 1000:.0f} ms, hpo's loop "
             f"{statistics.median(h for _, h in pairs) * 1000:.0f} ms; hpo's bookkeeping "
             f"{statistics.median(extra) * 1000:.0f} ms per trial (median of the rounds), "
-            f"{mean_interval(extra)} (mean, 95% t interval over the rounds); "
+            f"{mean_interval([e * 1000 for e in extra], 0, ' ms')} "
+            "(mean, 95% t interval over the rounds); "
             f"rounds: {', '.join(f'{e * 1000:.0f}' for e in extra)} ms; "
             f"load average at the end: {[round(x, 2) for x in os.getloadavg()]}"
         )

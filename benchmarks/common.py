@@ -219,3 +219,26 @@ def spread(values: Sequence[float], digits: int = 2) -> str:
     """'median [min-max]' of `values`."""
     med, low, high = statistics.median(values), min(values), max(values)
     return f"{med:.{digits}f} [{low:.{digits}f}-{high:.{digits}f}]"
+
+
+def t_mean(values: Sequence[float]) -> tuple[float, tuple[float, float] | None]:
+    """The mean of `values` and its 95% t interval (None for fewer than two values)."""
+    import numpy as np
+
+    from hpo.stats import t_interval
+
+    array = np.asarray(values, dtype=float)
+    if len(array) < 2:
+        return float(array.mean()), None
+    low, high, _ = t_interval(array, 0.95)
+    return float(array.mean()), (low, high)
+
+
+def mean_interval(values: Sequence[float], digits: int = 3, unit: str = "") -> str:
+    """'mean [low, high]' of `values`: their mean and its 95% t interval."""
+    mean, interval = t_mean(values)
+    text = f"{mean:.{digits}f}{unit}"
+    if interval is None:
+        return text
+    low, high = interval
+    return f"{text} [{low:.{digits}f}, {high:.{digits}f}]"

@@ -35,8 +35,10 @@ from benchmarks.common import (
     describe_machine,
     hpo_trial,
     load_cifar,
+    mean_interval,
     plain_script,
     spread,
+    t_mean,
 )
 
 DROPOUT = {"dropout": "on", "dropout_rate": 0.3}
@@ -171,27 +173,11 @@ def dropout_pairs(data: Any, k: int) -> list[tuple[Timing, Timing]]:
 
 def ratio_interval(ratios: Sequence[float]) -> str:
     """The geometric mean of `ratios` with its 95% t interval (taken on their logarithms)."""
-    import numpy as np
-
-    from hpo.stats import t_interval
-
-    logs = np.log(ratios)
-    mean = math.exp(logs.mean())
-    if len(logs) < 2:
-        return f"{mean:.3f}"
-    low, high, _ = t_interval(logs, 0.95)
-    return f"{mean:.3f} [{math.exp(low):.3f}, {math.exp(high):.3f}]"
-
-
-def mean_interval(values: Sequence[float]) -> str:
-    """The mean of `values` with its 95% t interval."""
-    from hpo.stats import t_interval
-
-    mean = statistics.mean(values)
-    if len(values) < 2:
-        return f"{mean:.3f}"
-    low, high, _ = t_interval(values, 0.95)
-    return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+    mean, interval = t_mean([math.log(r) for r in ratios])
+    if interval is None:
+        return f"{math.exp(mean):.3f}"
+    low, high = interval
+    return f"{math.exp(mean):.3f} [{math.exp(low):.3f}, {math.exp(high):.3f}]"
 
 
 def dropout_pairs_table(pairs: list[tuple[Timing, Timing]]) -> str:

@@ -8,7 +8,8 @@ import math
 import pytest
 
 from benchmarks import trial_speed
-from benchmarks.trial_speed import dropout_pairs, mean_interval, ratio_interval
+from benchmarks.common import mean_interval
+from benchmarks.trial_speed import dropout_pairs, ratio_interval
 from hpo.train import n_warm_models
 from tests.test_train import tiny_data
 
@@ -38,6 +39,12 @@ def test_the_mean_interval_of_known_values() -> None:
     mean, low, high = parse(mean_interval([0.0, 0.2, 0.0, 0.2]))
     assert mean == pytest.approx(0.1)
     assert (low, high) == (pytest.approx(-0.084, abs=1e-3), pytest.approx(0.284, abs=1e-3))
+
+
+def test_equal_values_have_an_interval_of_no_width() -> None:
+    assert mean_interval([0.1, 0.1, 0.1]) == "0.100 [0.100, 0.100]"
+    assert mean_interval([12.0, 12.0], 0, " ms") == "12 ms [12, 12]"
+    assert ratio_interval([1.1, 1.1, 1.1]) == "1.100 [1.100, 1.100]"
 
 
 def test_each_pair_is_a_dropout_run_and_a_plain_run_of_one_seed(monkeypatch) -> None:
