@@ -20,7 +20,7 @@ import functools
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -47,6 +47,7 @@ _CHILD_COLUMNS = {
     "trial_user_attributes": ("key", "value_json"),
     "trial_system_attributes": ("key", "value_json"),
 }
+_JSON_TABLES = frozenset({"trial_user_attributes", "trial_system_attributes"})
 _FLOAT_COLUMNS = frozenset({"param_value", "value", "intermediate_value"})
 _SPECIAL = {"INF_POS": math.inf, "INF_NEG": -math.inf, "NAN": math.nan}
 
@@ -115,8 +116,11 @@ class Reader:
                     .where(table.c.trial_id.in_(mine))
                     .order_by(*table.primary_key.columns)
                 )
+                found: Sequence[Any] = db.execute(query).all()
+                if name in _JSON_TABLES:
+                    found = _decoded(found)
                 by_trial: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
-                for row in db.execute(query).all():
+                for row in found:
                     by_trial[row[0]].append(tuple(row[1:]))
                 rows[name] = by_trial
         return sorted((_trial(head, rows) for head in heads), key=lambda trial: trial.number)
@@ -174,5 +178,15 @@ def _float(value: float | None, kind: str) -> float:
     return _SPECIAL[kind] if kind in _SPECIAL else float(value)  # type: ignore[arg-type]
 
 
+def _decoded(rows: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """(trial_id, key, value_json) rows with each value decoded, all in one `json.loads`.
+
+    One call over the joined texts decodes the same values as a call per row, without the
+    per-call overhead that was most of a large study's decoding time.
+    """
+    values = json.loads("[" + ",".join(text for _, _, text in rows) + "]")
+    return [(tid, key, value) for (tid, key, _), value in zip(rows, values, strict=True)]
+
+
 def _attrs(rows: Iterable[tuple[Any, ...]]) -> dict[str, Any]:
-    return {key: json.loads(text) for key, text in rows}
+    return dict(rows)

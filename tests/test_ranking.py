@@ -126,6 +126,21 @@ def test_bootstrap_interval_is_deterministic_and_centred() -> None:
     assert first[0] <= 0.1 <= first[1] and first[0] > 0
 
 
+def test_resampling_in_blocks_draws_what_one_block_draws() -> None:
+    import numpy as np
+
+    from hpo.report.ranking import RESAMPLE_BLOCK, _resampled_means
+
+    values = np.random.default_rng(0).normal(size=251)  # odd: 32-bit draws end mid-word
+    n = 2 * RESAMPLE_BLOCK + 37
+    rng_one, rng_blocks = np.random.default_rng(5), np.random.default_rng(5)
+    whole = values[rng_one.integers(0, len(values), size=(n, len(values)), dtype=np.int32)]
+    blocks = _resampled_means(rng_blocks, values, n)
+    np.testing.assert_array_equal(blocks, whole.mean(axis=1))
+    # And the generator is left where one block leaves it.
+    assert rng_one.integers(0, 1000) == rng_blocks.integers(0, 1000)
+
+
 def test_a_trial_that_failed_before_its_params_counts_for_no_technique() -> None:
     from optuna.trial import TrialState, create_trial
 

@@ -61,6 +61,9 @@ def _reads_agree(url: str) -> None:
         add_fake_trials(study, spec, 20, {"dropout": 0.03}, pruned_share=0.3, n_failed=2)
         # The spec's 4 enqueued trials come first: one ends at +inf, one stays running.
         running = [study.ask() for _ in range(2)]
+        # Values that a joined decoding could split wrongly: separators inside strings.
+        running[0].set_user_attr("awkward", {"a": [1, 'x,]"[y'], "b": float("inf"), "c": ""})
+        running[0].set_user_attr("text", "],[")
         study.tell(running[0], float("inf"))
         fresh, _ = load_study(spec.name, url, heartbeat_interval=None)
         ours = all_trials(fresh)
