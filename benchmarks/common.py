@@ -176,7 +176,9 @@ def hpo_trial(
 
 
 def describe_machine() -> dict[str, Any]:
-    """The device TensorFlow computes on, the versions, and the load when the run began."""
+    """The device TensorFlow computes on, the versions, its thread pools (0: TensorFlow's
+    default, one thread per core; `TF_NUM_INTRAOP_THREADS` and `TF_NUM_INTEROP_THREADS` set
+    them) and the load when the run began."""
     tf = start_tensorflow()
     import keras
 
@@ -190,8 +192,19 @@ def describe_machine() -> dict[str, Any]:
         "device": device,
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
+        "intra_op_threads": _threads(
+            tf.config.threading.get_intra_op_parallelism_threads(), "TF_NUM_INTRAOP_THREADS"
+        ),
+        "inter_op_threads": _threads(
+            tf.config.threading.get_inter_op_parallelism_threads(), "TF_NUM_INTEROP_THREADS"
+        ),
         "load_at_start": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def _threads(configured: int, variable: str) -> int:
+    """A pool's size as set in this process, else by its environment variable, else 0."""
+    return configured or int(os.environ.get(variable, "0") or 0)
 
 
 def _cpu_model() -> str:

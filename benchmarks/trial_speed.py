@@ -274,7 +274,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     machine = describe_machine()
     print(
         f"device: {machine['device']}; TensorFlow {machine['tensorflow']}, Keras "
-        f"{machine['keras']}; load average {machine['load_at_start']}",
+        f"{machine['keras']}; intra-op / inter-op threads {machine['intra_op_threads']} / "
+        f"{machine['inter_op_threads']} (0: one per core); load average {machine['load_at_start']}",
         flush=True,
     )
     record: dict[str, Any] = {"machine": machine}
