@@ -20,7 +20,7 @@ import functools
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -158,8 +158,8 @@ def _trial(head: Any, rows: dict[str, dict[int, list[tuple[Any, ...]]]]) -> Froz
         datetime_complete=complete,
         params=params,
         distributions=distributions,
-        user_attrs=_attrs(rows["trial_user_attributes"].get(tid, ())),
-        system_attrs=_attrs(rows["trial_system_attributes"].get(tid, ())),
+        user_attrs=dict(rows["trial_user_attributes"].get(tid, ())),
+        system_attrs=dict(rows["trial_system_attributes"].get(tid, ())),
         intermediate_values={
             step: _float(value, kind)
             for step, value, kind in rows["trial_intermediate_values"].get(tid, ())
@@ -186,7 +186,3 @@ def _decoded(rows: Sequence[Any]) -> list[tuple[Any, ...]]:
     """
     values = json.loads("[" + ",".join(text for _, _, text in rows) + "]")
     return [(tid, key, value) for (tid, key, _), value in zip(rows, values, strict=True)]
-
-
-def _attrs(rows: Iterable[tuple[Any, ...]]) -> dict[str, Any]:
-    return dict(rows)

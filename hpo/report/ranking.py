@@ -131,15 +131,15 @@ def rank(
         # A trial that failed before it had params used no technique: it counts nowhere.
         and (t.params or t.user_attrs.get("params"))
     ]
-    settings: dict[str, list[Any]] = {}  # each knob's value in each finished trial
+    # Each finished trial with its setting of a knob, read once per knob, not per technique.
+    settings: dict[str, list[tuple[tuple[dict[str, Any], FrozenTrial], Any]]] = {}
     rows = []
     for technique in techniques:
         knob = technique.knob
         if knob not in settings:
-            settings[knob] = [setting(p, knob) for p, _ in finished]
-        pairs = list(zip(finished, settings[knob], strict=True))
-        with_ = [pt for pt, v in pairs if v == technique.value]
-        without = [pt for pt, v in pairs if v == technique.baseline]
+            settings[knob] = [(pt, setting(pt[0], knob)) for pt in finished]
+        with_ = [pt for pt, v in settings[knob] if v == technique.value]
+        without = [pt for pt, v in settings[knob] if v == technique.baseline]
         rows.append(_row(technique, with_, without, sign))
     return sorted(rows, key=lambda r: (r.too_few, -_or_low(r.effect), r.technique.name))
 
@@ -226,8 +226,8 @@ def bootstrap_interval(
 def _resampled_means(rng: np.random.Generator, values: np.ndarray, n: int) -> np.ndarray:
     """Means of `n` resamples of `values`, drawn a block of resamples at a time.
 
-    The same draws, in the same order, as one (n, len(values)) block; in blocks of
-    `RESAMPLE_BLOCK` the indices stay in cache, which is about 3x faster at thousands of trials.
+    The same draws, in the same order, as one (n, len(values)) block, with a bounded index
+    array: 1.2 MB at 3,000 trials instead of 24 MB (a few percent faster in a warm process).
     """
     means = np.empty(n)
     for start in range(0, n, RESAMPLE_BLOCK):
