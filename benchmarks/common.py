@@ -41,6 +41,18 @@ class Timing:
         return self.wall_s - sum(self.epoch_wall_s[1:]) - self.epoch_s
 
     @property
+    def outside_s(self) -> float:
+        """The part of `fixed_s` outside the epochs, timed directly: building or restarting the
+        model, making the iterators and callbacks, and what follows the last epoch."""
+        return self.wall_s - sum(self.epoch_wall_s)
+
+    @property
+    def first_extra_s(self) -> float:
+        """The rest of `fixed_s`: the first epoch's wall time beyond a steady one's (a
+        difference of two epochs, so it carries their noise)."""
+        return self.epoch_wall_s[0] - self.epoch_s
+
+    @property
     def samples_per_s(self) -> float:
         return self.n_train / self.epoch_s
 

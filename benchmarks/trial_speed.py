@@ -229,6 +229,14 @@ def k_seed_table(runs: list[Timing], epochs: int) -> str:
         ("**fixed cost of the warm runs, s**", spread([t.fixed_s for t in runs[1:]], 3)),
         ("the same, mean [95% t interval]", mean_interval([t.fixed_s for t in runs[1:]])),
         (
+            "of which outside the epochs (restart, iterators, callbacks), mean [95% t interval]",
+            mean_interval([t.outside_s for t in runs[1:]]),
+        ),
+        (
+            "of which the first epoch beyond a steady one, mean [95% t interval]",
+            mean_interval([t.first_extra_s for t in runs[1:]]),
+        ),
+        (
             "CPU-s of the first run / of a warm run",
             f"{runs[0].cpu_s:.2f} / {statistics.median(t.cpu_s for t in runs[1:]):.2f}",
         ),
