@@ -38,7 +38,7 @@ class Timing:
     def fixed_s(self) -> float:
         """Wall seconds of the run beyond its epochs at the steady pace: building, compiling and
         tracing, the first epoch's extra, and what `fit` does around the epochs."""
-        return self.wall_s - sum(self.epoch_wall_s[1:]) - self.epoch_s
+        return self.outside_s + self.first_extra_s
 
     @property
     def outside_s(self) -> float:
