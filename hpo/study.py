@@ -18,6 +18,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import HpoError, StorageError, StudyNotFoundError
+from hpo.heap import collector_paused
 from hpo.interrupts import HeldInterrupts
 from hpo.registry import make_pruner, make_sampler
 from hpo.secrets import mask, redact
@@ -248,9 +249,10 @@ def tally(study: optuna.Study) -> Counter[TrialState]:
 def all_trials(study: optuna.Study) -> list[FrozenTrial]:
     """Every trial of the study in number order, read at once where the storage allows it."""
     reader = _READERS.get(study)
-    if reader is not None:
-        return reader.trials()
-    return sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    with collector_paused():
+        if reader is not None:
+            return reader.trials()
+        return sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
 
 
 def best_so_far(study: optuna.Study) -> tuple[float, int] | None:

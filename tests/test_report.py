@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import struct
 import subprocess
@@ -220,6 +221,13 @@ def test_two_reports_differ_only_in_the_generation_time(
     assert sum(line.startswith(GENERATED) for line in second.read_text().splitlines()) == 1
     for figure in (fake_report.parent / "fake").iterdir():
         assert figure.read_bytes() == (tmp_path / "fake" / figure.name).read_bytes()
+
+
+def test_a_report_leaves_the_collector_as_it_found_it(fake_url: str, tmp_path: Path) -> None:
+    assert gc.isenabled()
+    write_report("fake", fake_url, tmp_path / "r.md", echo=lambda _: None)
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
 
 
 def test_empty_study_is_a_clear_error(sqlite_url: str, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from hpo.evaluate import (
     stored_results,
     summarize,
 )
+from hpo.heap import kept_out_of_collections
 from hpo.report.facts import Facts
 from hpo.report.ranking import Row, find_techniques, rank
 from hpo.spec import Spec
@@ -58,35 +59,37 @@ def write_report(
     study, spec = load_study(name, url, heartbeat_interval=None)
     trials = all_trials(study)
     check_reportable(name, trials)
-    out = Path(out) if out is not None else Path("reports") / f"{name}.md"
-    figures_dir = out.parent / out.stem
-    figures_dir.mkdir(parents=True, exist_ok=True)
+    # A large study is a million objects with no cycles: the collections below need not walk them.
+    with kept_out_of_collections():
+        out = Path(out) if out is not None else Path("reports") / f"{name}.md"
+        figures_dir = out.parent / out.stem
+        figures_dir.mkdir(parents=True, exist_ok=True)
 
-    facts = gather(study, spec, trials)
-    found = load_ablation(name, url)
-    if found is not None:
-        companion, plan, seeds = found
-        facts.ablation_runs = dict(collect_runs(companion.get_trials(deepcopy=False)))
-        facts.ablation = analyze(plan, seeds, facts.ablation_runs)
-    if evaluate_test:
-        evaluate_configs(study, spec, facts.configs, n_seeds, data_path, echo)
-    facts.results = {
-        c.key: summarize(stored_results(study, c) or _ablation_results(facts, c))
-        for c in facts.configs
-    }
-    facts.evaluator, facts.importances, facts.importance_note = importances(
-        facts.complete, spec.direction
-    )
+        facts = gather(study, spec, trials)
+        found = load_ablation(name, url)
+        if found is not None:
+            companion, plan, seeds = found
+            facts.ablation_runs = dict(collect_runs(companion.get_trials(deepcopy=False)))
+            facts.ablation = analyze(plan, seeds, facts.ablation_runs)
+        if evaluate_test:
+            evaluate_configs(study, spec, facts.configs, n_seeds, data_path, echo)
+        facts.results = {
+            c.key: summarize(stored_results(study, c) or _ablation_results(facts, c))
+            for c in facts.configs
+        }
+        facts.evaluator, facts.importances, facts.importance_note = importances(
+            facts.complete, spec.direction
+        )
 
-    from hpo.report.drawing import draw_figures
+        from hpo.report.drawing import draw_figures
 
-    echo(f"drawing figures in {figures_dir}")
-    draw_figures(facts, figures_dir, data_path, activations)
-    out.write_text(render(facts, url))
-    if note:
-        from optuna_dashboard import save_note
+        echo(f"drawing figures in {figures_dir}")
+        draw_figures(facts, figures_dir, data_path, activations)
+        out.write_text(render(facts, url))
+        if note:
+            from optuna_dashboard import save_note
 
-        save_note(study, note_markdown(facts))
+            save_note(study, note_markdown(facts))
     return out
 
 
