@@ -188,9 +188,9 @@ def expected_best(
         ns = np.arange(1, n_max + 1)
     else:
         ns = np.unique(np.geomspace(1, n_max, n_points).round().astype(int))
-    k = np.arange(1, n_values + 1) / n_values
-    below = np.clip(k - 1 / n_values, 0.0, None)
-    weights = k[None, :] ** ns[:, None] - below[None, :] ** ns[:, None]
+    # P(best of n <= the k-th smallest) = (k/N)^n for k = 0..N; its steps are the weights.
+    cdf = (np.arange(n_values + 1) / n_values)[None, :] ** ns[:, None]
+    weights = np.diff(cdf, axis=1)
     means = weights @ v
     variances = np.maximum(0.0, weights @ v**2 - means**2)
     return ns.tolist(), means.tolist(), np.sqrt(variances).tolist()
