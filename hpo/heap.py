@@ -31,9 +31,11 @@ def collector_paused() -> Iterator[None]:
 def kept_out_of_collections() -> Iterator[None]:
     """Every object alive on entry is skipped by the collections inside (`gc.freeze`).
 
-    Reference counting still frees them. On exit they go back to the collector's oldest
-    generation. Where something else has already frozen objects, this does nothing, so as not to
-    unfreeze what it froze.
+    Reference counting still frees them. On exit every frozen object goes back to the
+    collector's oldest generation, with whatever code inside froze too (`hpo.train` freezes what
+    lives before a process's first trial, as in a report that retrains): later collections walk
+    those again, which costs time, never memory or correctness. Where something had frozen
+    objects before entry, this does nothing, so as not to unfreeze what it froze.
     """
     if gc.get_freeze_count():
         yield
