@@ -57,7 +57,7 @@ class Reader:
 
     def __init__(self, engine: sa.Engine, study_name: str) -> None:
         meta = sa.MetaData()
-        meta.reflect(engine, only=TABLES)
+        meta.reflect(engine, only=(*TABLES, "trial_heartbeats"))
         self._engine = engine
         self._t = meta.tables
         studies = self._t["studies"]
@@ -91,6 +91,17 @@ class Reader:
         )
         with self._engine.connect() as db:
             return {TrialState[state]: int(n) for state, n in db.execute(query).all()}
+
+    def running_without_heartbeat(self) -> list[int]:
+        """Trial ids of the study's RUNNING trials that have never recorded a heartbeat."""
+        trials, beats = self._t["trials"], self._t["trial_heartbeats"]
+        query = sa.select(trials.c.trial_id).where(
+            trials.c.study_id == self._study_id,
+            trials.c.state == "RUNNING",
+            ~sa.exists().where(beats.c.trial_id == trials.c.trial_id),
+        )
+        with self._engine.connect() as db:
+            return [int(tid) for tid in db.execute(query).scalars()]
 
     def trials(self) -> list[FrozenTrial]:
         """Every trial of the study, in number order, as Optuna's `get_trials` gives them."""

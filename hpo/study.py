@@ -37,6 +37,9 @@ HEARTBEAT_INTERVAL = 30
 HEARTBEAT_ENV = "HPO_HEARTBEAT_INTERVAL"
 SQLITE_TIMEOUT_S = 60
 POLL_S = 1.0
+ORPHAN_INTERVALS = 4
+"""Heartbeat intervals a waiting worker watches a RUNNING trial that has no heartbeat at all
+before failing it (twice the grace period after which a heartbeat that stopped is stale)."""
 MAX_FAILURES = 10
 FIXED_RUN = "fixed_run"
 """Trial user attribute: the trial was enqueued with its full params and seed (an ablation run)."""
@@ -310,6 +313,7 @@ def optimize(
                     taken.extend(_finished_elsewhere(study, trial))
 
         failures = _FailureStreak(max_failures)
+        never_beat = _NeverBeat()
 
         while time.monotonic() < deadline:
             interrupts.raise_pending()
@@ -322,6 +326,7 @@ def optimize(
             if finished + states[TrialState.RUNNING] >= target:
                 if not waits:
                     return
+                never_beat.fail_overdue(study)
                 with interrupts.delivered():
                     time.sleep(POLL_S)
                 continue
@@ -338,6 +343,63 @@ def optimize(
                 for callback in callbacks:
                     callback(study, lost)
                 failures(study, lost)
+
+
+class _NeverBeat:
+    """RUNNING trials that have never recorded a heartbeat, as a waiting worker sees them.
+
+    A process killed between Optuna creating its trial and the trial's first heartbeat (the
+    first comes as soon as `ask` returns) leaves the trial RUNNING with no heartbeat, and
+    Optuna's `fail_stale_trials` only fails trials whose heartbeat stopped: the study would
+    wait for it forever. One this worker has seen without a heartbeat for `ORPHAN_INTERVALS`
+    heartbeat intervals is failed and retried with its params. Only where `hpo.rdb` can read
+    the heartbeats (RDB storages of a known schema); elsewhere nothing changes.
+    """
+
+    def __init__(self) -> None:
+        self.first_seen: dict[int, float] = {}
+
+    def fail_overdue(self, study: optuna.Study) -> list[int]:
+        """Fail and retry the overdue ones; returns their numbers."""
+        reader = _READERS.get(study)
+        if reader is None:
+            return []
+        now = time.monotonic()
+        silent = reader.running_without_heartbeat()
+        self.first_seen = {tid: self.first_seen.get(tid, now) for tid in silent}
+        patience = ORPHAN_INTERVALS * study._storage.get_heartbeat_interval()  # type: ignore[attr-defined]
+        failed = []
+        for trial_id, since in self.first_seen.items():
+            if now - since < patience:
+                continue
+            trial = study._storage.get_trial(trial_id)
+            reason = "its process ended before the trial's first heartbeat"
+            if fail_trial(study, trial, reason, retry=True):
+                failed.append(trial.number)
+        return failed
+
+
+def fail_trial(study: optuna.Study, trial: FrozenTrial, reason: str, retry: bool) -> bool:
+    """Fail a RUNNING trial whose process is gone, recording `reason`.
+
+    With `retry`, the study gets a WAITING copy with the same params, as Optuna's heartbeat
+    retry makes, so a surviving worker runs it. False where the trial had already finished
+    (another worker failed it first).
+    """
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+        if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+            return False
+    except UpdateFinishedTrialError:
+        return False
+    if retry:
+        # `trial` was read before the reason was set: the copy does not inherit it.
+        RetryHeartbeatStaleTrialCallback(max_retry=3)(study, trial)
+    return True
 
 
 class _FailureStreak:

@@ -268,25 +268,16 @@ def fail_orphans(study: optuna.Study, labels: set[str], retry: bool) -> list[int
     With `retry`, each gets a WAITING copy with the same params, as Optuna's heartbeat retry
     does, so a surviving worker runs it. Returns the numbers of the failed trials.
     """
-    from optuna.exceptions import UpdateFinishedTrialError
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
     from optuna.trial import TrialState
 
-    storage = study._storage
-    failed = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial.user_attrs.get("worker") not in labels:
-            continue
-        try:
-            storage.set_trial_user_attr(trial._trial_id, "fail_reason", "its worker died")
-            if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
-                continue
-        except UpdateFinishedTrialError:
-            continue
-        failed.append(trial.number)
-        if retry:
-            RetryHeartbeatStaleTrialCallback(max_retry=3)(study, trial)
-    return failed
+    from hpo.study import fail_trial
+
+    return [
+        trial.number
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if trial.user_attrs.get("worker") in labels
+        and fail_trial(study, trial, "its worker died", retry)
+    ]
 
 
 @contextmanager

@@ -11,7 +11,7 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState
 
 from benchmarks.report_scale import spec_text
-from hpo.rdb import KNOWN_SCHEMAS
+from hpo.rdb import KNOWN_SCHEMAS, reader_for
 from hpo.spec import load_spec_text
 from hpo.study import (
     FINISHED,
@@ -79,6 +79,12 @@ def _reads_agree(url: str) -> None:
         assert count(fresh, (TrialState.WAITING,)) == 2
         assert _taken_before(fresh, 1) == 21 and _taken_before(fresh, 2) == 22
         assert tally(fresh) == Counter(t.state for t in theirs)
+        # The running trial was asked without a heartbeat; once it records one, it has one.
+        reader = reader_for(open_storage(url, heartbeat_interval=None), spec.name)
+        assert reader is not None
+        assert reader.running_without_heartbeat() == [running[1]._trial_id]
+        open_storage(url).record_heartbeat(running[1]._trial_id)  # type: ignore[attr-defined]
+        assert reader.running_without_heartbeat() == []
     finally:
         optuna.delete_study(study_name=spec.name, storage=open_storage(url))
 

@@ -144,6 +144,35 @@ def test_a_trial_counts_finished_trials_and_running_ones_started_before_it(
     assert _taken_before(study, earlier.number) == 2
 
 
+def test_a_trial_left_running_before_its_first_heartbeat_is_failed_and_retried(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A process killed between Optuna creating its trial and the first heartbeat leaves a
+    # RUNNING trial with no heartbeat, which Optuna's stale check never fails: without hpo's
+    # own check the study below would wait for it until the timeout.
+    monkeypatch.setenv("HPO_HEARTBEAT_INTERVAL", "1")
+    create_study(load_spec_text(TINY_SPEC), sqlite_url)
+    study, _ = load_study("tiny", sqlite_url)
+    orphan = study.ask()
+    orphan.suggest_float("learning_rate", 1e-3, 1e-2, log=True)
+    start = time.monotonic()
+    optimize(
+        study,
+        lambda trial: trial.suggest_float("learning_rate", 1e-3, 1e-2, log=True),
+        n_trials=3,
+        timeout=60,
+    )
+    assert time.monotonic() - start < 30
+    trials = study.get_trials(deepcopy=False)
+    failed = trials[orphan.number]
+    assert failed.state == TrialState.FAIL
+    assert "before the trial's first heartbeat" in failed.user_attrs["fail_reason"]
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 3
+    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == orphan.number]
+    assert retry.state == TrialState.COMPLETE and retry.params == failed.params
+    assert "fail_reason" not in retry.user_attrs
+
+
 def test_heartbeat_interval_comes_from_the_environment(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
