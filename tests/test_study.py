@@ -153,7 +153,9 @@ def test_a_trial_left_running_before_its_first_heartbeat_is_failed_and_retried(
     monkeypatch.setenv("HPO_HEARTBEAT_INTERVAL", "1")
     create_study(load_spec_text(TINY_SPEC), sqlite_url)
     study, _ = load_study("tiny", sqlite_url)
-    orphan = study.ask()
+    # Asked as the killed process did, without ever starting its heartbeat.
+    plain = open_storage(sqlite_url, heartbeat_interval=None)
+    orphan = optuna.load_study(study_name="tiny", storage=plain).ask()
     orphan.suggest_float("learning_rate", 1e-3, 1e-2, log=True)
     start = time.monotonic()
     optimize(
