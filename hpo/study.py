@@ -287,8 +287,9 @@ def optimize(
     only while finished plus running trials stay below the target, and a trial that finds the
     target already taken (another worker won the race) ends at once as failed with the reason
     "surplus", so the count is never exceeded. While the rest of the target is running elsewhere
-    the worker waits: if one of those workers dies, its heartbeat goes stale, the trial is
-    failed and re-enqueued, and a surviving worker runs it.
+    the worker waits: if one of those workers dies, its heartbeat goes stale (or, dead before
+    its trial's first heartbeat, it never had one: `_NeverBeat`), the trial is failed and
+    re-enqueued, and a surviving worker runs it.
     """
     deadline = math.inf if timeout is None else time.monotonic() + timeout
     target = math.inf if n_trials is None else n_trials
