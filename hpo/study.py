@@ -41,6 +41,8 @@ ORPHAN_INTERVALS = 4
 """Heartbeat intervals a waiting worker watches a RUNNING trial that has no heartbeat at all
 before failing it (twice the grace period after which a heartbeat that stopped is stale)."""
 MAX_FAILURES = 10
+MAX_RETRIES = 3
+"""Copies of a trial whose process died that are retried before it is left failed."""
 FIXED_RUN = "fixed_run"
 """Trial user attribute: the trial was enqueued with its full params and seed (an ablation run)."""
 FIXED_ONLY = "fixed_runs_only"
@@ -142,7 +144,7 @@ def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
             "heartbeat_interval": heartbeat_interval,
             "grace_period": 2 * heartbeat_interval,
             "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=3
+                max_retry=MAX_RETRIES
             ),
         }
     return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
@@ -360,24 +362,21 @@ class _NeverBeat:
     def __init__(self) -> None:
         self.first_seen: dict[int, float] = {}
 
-    def fail_overdue(self, study: optuna.Study) -> list[int]:
-        """Fail and retry the overdue ones; returns their numbers."""
+    def fail_overdue(self, study: optuna.Study) -> None:
+        """Fail and retry the ones overdue."""
         reader = _READERS.get(study)
         if reader is None:
-            return []
+            return
         now = time.monotonic()
         silent = reader.running_without_heartbeat()
         self.first_seen = {tid: self.first_seen.get(tid, now) for tid in silent}
         patience = ORPHAN_INTERVALS * study._storage.get_heartbeat_interval()  # type: ignore[attr-defined]
-        failed = []
         for trial_id, since in self.first_seen.items():
             if now - since < patience:
                 continue
             trial = study._storage.get_trial(trial_id)
             reason = "its process ended before the trial's first heartbeat"
-            if fail_trial(study, trial, reason, retry=True):
-                failed.append(trial.number)
-        return failed
+            fail_trial(study, trial, reason, retry=True)
 
 
 def fail_trial(study: optuna.Study, trial: FrozenTrial, reason: str, retry: bool) -> bool:
@@ -399,7 +398,7 @@ def fail_trial(study: optuna.Study, trial: FrozenTrial, reason: str, retry: bool
         return False
     if retry:
         # `trial` was read before the reason was set: the copy does not inherit it.
-        RetryHeartbeatStaleTrialCallback(max_retry=3)(study, trial)
+        RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(study, trial)
     return True
 
 

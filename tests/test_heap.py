@@ -11,6 +11,8 @@ from hpo.heap import collector_paused, kept_out_of_collections
 
 @pytest.fixture(autouse=True)
 def collector_as_found() -> Iterator[None]:
+    # Tests that trained in this process earlier froze objects (hpo.train): start from none.
+    gc.unfreeze()
     was_enabled = gc.isenabled()
     yield
     gc.unfreeze()

@@ -224,6 +224,7 @@ def test_two_reports_differ_only_in_the_generation_time(
 
 
 def test_a_report_leaves_the_collector_as_it_found_it(fake_url: str, tmp_path: Path) -> None:
+    gc.unfreeze()  # tests that trained in this process earlier froze objects (hpo.train)
     assert gc.isenabled()
     write_report("fake", fake_url, tmp_path / "r.md", echo=lambda _: None)
     assert gc.isenabled()
