@@ -1,5 +1,5 @@
-"""The trial benchmark's dropout pairs (`benchmarks.trial_speed`): what is paired with what, and
-the interval of their ratios."""
+"""The trial benchmark (`benchmarks.trial_speed`): what its dropout pairs pair, the interval of
+their ratios, and which data the K-seed run gets."""
 
 from __future__ import annotations
 
@@ -53,3 +53,35 @@ def test_each_pair_is_a_dropout_run_and_a_plain_run_of_one_seed(monkeypatch) -> 
     assert [(d.label, n.label) for d, n in pairs] == [("dropout", "no dropout")] * 3
     assert all(len(t.epoch_wall_s) == 2 for pair in pairs for t in pair)
     assert n_warm_models() == 0
+
+
+def test_seed_images_loads_only_the_smaller_set_for_the_k_seed_run(monkeypatch, capsys) -> None:
+    loaded = []
+
+    def fake_load(path, n_train=None, n_validation=None):
+        loaded.append(n_train)
+        return tiny_data(n_train=n_train or 120)
+
+    monkeypatch.setattr(trial_speed, "load_cifar", fake_load)
+    monkeypatch.setattr(trial_speed, "hpo_trial", _tiny_trial)
+    skip = ["--skip", "speed", "dropout", "study", "memory"]
+    trial_speed.main(["--epochs", "2", "--seeds", "3", "--seed-images", "60", *skip])
+    assert loaded == [60]  # the full set is not loaded when only the K-seed run needs data
+    assert "(2 epochs each, 60 training images)" in capsys.readouterr().out
+
+    loaded.clear()
+    trial_speed.main(["--epochs", "2", "--seeds", "3", *skip])
+    assert loaded == [None]
+    assert "(2 epochs each, 120 training images)" in capsys.readouterr().out
+
+
+def _tiny_trial(data, epochs, seed, label="", reuse=False, **_):
+    """A stand-in for `hpo_trial` that trains nothing: fixed epoch times, the size of its data."""
+    from benchmarks.common import Timing
+
+    timing = Timing(label, len(data.x_train))
+    timing.epoch_wall_s = [0.2] + [0.1] * (epochs - 1)
+    timing.epoch_cpu_s = list(timing.epoch_wall_s)
+    timing.wall_s = sum(timing.epoch_wall_s) + 0.01
+    timing.cpu_s = timing.wall_s
+    return timing
