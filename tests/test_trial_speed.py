@@ -8,7 +8,7 @@ import math
 import pytest
 
 from benchmarks import trial_speed
-from benchmarks.common import mean_interval
+from benchmarks.common import Timing, mean_interval
 from benchmarks.trial_speed import dropout_pairs, ratio_interval
 from hpo.train import n_warm_models
 from tests.test_train import tiny_data
@@ -77,8 +77,6 @@ def test_seed_images_loads_only_the_smaller_set_for_the_k_seed_run(monkeypatch, 
 
 def _tiny_trial(data, epochs, seed, label="", reuse=False, **_):
     """A stand-in for `hpo_trial` that trains nothing: fixed epoch times, the size of its data."""
-    from benchmarks.common import Timing
-
     timing = Timing(label, len(data.x_train))
     timing.epoch_wall_s = [0.2] + [0.1] * (epochs - 1)
     timing.epoch_cpu_s = list(timing.epoch_wall_s)
