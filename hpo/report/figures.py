@@ -27,8 +27,12 @@ def _pyplot() -> Any:
 
 
 def _save(fig: Any, path: Path, dpi: int = DPI) -> Path:
-    # No "Software" stamp, so the same numbers give the same bytes.
     fig.tight_layout()
+    # `tight_layout` leaves a placeholder layout engine behind, and `savefig` lays out (draws
+    # without rendering) any figure that has one before drawing it: dropping the placeholder
+    # saves that draw, which in a large study's figures is a third of their time.
+    fig.set_layout_engine(None)
+    # No "Software" stamp, so the same numbers give the same bytes.
     fig.savefig(path, dpi=dpi, metadata={"Software": None})
     _pyplot().close(fig)
     return path
