@@ -64,11 +64,9 @@ def _upload(trial: optuna.Trial, path: Path, store: FileSystemArtifactStore, mim
 
 def plot_curves(history: Mapping[str, Sequence[float | None]], path: Path) -> Path:
     """One panel per metric (loss, accuracy, ...), training and validation per epoch."""
-    import matplotlib
+    from hpo.plots import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     metrics = sorted({key.removeprefix("val_") for key in history})
     n_panels = max(len(metrics), 1)
     fig, axes = plt.subplots(1, n_panels, figsize=(3.2 * n_panels, 2.6), squeeze=False)
@@ -81,10 +79,7 @@ def plot_curves(history: Mapping[str, Sequence[float | None]], path: Path) -> Pa
         ax.set_title(metric)
         ax.set_xlabel("epoch")
         ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=80)
 
 
 def open_artifact_store(

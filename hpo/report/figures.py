@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from hpo.plots import pyplot, save_png
 from hpo.report.probes import LayerActivations
 
 DPI = 180
@@ -17,25 +18,8 @@ DPI = 180
 TOP_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(fig: Any, path: Path, dpi: int = DPI) -> Path:
-    fig.tight_layout()
-    # `tight_layout` leaves a placeholder layout engine behind, and `savefig` lays out (draws
-    # without rendering) any figure that has one before drawing it: dropping the placeholder
-    # saves that draw, which in a large study's figures is a third of their time.
-    fig.set_layout_engine(None)
-    # No "Software" stamp, so the same numbers give the same bytes.
-    fig.savefig(path, dpi=dpi, metadata={"Software": None})
-    _pyplot().close(fig)
-    return path
+    return save_png(fig, path, dpi)
 
 
 def plot_history(
@@ -46,7 +30,7 @@ def plot_history(
     path: Path,
 ) -> Path:
     """Each complete trial's value, pruned trials at their last report, and the best so far."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.6))
     if pruned:
         x, y = zip(*pruned, strict=True)
@@ -67,7 +51,7 @@ def plot_curves(
     path: Path,
 ) -> Path:
     """Per-epoch validation curves of the top trials over those of pruned trials."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for i, curve in enumerate(pruned):
         ax.plot(
@@ -90,7 +74,7 @@ def plot_curves(
 
 def plot_importances(importances: Mapping[str, float], evaluator: str, path: Path) -> Path:
     """Horizontal bars, most important at the top."""
-    plt = _pyplot()
+    plt = pyplot()
     names = list(importances)[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(names) + 1.2))
     ax.barh(names, [importances[n] for n in names], color="tab:blue")
@@ -103,7 +87,7 @@ def plot_learning_rates(
     series: Sequence[tuple[str, np.ndarray, np.ndarray, int]], path: Path
 ) -> Path:
     """Learning rate over optimizer steps; solid up to where the trial stopped, faint after."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for (label, steps, rates, stopped), color in zip(series, TOP_COLORS, strict=False):
         ran = steps <= stopped
@@ -125,7 +109,7 @@ def plot_activations(
     """Histograms of hidden-layer outputs at initialization: one row per initializer, one
     column per (activation, layer), each column on one x scale; activations the model does
     not use are labelled "what-if"."""
-    plt = _pyplot()
+    plt = pyplot()
     columns = [(a, i) for a in activations for i in range(len(grid[initializers[0], a]))]
     own = set(own_activations or activations)
     fig, axes = plt.subplots(
@@ -186,7 +170,7 @@ def plot_effects(
 def effects_figure(
     groups: Sequence[tuple[str, Sequence[tuple[str, float, float, float, str]]]], delta: float
 ) -> Any:
-    plt = _pyplot()
+    plt = pyplot()
     heights = [max(2, len(rows)) for _, rows in groups]
     fig, axes = plt.subplots(
         len(groups),
@@ -225,7 +209,7 @@ def plot_expected_best(
     n: Sequence[int], mean: Sequence[float], sd: Sequence[float], metric: str, path: Path
 ) -> Path:
     """Expected best validation score of a study of n trials, with +-1 sd."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=WIDE)
     m, s = np.asarray(mean), np.asarray(sd)
     ax.plot(n, m, color="tab:blue", lw=2, label="expected best of n trials")
@@ -248,7 +232,7 @@ def plot_gaps(
     """
     from matplotlib.ticker import MaxNLocator
 
-    plt = _pyplot()
+    plt = pyplot()
     n_cols = min(3, len(panels))
     n_rows = math.ceil(len(panels) / n_cols)
     fig, axes = plt.subplots(
@@ -295,7 +279,7 @@ def plot_anytime(
     path: Path,
 ) -> Path:
     """Best value so far against epochs trained by all trials (left) and wall time (right)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=WIDE, sharey=True)
     for ax, xs, label in (
         (axes[0], epochs, "epochs trained by all trials together"),
