@@ -21,6 +21,7 @@ from hpo.ablation import DESIGNS, Comparison, Plan, plan_ablation
 from hpo.errors import HpoError
 from hpo.stats import DELTA, Effect, Verdict, judge, paired_effect, t_interval
 from hpo.study import (
+    ABLATION_SUFFIX,
     FIXED_ONLY,
     FIXED_RUN,
     N_RUNS,
@@ -31,15 +32,15 @@ from hpo.study import (
     study_names,
 )
 
-SUFFIX = ":ablation"
 PLAN_ATTR = "ablation"
 SEEDS_ATTR = "seeds"
+DELTA_ATTR = "delta"
 METRICS = ("test_accuracy", "val_accuracy")
 PENDING = (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)
 
 
 def ablation_name(name: str) -> str:
-    return name + SUFFIX
+    return name + ABLATION_SUFFIX
 
 
 def ablation_seeds(study_seed: int, n_seeds: int) -> list[int]:
@@ -55,23 +56,34 @@ def prepare_ablation(
     n_seeds: int,
     designs: Sequence[str] = DESIGNS,
     techniques: Sequence[str] | None = None,
+    delta: float = DELTA,
 ) -> tuple[optuna.Study, Plan, int]:
     """Create (or extend) the ablation of study `name` and enqueue its missing runs.
+
+    `delta`, the margin of "no effect" (a fraction), is stored for the report's verdicts.
 
     Returns the companion study, its plan and the number of runs it must finish. An existing
     ablation keeps its plan; more seeds extend it.
     """
     if n_seeds < 2:
         raise HpoError(f"--seeds must be at least 2 to pair differences, got {n_seeds}")
-    if name.endswith(SUFFIX):
+    if name.endswith(ABLATION_SUFFIX):
         raise HpoError(f"'{name}' is an ablation already; ablate the study it belongs to")
     parent, spec = load_study(name, url, heartbeat_interval=None)
     storage = open_storage(url, heartbeat_interval=None)
     companion_name = ablation_name(name)
     plan = plan_ablation(parent.get_trials(deepcopy=False), spec, designs, techniques)
-    if companion_name in study_names(storage):
+    try:
+        if companion_name in study_names(storage):
+            raise optuna.exceptions.DuplicatedStudyError
+        companion = optuna.create_study(
+            study_name=companion_name, storage=storage, direction="maximize"
+        )
+    except optuna.exceptions.DuplicatedStudyError:  # made before, or just now beside this
         companion = optuna.load_study(study_name=companion_name, storage=storage)
-        stored = Plan.from_json(companion.user_attrs[PLAN_ATTR])
+    stored_plan = companion.user_attrs.get(PLAN_ATTR)
+    if stored_plan is not None:
+        stored = Plan.from_json(stored_plan)
         if _shape(stored) != _shape(plan):
             raise HpoError(
                 f"study '{companion_name}' in {mask(url)} holds an ablation with another plan "
@@ -79,19 +91,17 @@ def prepare_ablation(
                 f"delete it with `hpo study delete {companion_name}` to plan anew"
             )
         plan = stored
-        seeds = list(companion.user_attrs[SEEDS_ATTR])
-    else:
-        companion = optuna.create_study(
-            study_name=companion_name, storage=storage, direction="maximize"
-        )
+        seeds = list(companion.user_attrs.get(SEEDS_ATTR, []))
+    else:  # new, or its preparation was cut short: the plan is a function of the study
+        companion.set_user_attr(FIXED_ONLY, True)  # first: never run as a sampled study
         companion.set_user_attr(SPEC_ATTR, spec.text)
-        companion.set_user_attr(FIXED_ONLY, True)
         companion.set_user_attr(PLAN_ATTR, plan.to_json())
         seeds = []
     wanted = ablation_seeds(spec.seed, n_seeds)
     seeds = seeds + [s for s in wanted if s not in seeds]
     n_runs = len(plan.variants) * len(seeds)
     companion.set_user_attr(SEEDS_ATTR, seeds)
+    companion.set_user_attr(DELTA_ATTR, delta)
     companion.set_user_attr(N_RUNS, n_runs)
     enqueue_missing(companion, plan, seeds)
     return companion, plan, n_runs
@@ -125,7 +135,17 @@ def load_ablation(name: str, url: str) -> tuple[optuna.Study, Plan, list[int]] |
     if companion_name not in study_names(storage):
         return None
     study = optuna.load_study(study_name=companion_name, storage=storage)
+    if N_RUNS not in study.user_attrs:  # the last attribute its preparation writes
+        raise HpoError(
+            f"the ablation '{companion_name}' was cut short while it was prepared: "
+            f"`hpo ablate {name}` prepares it again"
+        )
     return study, Plan.from_json(study.user_attrs[PLAN_ATTR]), list(study.user_attrs[SEEDS_ATTR])
+
+
+def stored_delta(companion: optuna.Study) -> float:
+    """The margin of "no effect" the ablation was last run with (a fraction)."""
+    return float(companion.user_attrs.get(DELTA_ATTR, DELTA))
 
 
 def collect_runs(trials: Sequence[FrozenTrial]) -> dict[tuple[str, int], Mapping[str, Any]]:

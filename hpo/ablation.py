@@ -171,9 +171,12 @@ def plan_ablation(
         raise HpoError(f"study '{spec.name}' has no complete trial to ablate: run it first")
     sign = 1 if spec.direction == "maximize" else -1
     best = max(complete, key=lambda t: sign * float(t.value))  # type: ignore[arg-type]
-    named = {t.user_attrs["experiment"]: t for t in trials if "experiment" in t.user_attrs}
+    # The spec's own baseline experiment (whether or not its trial ran), else the defaults.
+    entries = {e.name: e for e in spec.enqueue}
     baseline = (
-        resolved_params(named["baseline"], spec) if "baseline" in named else default_params(spec)
+        experiment_params(spec, entries["baseline"].params)
+        if "baseline" in entries
+        else default_params(spec)
     )
     experiments = [e for e in spec.enqueue if e.name != "baseline"]
     chosen = _chosen(spec, techniques, [e.name for e in experiments])

@@ -252,10 +252,11 @@ def delete(
     """Delete a study and all its trials."""
     import optuna
 
-    from hpo.study import load_study, mask, open_storage, storage_url, tally
+    from hpo.study import find_study, mask, open_storage, storage_url, tally
 
     url = storage_url(storage)
-    study, _ = load_study(name, url, heartbeat_interval=None)
+    # Not `load_study`: a study whose stored spec no longer loads can still be deleted.
+    study = find_study(name, url, heartbeat_interval=None)
     n = tally(study).total()
     if not yes and not typer.confirm(f"delete study '{name}' and its {n} trials?"):
         raise typer.Exit(1)
@@ -367,7 +368,7 @@ def ablate(
         raise HpoError(f"--delta is in accuracy points and must be in (0, 100), got {delta}")
     url = storage_url(storage)
     designs = DESIGNS if design == Design.both else (design.value,)
-    companion, plan, n_runs = prepare_ablation(name, url, seeds, designs, technique)
+    companion, plan, n_runs = prepare_ablation(name, url, seeds, designs, technique, delta / 100)
     typer.echo(
         f"ablation of '{name}': {len(plan.variants)} variants x {n_runs // len(plan.variants)} "
         f"seeds = {n_runs} runs, {len(plan.comparisons)} comparisons "

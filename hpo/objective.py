@@ -136,12 +136,8 @@ def run_fixed(trial: optuna.Trial, data: Dataset, on_epoch: EpochHook | None = N
     """
     params = dict(trial.user_attrs["params"])
     seed = int(trial.user_attrs["seed"])
-    try:
-        run = fit(params, data, seed, callbacks=notices(on_epoch, trial.number, params), reuse=True)
-    except Exception:
-        # Put the run back so it is not lost; repeated failures stop the study.
-        trial.study.enqueue_trial({}, user_attrs=_run_attrs(trial.user_attrs))
-        raise
+    # A run that raises goes back to the queue (`hpo.study.optimize`), so it is never lost.
+    run = fit(params, data, seed, callbacks=notices(on_epoch, trial.number, params), reuse=True)
     val = evaluate(run.model, data.x_val, data.y_val)
     test = evaluate(run.model, data.x_test, data.y_test)
     attrs: dict[str, Any] = {
@@ -159,11 +155,6 @@ def run_fixed(trial: optuna.Trial, data: Dataset, on_epoch: EpochHook | None = N
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
     return float(val["accuracy"])
-
-
-def _run_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    keep = (FIXED_RUN, "params", "seed", "variant")
-    return {k: attrs[k] for k in keep if k in attrs}
 
 
 def _stopped_by(run: Run) -> str:

@@ -67,4 +67,23 @@ def run_study(
         )
     finally:
         progress.close()
+    if target is not None and timeout is None:
+        _say_what_is_missing(study, target, echo)
     return study
+
+
+def _say_what_is_missing(study: optuna.Study, target: int, echo: Callable[[str], None]) -> None:
+    """Say so when the run ends short of the target: trials running elsewhere hold the rest.
+
+    Only on a storage without a heartbeat (journal, Redis), where this process cannot tell a
+    trial running on another machine from one left RUNNING by a process that is gone.
+    """
+    finished = count(study)
+    if finished >= target:
+        return
+    running = count(study, (TrialState.RUNNING,))
+    echo(
+        f"study '{study.study_name}' holds {finished} of its {target} finished trials and "
+        f"{running} running: this process stops here, as the rest are running elsewhere; a "
+        "trial left RUNNING by a process that is gone needs the fix in docs/scale-out.md"
+    )

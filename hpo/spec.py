@@ -6,6 +6,7 @@ import difflib
 import importlib.util
 import math
 import tomllib
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from optuna.distributions import (
 )
 
 from hpo.errors import SpecError
-from hpo.registry import PRUNERS, SAMPLERS, accepted_args, grid_of
+from hpo.registry import PRUNERS, SAMPLERS, accepted_args, grid_of, make_pruner, make_sampler
 from hpo.space import KNOBS, Knob, Param, ParamValue, complete_params
 
 METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}
@@ -177,7 +178,7 @@ class _Validator:
         metric, direction = self.objective(self.table(raw, "objective"))
         space = self.space(self.table(raw, "params"))
         sampler = self.sampler(self.table(raw, "sampler"), space)
-        return Spec(
+        spec = Spec(
             name=name,
             source=self.source,
             text=text,
@@ -195,6 +196,30 @@ class _Validator:
             artifact_dir=self.typed(raw.get("artifact_dir"), (str, type(None)), "'artifact_dir'"),
             keep_weights=self.typed(raw.get("keep_weights", False), bool, "'keep_weights'"),
         )
+        self.buildable(spec)
+        return spec
+
+    def buildable(self, spec: Spec) -> None:
+        """Build the sampler and pruner once: their constructors check the values the names
+        passed (a missing argument, one out of range), which would otherwise fail each later
+        command that loads the study."""
+        sampler, pruner = spec.sampler, spec.pruner
+        parts = (
+            (
+                "[sampler]",
+                sampler,
+                lambda: make_sampler(sampler.type, sampler.args, spec.seed, spec.searched()),
+            ),
+            ("[pruner]", pruner, lambda: make_pruner(pruner.type, pruner.args)),
+        )
+        for where, part, build in parts:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    build()
+            except (TypeError, ValueError) as err:
+                message = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+                raise self.fail(f"{where} (type {part.type!r}): {message}") from err
 
     def objective(self, table: Mapping[str, Any]) -> tuple[str, str]:
         self.keys(table, {"metric", "direction"}, "[objective]")
@@ -228,7 +253,8 @@ class _Validator:
         for key in ("n_train", "n_validation", "n_samples", "n_classes", "image_size"):
             if values[key] is not None and self.typed(values[key], int, f"[data] {key}") < 2:
                 raise self.fail(f"[data] {key} must be >= 2, got {values[key]}")
-        self.typed(values["seed"], int, "[data] seed")
+        if self.typed(values["seed"], int, "[data] seed") < 0:
+            raise self.fail(f"[data] seed must be >= 0, got {values['seed']}")
         return DataSpec(**values)
 
     def sampler(self, table: Mapping[str, Any], space: Mapping[str, Param]) -> Component:
@@ -294,14 +320,19 @@ class _Validator:
         high = float(self.value(knob, value["high"], where))
         if low > high:
             raise self.fail(f"`low <= high` must hold for '{name}', got low={low} high={high}")
-        log, step = value.get("log", False), value.get("step")
+        log = self.typed(value.get("log", False), bool, f"{where} log")
+        step = value.get("step")
+        if step is not None:
+            step = self.typed(step, int if knob.kind == "int" else (int, float), f"{where} step")
+            if not step > 0:
+                raise self.fail(f"{where} step must be > 0, got {step}")
         if log and step is not None:
             raise self.fail(f"{where} cannot have both `log` and `step`")
         if log and low <= 0:
             raise self.fail(f"{where} with `log = true` needs low > 0, got low={low}")
         if knob.kind == "int":
-            return IntDistribution(int(low), int(high), log=bool(log), step=int(step or 1))
-        return FloatDistribution(float(low), float(high), log=bool(log), step=step)
+            return IntDistribution(int(low), int(high), log=log, step=int(step or 1))
+        return FloatDistribution(low, high, log=log, step=None if step is None else float(step))
 
     def value(self, knob: Knob, value: Any, where: str) -> ParamValue:
         if knob.kind == "bool":

@@ -50,6 +50,8 @@ FIXED_ONLY = "fixed_runs_only"
 ENQUEUED_PARAMS = "enqueued_params"
 """Trial user attribute of a named experiment: the params it was enqueued with."""
 N_RUNS = "n_runs"
+ABLATION_SUFFIX = ":ablation"
+"""The ablation of study NAME is the study NAME:ablation, in the same storage."""
 """Study user attribute of a study of fixed runs: how many it must finish."""
 
 
@@ -192,23 +194,38 @@ def study_names(storage: BaseStorage) -> list[str]:
     return sorted(s.study_name for s in storage.get_all_studies())
 
 
+def find_study(name: str, url: str, **kwargs: Any) -> optuna.Study:
+    """The study `name` as stored (Optuna's default sampler and pruner), whatever its spec."""
+    return _stored(name, url, **kwargs)[1]
+
+
+def _stored(name: str, url: str, **kwargs: Any) -> tuple[BaseStorage, optuna.Study]:
+    storage = open_storage(url, **kwargs)
+    names = study_names(storage)
+    if name not in names:
+        known = ", ".join(names) if names else "none"
+        raise StudyNotFoundError(f"no study '{name}' in {mask(url)} (known studies: {known})")
+    return storage, optuna.load_study(study_name=name, storage=storage)
+
+
 def load_study(name: str, url: str, **kwargs: Any) -> tuple[optuna.Study, Spec]:
     """Load a study made by `create_study`, with the sampler and pruner its spec names.
 
     The sampler seeds each trial's draws from the trial's number (`hpo.registry.TrialSeeded`),
     so a resumed study, a second worker or a second machine never repeats the points of another.
     """
-    storage = open_storage(url, **kwargs)
-    names = study_names(storage)
-    if name not in names:
-        known = ", ".join(names) if names else "none"
-        raise StudyNotFoundError(f"no study '{name}' in {mask(url)} (known studies: {known})")
-    study = optuna.load_study(study_name=name, storage=storage)
+    storage, study = _stored(name, url, **kwargs)
     text = study.user_attrs.get(SPEC_ATTR)
     if text is None:
         raise HpoError(f"study '{name}' in {mask(url)} was not created by hpo (it has no spec)")
     spec = load_spec_text(text, f"the spec stored with study '{name}'")
     if study.user_attrs.get(FIXED_ONLY):
+        if N_RUNS not in study.user_attrs:
+            of = name.removesuffix(ABLATION_SUFFIX)
+            raise HpoError(
+                f"the ablation '{name}' was cut short while it was prepared: "
+                f"`hpo ablate {of}` prepares it again"
+            )
         # An ablation keeps its study's spec for the data; its runs are enqueued, never pruned.
         spec = dataclasses.replace(
             spec,
@@ -296,21 +313,28 @@ def optimize(
     deadline = math.inf if timeout is None else time.monotonic() + timeout
     target = math.inf if n_trials is None else n_trials
     waits = heartbeat_enabled(study)
+    fixed_only = bool(study.user_attrs.get(FIXED_ONLY))
 
     with HeldInterrupts() as interrupts:
         taken: list[FrozenTrial] = []
 
         def guarded(trial: optuna.trial.Trial) -> float:
             if _taken_before(study, trial.number) >= target:
+                # An enqueued trial popped by the race goes back to the queue, never lost.
+                requeue(study, trial)
                 trial.set_user_attr("fail_reason", "surplus: the study already had n_trials")
-                if trial.user_attrs.get(FIXED_RUN) or ENQUEUED_PARAMS in trial.user_attrs:
-                    # An enqueued trial popped by the race goes back to the queue, never lost.
-                    attrs = {k: v for k, v in trial.user_attrs.items() if k != "fail_reason"}
-                    study.enqueue_trial(dict(attrs.get(ENQUEUED_PARAMS, {})), user_attrs=attrs)
                 return math.nan
             try:
                 with interrupts.delivered():
                     return objective(trial)
+            except optuna.TrialPruned:
+                raise
+            except BaseException as err:
+                # Interrupted, an enqueued trial goes back to the queue: `run` resumes it.
+                # A fixed run also goes back after an error (repeated ones stop the study).
+                if not isinstance(err, Exception) or trial.user_attrs.get(FIXED_RUN):
+                    requeue(study, trial)
+                raise
             finally:
                 if waits:  # only a heartbeat fails a running trial from elsewhere
                     taken.extend(_finished_elsewhere(study, trial))
@@ -326,6 +350,8 @@ def optimize(
             finished = sum(states[s] for s in FINISHED)
             if finished >= target:
                 return
+            if fixed_only and not states[TrialState.WAITING]:
+                _no_run_left(study, finished, states[TrialState.RUNNING], target)
             if finished + states[TrialState.RUNNING] >= target:
                 if not waits:
                     return
@@ -346,6 +372,42 @@ def optimize(
                 for callback in callbacks:
                     callback(study, lost)
                 failures(study, lost)
+
+
+QUEUED_ATTRS = {
+    FIXED_RUN: (FIXED_RUN, "params", "seed", "variant"),
+    ENQUEUED_PARAMS: ("experiment", ENQUEUED_PARAMS),
+}
+"""The user attributes that make an enqueued trial what it is: a fixed run's, a named
+experiment's (the attributes a trial sets while it runs are not among them)."""
+
+
+def requeue(study: optuna.Study, trial: optuna.trial.Trial | FrozenTrial) -> bool:
+    """Enqueue again an enqueued trial (a fixed run, a named experiment) that ends without its
+    result, with the attributes it was enqueued with. False for a sampled trial."""
+    attrs = trial.user_attrs
+    for marker, keys in QUEUED_ATTRS.items():
+        if marker in attrs:
+            queued = {k: attrs[k] for k in keys if k in attrs}
+            study.enqueue_trial(dict(queued.get(ENQUEUED_PARAMS, {})), user_attrs=queued)
+            return True
+    return False
+
+
+def _no_run_left(study: optuna.Study, finished: int, running: int, target: float) -> None:
+    """Stop a study of enqueued runs whose queue is empty before its target is reached.
+
+    Its trials can only be enqueued runs, so a new trial would fail at once as surplus, again
+    and again. Runs still running may end it; otherwise runs are missing from the queue
+    (one whose worker died more often than `MAX_RETRIES`, say)."""
+    if finished + running >= target:
+        return
+    of = study.study_name.removesuffix(ABLATION_SUFFIX)
+    raise HpoError(
+        f"study '{study.study_name}' holds {finished} of its {target:g} runs finished and "
+        f"{running} running, with none left in its queue: `hpo ablate {of}` queues the "
+        "missing runs again and runs them"
+    )
 
 
 class _NeverBeat:

@@ -181,3 +181,41 @@ def test_bad_requests_get_one_line_and_lose_nothing(tmp_path: Path, sqlite_url: 
     assert len(optuna.load_study(study_name=name, storage=sqlite_url).trials) == n_before
     names = {s.study_name for s in optuna.get_all_study_summaries(sqlite_url)}
     assert names == {name, "tiny"}  # no half-made ablation study was left behind
+
+
+def test_the_report_judges_with_the_margin_the_ablation_was_run_with(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    name = make_study(tmp_path, sqlite_url)
+    args = ("--seeds", "2", "--technique", "l2_one", "--delta", "2.5", "--storage", sqlite_url)
+    result = hpo("ablate", name, *args)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "report.md"
+    result = hpo("report", name, "--out", str(out), "--storage", sqlite_url)
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "±2.5 points" in text and "±0.5 points" not in text
+
+
+def test_an_ablation_cut_short_while_prepared_is_prepared_again(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    from hpo.study import FIXED_ONLY, SPEC_ATTR
+
+    name = make_study(tmp_path, sqlite_url)
+    storage = open_storage(sqlite_url, heartbeat_interval=None)
+    parent = optuna.load_study(study_name=name, storage=storage)
+    # Stopped after its first attributes: every command names the remedy in one line.
+    cut = optuna.create_study(study_name=f"{name}:ablation", storage=storage)
+    cut.set_user_attr(FIXED_ONLY, True)
+    cut.set_user_attr(SPEC_ATTR, parent.user_attrs[SPEC_ATTR])
+    for command in (
+        ("study", "run", f"{name}:ablation"),
+        ("report", name, "--out", str(tmp_path / "r.md")),
+    ):
+        result = hpo(*command, "--storage", sqlite_url)
+        one_line_error(result, "cut short while it was prepared", f"`hpo ablate {name}`")
+    result = hpo("ablate", name, "--seeds", "2", "--technique", "l2_one", "--storage", sqlite_url)
+    assert result.exit_code == 0, result.output
+    assert "3 variants x 2 seeds = 6 runs" in result.output
+    assert len(scores(sqlite_url, name)) == 6

@@ -125,3 +125,20 @@ def test_the_lessons_add_one_in_is_its_experiments_against_the_baseline() -> Non
     assert by_name["dropout"].changes == "first_units=140, dropout=on, dropout_rate=0.1"
     assert by_name["cosine_restarts"].changes.startswith("learning_rate=0.01, schedule=")
     assert plan.best == "weight_decay"  # the best trial is an experiment: named after it
+
+
+def test_the_baseline_is_the_specs_experiment_even_where_its_trial_never_ran() -> None:
+    from hpo.ablation import experiment_params
+
+    spec = load_spec(REPO / "studies" / "lesson.toml")
+    entries = {e.name: e for e in spec.enqueue}
+    baseline = experiment_params(spec, entries["baseline"].params)
+    dropout = trial(spec, 0.2)
+    dropout.user_attrs.update(
+        experiment="dropout", params=experiment_params(spec, entries["dropout"].params)
+    )
+    # The baseline's trial was queued but never ran (cut off, or interrupted in `ask`).
+    never_ran = create_trial(state=TrialState.FAIL, user_attrs={"experiment": "baseline"})
+    plan = plan_ablation([dropout, never_ran], spec, designs=[ADD_ONE_IN])
+    assert dict(plan.variants[0].params) == baseline
+    assert plan.variants[0].key == plan.baseline

@@ -196,3 +196,14 @@ def test_n_trials_and_timeout_must_be_positive_and_a_met_target_says_so(
     result = hpo("study", "run", "tiny", "--n-trials", "1", "--storage", sqlite_url)
     assert result.exit_code == 0
     assert "already holds 1 finished trials (target 1): nothing to run" in result.output
+
+
+def test_a_study_whose_stored_spec_no_longer_loads_can_be_deleted(sqlite_url: str) -> None:
+    from hpo.study import SPEC_ATTR, open_storage
+
+    study = optuna.create_study(study_name="old", storage=open_storage(sqlite_url, create=True))
+    study.set_user_attr(SPEC_ATTR, TINY_SPEC.replace('type = "none"', 'type = "percentile"'))
+    one_line_error(hpo("study", "show", "old", "--storage", sqlite_url), "[pruner]")
+    result = hpo("study", "delete", "old", "--yes", "--storage", sqlite_url)
+    assert result.exit_code == 0, result.output
+    assert "deleted study 'old' (0 trials)" in result.output

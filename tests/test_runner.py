@@ -41,3 +41,14 @@ def test_a_study_without_a_target_needs_n_trials_or_a_timeout(sqlite_url: str) -
     create_study(load_spec_text(TINY_SPEC.replace("n_trials = 4\n", "")), sqlite_url)
     with pytest.raises(HpoError, match="give --n-trials or --timeout"):
         run_study("tiny", sqlite_url, None, echo=lambda line: None)
+
+
+def test_a_run_that_ends_short_of_its_target_on_a_journal_says_why(tmp_path) -> None:
+    url = f"journal:{tmp_path / 'j.log'}"
+    study = create_study(load_spec_text(TINY_SPEC), url)
+    study.ask()  # left RUNNING, as by a process that died: a journal has no heartbeat
+    lines: list[str] = []
+    study = run_study("tiny", url, 1, echo=lines.append)
+    assert count(study) == 0
+    assert lines[-1].startswith("study 'tiny' holds 0 of its 1 finished trials and 1 running")
+    assert "docs/scale-out.md" in lines[-1]

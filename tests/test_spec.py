@@ -194,3 +194,36 @@ def test_a_sampler_whose_package_is_missing_is_one_clear_error() -> None:
         pytest.skip("the cmaes package is installed here")
     with pytest.raises(SpecError, match="needs the cmaes package"):
         load_spec_text('name = "x"\n[sampler]\ntype = "cmaes"\n')
+
+
+def test_sampler_and_pruner_values_are_checked_when_the_spec_loads() -> None:
+    # Each passes the check of names, and failed only later, in every command that loaded it.
+    for table, fragment in (
+        ('type = "percentile"', r"\[pruner\] \(type 'percentile'\)"),
+        ('type = "threshold"', r"\[pruner\] \(type 'threshold'\)"),
+        ('type = "median"\nn_startup_trials = -1', r"\[pruner\] \(type 'median'\)"),
+    ):
+        with pytest.raises(SpecError, match=fragment):
+            load_spec_text(TINY_SPEC.replace('type = "none"', table))
+    with pytest.raises(SpecError, match=r"\[sampler\] \(type 'random'\)"):
+        load_spec_text(TINY_SPEC.replace('type = "random"', 'type = "random"\nseed = "x"'))
+
+
+def test_a_range_step_and_log_must_be_what_they_say() -> None:
+    rate = "learning_rate = { low = 1e-3, high = 1e-2, log = true }"
+    for bad, fragment in (
+        ("learning_rate = { low = 1e-3, high = 1e-2, step = 0.0 }", "step must be > 0"),
+        ('learning_rate = { low = 1e-3, high = 1e-2, step = "a" }', "step"),
+        ('learning_rate = { low = 1e-3, high = 1e-2, log = "false" }', "log"),
+    ):
+        with pytest.raises(SpecError, match=fragment):
+            load_spec_text(TINY_SPEC.replace(rate, bad))
+    with pytest.raises(SpecError, match="step must be > 0"):
+        load_spec_text(TINY_SPEC.replace("epochs = 2", "epochs = { low = 1, high = 3, step = 0 }"))
+
+
+def test_a_negative_data_seed_is_rejected() -> None:
+    with pytest.raises(SpecError, match=r"\[data\] seed must be >= 0"):
+        load_spec_text(
+            TINY_SPEC.replace("validation_fraction = 0.25", "validation_fraction = 0.25\nseed = -1")
+        )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -16,6 +18,9 @@ from hpo.errors import HpoError, StorageError, StudyNotFoundError
 from hpo.objective import make_objective
 from hpo.spec import load_spec_text
 from hpo.study import (
+    FIXED_ONLY,
+    FIXED_RUN,
+    N_RUNS,
     _taken_before,
     count,
     create_study,
@@ -313,3 +318,87 @@ def test_a_loaded_study_knows_whether_its_storage_has_a_heartbeat(sqlite_url: st
     # Workers wait for a dead worker's trial to be retried only where this is true.
     assert heartbeat_enabled(with_heartbeat)
     assert not heartbeat_enabled(without)
+
+
+def test_an_interrupted_named_experiment_goes_back_to_the_queue_and_runs_on_resume(
+    sqlite_url: str,
+) -> None:
+    text = TINY_SPEC.replace("n_trials = 4", "n_trials = 2")
+    text = text.replace("[params]", '[params]\ndropout = { choices = ["off", "on"] }')
+    text += '\n[[enqueue]]\nname = "exp"\nparams = { dropout = "on" }\n'
+    create_study(load_spec_text(text), sqlite_url)
+    study, _ = load_study("tiny", sqlite_url)
+
+    def interrupted(trial: optuna.Trial) -> float:
+        trial.set_user_attr("seed", 123)  # set while running: not part of what was enqueued
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        optimize(study, interrupted, 2)
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    assert len(waiting) == 1
+    assert set(waiting[0].user_attrs) == {"experiment", "enqueued_params"}  # as enqueued
+    assert waiting[0].user_attrs["enqueued_params"]["dropout"] == "on"
+    study = run(sqlite_url, 2)
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 2
+    assert [t.params["dropout"] for t in done if t.user_attrs.get("experiment") == "exp"] == ["on"]
+
+
+def fixed_only_study(n_runs: int, n_enqueued: int) -> optuna.Study:
+    """A study of enqueued fixed runs, as an ablation's companion is."""
+    study = optuna.create_study(study_name="s:ablation", direction="maximize")
+    study.set_user_attr(FIXED_ONLY, True)
+    study.set_user_attr(N_RUNS, n_runs)
+    for seed in range(n_enqueued):
+        attrs = {FIXED_RUN: True, "variant": "v", "seed": seed, "params": {"x": 1}}
+        study.enqueue_trial({}, user_attrs=attrs)
+    return study
+
+
+def fixed_runs() -> Callable[[optuna.Trial], float]:
+    """An objective that scores fixed runs as `hpo.objective` does: a trial with no run fails
+    as surplus; the test fails (instead of spinning) if `optimize` keeps making such trials."""
+    surplus = []
+
+    def fixed_run(trial: optuna.Trial) -> float:
+        if not trial.user_attrs.get(FIXED_RUN):
+            surplus.append(trial.number)
+            if len(surplus) > 5:
+                pytest.fail(f"optimize went on making surplus trials: {surplus}")
+            trial.set_user_attr("fail_reason", "surplus: no enqueued run was left")
+            return math.nan
+        return float(trial.user_attrs["seed"])
+
+    return fixed_run
+
+
+def test_an_interrupted_or_failed_fixed_run_goes_back_to_the_queue() -> None:
+    study = fixed_only_study(3, 3)
+
+    interrupted = []
+    fixed_run = fixed_runs()
+
+    def failing(trial: optuna.Trial) -> float:
+        if trial.user_attrs["seed"] == 0 and not interrupted:
+            interrupted.append(trial.number)
+            raise KeyboardInterrupt
+        if trial.user_attrs["seed"] == 1:
+            raise RuntimeError("out of memory")
+        return fixed_run(trial)
+
+    with pytest.raises(KeyboardInterrupt):
+        optimize(study, failing, 3)
+    with pytest.raises(HpoError, match="failed trials in a row"):
+        optimize(study, failing, 3, max_failures=2)
+    optimize(study, fixed_runs(), 3)
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    assert sorted(t.user_attrs["seed"] for t in done) == [0, 1, 2]
+    assert not study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+
+
+def test_a_study_of_fixed_runs_with_an_empty_queue_stops_with_the_remedy() -> None:
+    study = fixed_only_study(3, 2)
+    with pytest.raises(HpoError, match=r"2 of its 3 runs finished .* `hpo ablate s` queues"):
+        optimize(study, fixed_runs(), 3)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2  # no surplus trials
