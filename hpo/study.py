@@ -332,8 +332,13 @@ def optimize(
             except BaseException as err:
                 # Interrupted, an enqueued trial goes back to the queue: `run` resumes it.
                 # A fixed run also goes back after an error (repeated ones stop the study).
-                if not isinstance(err, Exception) or trial.user_attrs.get(FIXED_RUN):
-                    requeue(study, trial)
+                if isinstance(err, Exception):
+                    if trial.user_attrs.get(FIXED_RUN):
+                        requeue(study, trial)
+                else:
+                    again = requeue(study, trial)
+                    reason = "interrupted" + ("; put back in the queue" if again else "")
+                    trial.set_user_attr("fail_reason", reason)
                 raise
             finally:
                 if waits:  # only a heartbeat fails a running trial from elsewhere

@@ -335,6 +335,8 @@ def test_an_interrupted_named_experiment_goes_back_to_the_queue_and_runs_on_resu
 
     with pytest.raises(KeyboardInterrupt):
         optimize(study, interrupted, 2)
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    assert [t.user_attrs["fail_reason"] for t in failed] == ["interrupted; put back in the queue"]
     waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     assert len(waiting) == 1
     assert set(waiting[0].user_attrs) == {"experiment", "enqueued_params"}  # as enqueued
