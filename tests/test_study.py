@@ -289,13 +289,17 @@ class FinishingSampler(optuna.samplers.RandomSampler):
             study.add_trial(optuna.trial.create_trial(value=0.5))
 
 
+def with_an_experiment(n_trials: int) -> str:
+    """The tiny spec searching dropout, with one named experiment ("exp": dropout on)."""
+    text = TINY_SPEC.replace("n_trials = 4", f"n_trials = {n_trials}")
+    text = text.replace("[params]", '[params]\ndropout = { choices = ["off", "on"] }')
+    return text + '\n[[enqueue]]\nname = "exp"\nparams = { dropout = "on" }\n'
+
+
 def test_an_enqueued_trial_that_meets_the_surplus_check_goes_back_to_the_queue(
     sqlite_url: str,
 ) -> None:
-    text = TINY_SPEC.replace("n_trials = 4", "n_trials = 1")
-    text = text.replace("[params]", '[params]\ndropout = { choices = ["off", "on"] }')
-    text += '\n[[enqueue]]\nname = "exp"\nparams = { dropout = "on" }\n'
-    create_study(load_spec_text(text), sqlite_url)
+    create_study(load_spec_text(with_an_experiment(n_trials=1)), sqlite_url)
     storage = open_storage(sqlite_url, heartbeat_interval=None)
     study = optuna.load_study(study_name="tiny", storage=storage, sampler=FinishingSampler())
     optimize(study, lambda trial: 1.0, 1)
@@ -323,10 +327,7 @@ def test_a_loaded_study_knows_whether_its_storage_has_a_heartbeat(sqlite_url: st
 def test_an_interrupted_named_experiment_goes_back_to_the_queue_and_runs_on_resume(
     sqlite_url: str,
 ) -> None:
-    text = TINY_SPEC.replace("n_trials = 4", "n_trials = 2")
-    text = text.replace("[params]", '[params]\ndropout = { choices = ["off", "on"] }')
-    text += '\n[[enqueue]]\nname = "exp"\nparams = { dropout = "on" }\n'
-    create_study(load_spec_text(text), sqlite_url)
+    create_study(load_spec_text(with_an_experiment(n_trials=2)), sqlite_url)
     study, _ = load_study("tiny", sqlite_url)
 
     def interrupted(trial: optuna.Trial) -> float:
