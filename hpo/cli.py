@@ -238,7 +238,10 @@ def export(
     if out is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     else:
-        out.write_text(text)
+        try:
+            out.write_text(text)
+        except OSError as err:
+            raise HpoError(f"cannot write {out}: {err.strerror or err}") from err
         typer.echo(f"wrote {out}")
 
 
@@ -387,7 +390,7 @@ def dashboard(
     name: Annotated[str | None, typer.Argument(help="Study to open [default: all].")] = None,
     storage: StorageOption = None,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8080,
+    port: Annotated[int, typer.Option(help="Port to serve on (0 picks a free one).")] = 8080,
 ) -> None:
     """Serve the storage's studies in optuna-dashboard until Ctrl-C."""
     from hpo.dashboard import serve

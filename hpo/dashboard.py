@@ -119,6 +119,8 @@ def study_id(storage: BaseStorage, name: str, url: str) -> int:
 def bind(app: WSGIApp, host: str, port: int) -> DashboardServer:
     """A server bound to `host`:`port`; a port in use or a bad host is a one-line error."""
     server_class = IPv6DashboardServer if ":" in host else DashboardServer
+    if not 0 <= port <= 65535:
+        raise HpoError(f"port {port} is not a port number (0-65535; 0 picks a free one)")
     try:
         server = server_class((host, port), QuietHandler)
     except OSError as err:

@@ -153,7 +153,10 @@ def read_cifar100(path: Path) -> Arrays:
             with tarfile.open(path, "r:gz") as tar:
                 arrays = _read_pickles(lambda name: _tar_member(tar, name))
         else:
-            with np.load(path, allow_pickle=False) as npz:
+            loaded = np.load(path, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise ValueError("a single array, not an .npz archive of named arrays")
+            with loaded as npz:
                 arrays = Arrays(
                     npz["x_train"],
                     npz["y_train"].reshape(-1),

@@ -207,6 +207,8 @@ Needs only numpy and TensorFlow (Keras 3). Without --data it downloads CIFAR-100
 keras.datasets; --data reads a local .npz with x_train, y_train, x_test, y_test. It trains
 on the training images the study trained on, validates on the ones it held out, and prints
 the final model's {metric}; --test also scores the final model once on the test set.
+Expect the trial's value up to seed noise, not to the digit: the batches come in another
+order than in the study's training loop, whose Adam update also rounds differently.
 
 The configuration:
 {params}

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 HIDDEN = "***"
-PASSWORD_KEYS = ("password", "passwd", "pwd")
+PASSWORD_KEYS = ("password", "passwd", "pwd", "sslpassword")
+USERINFO = re.compile(r"^(?P<head>[\w+]+://[^:/]*:)(?P<password>[^@]*)@")
+"""A URL's user info as SQLAlchemy reads it (`sqlalchemy.engine.url.make_url`): the user name
+runs to the first ':' or '/', the password from there to the next '@', so a password may hold
+'/', '?' or '#', which end the host part for `urllib.parse.urlsplit`."""
 
 
 def mask(url: str) -> str:
     """`url` with its password hidden: in the user info (`user:pw@host`) and in query
     parameters (`?password=pw`), percent-encoded or not. Safe for output, logs and reports."""
+    found = USERINFO.match(url)
+    if found is not None:
+        url = found["head"] + HIDDEN + url[found.end("password") :]
     parts = urlsplit(url)
     netloc = parts.netloc
     if "@" in netloc:
@@ -32,6 +40,9 @@ def passwords(url: str) -> set[str]:
     percent-decoded, and percent-encoded."""
     parts = urlsplit(url)
     found = set()
+    as_sqlalchemy_reads_it = USERINFO.match(url)
+    if as_sqlalchemy_reads_it is not None:
+        found.add(as_sqlalchemy_reads_it["password"])
     if "@" in parts.netloc:
         userinfo = parts.netloc.rsplit("@", 1)[0]
         if ":" in userinfo:

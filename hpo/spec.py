@@ -104,11 +104,15 @@ def load_spec(path: str | Path) -> Spec:
     """Read and validate the spec file at `path`."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(f"spec file {path} does not exist") from None
     except OSError as err:
         raise SpecError(f"cannot read spec file {path}: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise SpecError(
+            f"spec file {path} is not UTF-8 text ({err.reason} at byte {err.start})"
+        ) from err
     return load_spec_text(text, str(path))
 
 

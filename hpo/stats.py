@@ -19,6 +19,10 @@ DELTA = 0.005
 """Default margin of "no effect": 0.5 accuracy points."""
 POWER = 0.8
 """Power asked of the number of seeds that would settle an inconclusive comparison."""
+MAX_SEEDS = 100_000
+"""Beyond this many seeds, "seeds to settle" is not given."""
+SEARCH_BLOCK = 64
+"""Seed counts whose power is computed at once while searching for the least sufficient."""
 
 HELPS, HURTS, NO_EFFECT, INCONCLUSIVE = "helps", "hurts", "no effect", "inconclusive"
 
@@ -80,13 +84,25 @@ def paired_effect(with_: Sequence[float], without: Sequence[float]) -> Effect:
         return Effect(0, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan)
     mean = float(d.mean())
     p_better = float(np.mean(d > 0) + 0.5 * np.mean(d == 0))
-    sd = float(d.std(ddof=1)) if n > 1 else math.nan
-    if n > 1 and np.allclose(d, d[0], rtol=0.0, atol=1e-9):
-        sd = 0.0
     if n < 2:
-        return Effect(n, mean, sd, math.nan, math.nan, math.nan, p_better)
+        return Effect(n, mean, math.nan, math.nan, math.nan, math.nan, p_better)
+    if np.allclose(d, d[0], rtol=0.0, atol=1e-9):
+        return _without_spread(n, mean, p_better)
     low, high, p = t_interval(d, 1 - ALPHA)
-    return Effect(n, mean, sd, low, high, p, p_better)
+    return Effect(n, mean, float(d.std(ddof=1)), low, high, p, p_better)
+
+
+def _without_spread(n: int, mean: float, p_better: float) -> Effect:
+    """Differences that are all equal, where the t-test is undefined.
+
+    All zero (a technique that changes nothing, bit for bit): no effect, exactly. All the
+    same non-zero shift: the exact sign-flip test, whose p-value is the chance that n
+    differences of a technique with no effect all share one sign, 2^(1-n) (0.5 with two
+    seeds); no interval, since no spread was seen to size one.
+    """
+    if abs(mean) <= 1e-9:
+        return Effect(n, 0.0, 0.0, 0.0, 0.0, 1.0, p_better)
+    return Effect(n, mean, 0.0, math.nan, math.nan, min(1.0, 2.0 ** (1 - n)), p_better)
 
 
 def t_interval(d: np.ndarray, level: float) -> tuple[float, float, float]:
@@ -106,9 +122,13 @@ def t_interval(d: np.ndarray, level: float) -> tuple[float, float, float]:
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
-    """Holm's step-down adjusted p-values (NaN stays NaN and does not count in the family)."""
+    """Holm's step-down adjusted p-values.
+
+    A NaN (a comparison with too few seeds to test yet) stays NaN but counts in the family,
+    as the largest p-value would: verdicts on the others do not loosen while it is missing.
+    """
     indexed = [(p, i) for i, p in enumerate(pvalues) if not math.isnan(p)]
-    m = len(indexed)
+    m = len(pvalues)
     adjusted = [math.nan] * len(pvalues)
     running = 0.0
     for rank, (p, i) in enumerate(sorted(indexed)):
@@ -126,7 +146,7 @@ def judge(effects: Sequence[Effect], delta: float = DELTA, alpha: float = ALPHA)
     "inconclusive", with the seeds that would settle it.
     """
     adjusted = holm([e.p for e in effects])
-    m = max(1, sum(not math.isnan(e.p) for e in effects))
+    m = max(1, len(effects))  # every comparison of the family, tested yet or not
     verdicts = []
     for effect, p_holm in zip(effects, adjusted, strict=True):
         if effect.n < 2:
@@ -146,26 +166,44 @@ def judge(effects: Sequence[Effect], delta: float = DELTA, alpha: float = ALPHA)
 
 def _corrected(effect: Effect, level: float) -> tuple[float, float]:
     if effect.sd == 0 or math.isnan(effect.sd):
-        return effect.mean, effect.mean
+        return effect.low, effect.high  # no spread: exactly zero, or no interval at all
     from scipy import stats
 
     half = stats.t.ppf(0.5 + level / 2, effect.n - 1) * effect.sd / math.sqrt(effect.n)
     return effect.mean - half, effect.mean + half
 
 
-def seeds_to_settle(effect: Effect, delta: float, alpha: float) -> int:
-    """Seeds in all for an interval narrow enough to conclude, with power `POWER`.
+def seeds_to_settle(effect: Effect, delta: float, alpha: float) -> int | None:
+    """Seeds in all for the comparison to conclude with power `POWER`, if its mean difference
+    and spread are what was observed; None where they are not numbers.
 
     Concluding an effect needs the interval's half-width below |mean|; concluding "no effect"
-    needs it below delta - |mean|. The nearer of the two is taken, with the observed spread
-    (the normal approximation n = ((z_{1-alpha/2} + z_power) sd / gap)^2).
+    needs it below delta - |mean|. The nearer of the two is taken: the smallest n whose paired
+    t-test at level `alpha` (two-sided) reaches that gap with probability `POWER`, from the
+    noncentral t distribution (the normal approximation, n = ((z_{1-alpha/2} + z_power)
+    sd / gap)^2, asks for too few at the small n it gives). Differences without spread are
+    settled by the sign-flip test, which needs 2^(1-n) < alpha.
     """
     size = abs(effect.mean)
     gap = max(size, delta - size)
+    if not (math.isfinite(gap) and math.isfinite(effect.sd)) or gap <= 0:
+        return None
+    least = max(effect.n + 1, 2)
+    if effect.sd == 0:
+        return max(least, math.floor(1 + math.log2(1 / alpha)) + 1)
     from scipy import stats
 
     z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(POWER)
-    return max(effect.n + 1, math.ceil((z * effect.sd / gap) ** 2))
+    n = max(least, math.floor((z * effect.sd / gap) ** 2))
+    while n <= MAX_SEEDS:
+        ns = np.arange(n, n + SEARCH_BLOCK)
+        critical = stats.t.ppf(1 - alpha / 2, ns - 1)
+        power = stats.nct.sf(critical, ns - 1, gap * np.sqrt(ns) / effect.sd)
+        enough = np.flatnonzero(power >= POWER)
+        if enough.size:
+            return int(ns[enough[0]])
+        n += SEARCH_BLOCK
+    return None
 
 
 def expected_best(

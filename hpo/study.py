@@ -450,8 +450,9 @@ def fail_trial(study: optuna.Study, trial: FrozenTrial, reason: str, retry: bool
     """Fail a RUNNING trial whose process is gone, recording `reason`.
 
     With `retry`, the study gets a WAITING copy with the same params, as Optuna's heartbeat
-    retry makes, so a surviving worker runs it. False where the trial had already finished
-    (another worker failed it first).
+    retry makes, so a surviving worker runs it; without, an enqueued trial (a fixed run, a
+    named experiment) still goes back to the queue, as an interrupted one does. False where
+    the trial had already finished (another worker failed it first).
     """
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.storages import RetryHeartbeatStaleTrialCallback
@@ -466,6 +467,8 @@ def fail_trial(study: optuna.Study, trial: FrozenTrial, reason: str, retry: bool
     if retry:
         # `trial` was read before the reason was set: the copy does not inherit it.
         RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(study, trial)
+    else:
+        requeue(study, trial)
     return True
 
 

@@ -43,13 +43,18 @@ def trial_line(trial: FrozenTrial) -> str:
 def list_lines(summaries: list[optuna.study.StudySummary]) -> list[str]:
     rows = []
     for s in sorted(summaries, key=lambda s: s.study_name):
+        # A study of another tool on a shared storage may have several objectives: it has no
+        # single direction or best value (`StudySummary.direction` raises there).
+        single = len(s.directions) == 1
         best = (
-            f"{s.best_trial.value:.4f}" if s.best_trial and s.best_trial.value is not None else "-"
+            f"{s.best_trial.value:.4f}"
+            if single and s.best_trial and s.best_trial.value is not None
+            else "-"
         )
         rows.append(
             {
                 "study": s.study_name,
-                "direction": s.direction.name.lower(),
+                "direction": "/".join(d.name.lower() for d in s.directions),
                 "trials": s.n_trials,
                 "best": best,
             }

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -133,6 +133,14 @@ def run_workers(
             pool.fail_orphans(retry=False)
             progress.close()
             echo(_summary(study, n_workers, time.monotonic() - began))
+        raise
+    except Exception:
+        # The workers are stopped here: their trials must not stay RUNNING (on a storage
+        # without a heartbeat nothing else would fail them). A storage that is the error
+        # itself may refuse this too; the error that stopped the run is the one to show.
+        pool.kill()
+        with suppress(Exception):
+            pool.fail_orphans(retry=False)
         raise
     finally:
         pool.kill()

@@ -117,6 +117,15 @@ def test_missing_data_file_is_one_line(tmp_path: Path, sqlite_url: str) -> None:
     one_line_error(result, "nope.npz does not exist", "HPO_DATA")
 
 
+def test_export_to_a_folder_that_does_not_exist_is_one_line(
+    tiny_spec_file: Path, sqlite_url: str, tmp_path: Path
+) -> None:
+    hpo("study", "create", str(tiny_spec_file), "--storage", sqlite_url)
+    out = tmp_path / "nowhere" / "x.csv"
+    result = hpo("study", "export", "tiny", "--out", str(out), "--storage", sqlite_url)
+    one_line_error(result, f"cannot write {out}", "No such file or directory")
+
+
 def test_unreachable_storage_is_one_line_without_the_password() -> None:
     result = hpo("study", "list", "--storage", "postgresql://u:hunter2@127.0.0.1:1/x")
     one_line_error(result, "cannot open storage postgresql://u:***@127.0.0.1:1/x")

@@ -200,6 +200,13 @@ def test_port_in_use_is_refused(sqlite_url: str, tmp_path: Path) -> None:
         server.server_close()
 
 
+@pytest.mark.parametrize("port", ["70000", "-1"])
+def test_a_port_out_of_range_is_refused(sqlite_url: str, tmp_path: Path, port: str) -> None:
+    create_tiny(sqlite_url, tmp_path)
+    result = hpo("dashboard", "--storage", sqlite_url, "--port", port)
+    one_line_error(result, f"port {port} is not a port number")
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_file_storage_is_served_read_only_without_new_files(kind: str, tmp_path: Path) -> None:
     storages = tmp_path / "storages"

@@ -186,3 +186,10 @@ def test_subsets_are_applied() -> None:
 def test_dataset_is_loaded_once_per_process() -> None:
     spec = DataSpec(dataset="synthetic", n_samples=300)
     assert load_dataset(spec) is load_dataset(spec)
+
+
+def test_a_single_array_file_is_a_data_error(tmp_path: Path) -> None:
+    path = tmp_path / "x_train.npy"
+    np.save(path, np.zeros((2, 32, 32, 3), np.uint8))
+    with pytest.raises(DataError, match="not a readable CIFAR-100.*single array"):
+        read_cifar100(path)

@@ -26,6 +26,11 @@ from .conftest import TINY_SPEC
         ),
         ("mysql://u@db/x?sslmode=on&PWD=a%20b", "mysql://u@db/x?sslmode=on&PWD=***"),
         ("postgresql://hpo@db/hpo", "postgresql://hpo@db/hpo"),
+        # SQLAlchemy takes a password up to the '@': '/', '?' and '#' belong to it.
+        ("postgresql://alice:s3cr/et@127.0.0.1:1/db", "postgresql://alice:***@127.0.0.1:1/db"),
+        ("mysql://alice:s3c#ret@db/x", "mysql://alice:***@db/x"),
+        ("postgresql://a:p?w@db/x?sslpassword=k", "postgresql://a:***@db/x?sslpassword=***"),
+        ("redis://:pw@localhost:6379/0", "redis://:***@localhost:6379/0"),
         ("sqlite:///studies/hpo.db", "sqlite:///studies/hpo.db"),
         ("journal:studies/x.log", "journal:studies/x.log"),
     ],
@@ -39,6 +44,7 @@ def test_redact_hides_a_password_however_free_text_spells_it() -> None:
     text = 'FATAL: password "p@ss" rejected; tried p%40ss and q/w and q%2Fw'
     assert redact(text, url) == 'FATAL: password "***" rejected; tried *** and *** and ***'
     assert redact("nothing here", url) == "nothing here"
+    assert redact("pw s3cr/et", "postgresql://alice:s3cr/et@db/x") == "pw ***"
     assert redact("no url", None) == "no url"
 
 

@@ -227,3 +227,10 @@ def test_a_negative_data_seed_is_rejected() -> None:
         load_spec_text(
             TINY_SPEC.replace("validation_fraction = 0.25", "validation_fraction = 0.25\nseed = -1")
         )
+
+
+def test_a_spec_that_is_not_utf8_is_a_spec_error(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(TINY_SPEC.replace("tiny", "caf\xe9").encode("latin-1"))
+    with pytest.raises(SpecError, match="latin1.toml is not UTF-8"):
+        load_spec(path)

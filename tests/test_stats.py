@@ -24,7 +24,13 @@ from hpo.stats import (
 def test_holm_matches_the_textbook_step_down() -> None:
     # Sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, then max(0.06, 0.04*1) = 0.06.
     assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
-    assert holm([0.5, math.nan]) == [0.5, pytest.approx(math.nan, nan_ok=True)]
+    # A comparison not testable yet still counts in the family, as the largest p-value.
+    assert holm([0.5, math.nan]) == [1.0, pytest.approx(math.nan, nan_ok=True)]
+    assert holm([0.01, math.nan, math.nan]) == [
+        0.03,
+        pytest.approx(math.nan, nan_ok=True),
+        pytest.approx(math.nan, nan_ok=True),
+    ]
 
 
 def test_paired_effect_is_the_t_interval_of_the_differences() -> None:
@@ -46,14 +52,25 @@ def test_identical_runs_have_no_spread_and_no_effect() -> None:
     assert v.label == NO_EFFECT
 
 
-def test_an_equal_shift_on_every_seed_is_an_effect() -> None:
-    [v] = judge([paired_effect([0.21, 0.31], [0.2, 0.3])])
-    assert v.label == HELPS and v.p_holm == 0.0
+def test_an_equal_shift_on_two_seeds_is_no_evidence_yet() -> None:
+    # Two equal differences have no spread: the t-test is undefined, and the sign-flip test
+    # gives p = 2^(1-2) = 0.5. Neither "helps" nor a zero-width "no effect".
+    for shift in (0.01, 0.001):
+        e = paired_effect([0.2 + shift, 0.3 + shift], [0.2, 0.3])
+        assert e.p == 0.5 and math.isnan(e.low) and math.isnan(e.high)
+        [v] = judge([e])
+        assert v.label == INCONCLUSIVE and v.n_seeds_needed == 6  # 2^-5 < 0.05 <= 2^-4
+
+
+def test_an_equal_shift_on_six_seeds_is_an_effect_by_the_sign_flip_test() -> None:
+    without = np.linspace(0.2, 0.3, 6)
+    [v] = judge([paired_effect(without + 0.01, without)])
+    assert v.label == HELPS and v.p_holm == pytest.approx(2.0**-5)
 
 
 def test_an_effect_inside_the_margin_is_no_effect_even_when_consistent() -> None:
-    [v] = judge([paired_effect([0.202, 0.302, 0.252], [0.2, 0.3, 0.25])])
-    assert v.p_holm == 0.0 and v.label == NO_EFFECT
+    [v] = judge([paired_effect([0.202, 0.3021, 0.2519], [0.2, 0.3, 0.25])])
+    assert v.p_holm < 0.01 and v.label == NO_EFFECT
 
 
 def test_a_wide_interval_is_inconclusive_with_the_seeds_to_settle_it() -> None:
@@ -64,6 +81,32 @@ def test_a_wide_interval_is_inconclusive_with_the_seeds_to_settle_it() -> None:
     assert v.label == INCONCLUSIVE
     assert v.n_seeds_needed is not None and v.n_seeds_needed > 5
     assert v.n_seeds_needed == seeds_to_settle(e, 0.005, 0.05)
+
+
+def test_the_seeds_to_settle_an_effect_find_it_four_times_in_five() -> None:
+    # A 1-point effect with 1 point of spread in the differences: the normal approximation
+    # asks for 8 seeds, where the t-test finds the effect about 69% of the time.
+    e = paired_effect([0.21, 0.20, 0.22], [0.20, 0.20, 0.20])
+    e = type(e)(3, 0.01, 0.01, e.low, e.high, e.p, e.p_better)
+    n = seeds_to_settle(e, 0.005, 0.05)
+    assert n == 10
+    rng = np.random.default_rng(4)
+
+    def found(n_seeds: int) -> float:
+        from scipy import stats
+
+        d = rng.normal(0.01, 0.01, (4000, n_seeds))
+        return float((stats.ttest_1samp(d, 0.0, axis=1).pvalue < 0.05).mean())
+
+    assert found(n) >= 0.78
+    assert found(8) < 0.75
+
+
+def test_no_seeds_to_settle_a_comparison_without_numbers() -> None:
+    e = paired_effect([0.2, math.nan, 0.3], [0.2, 0.21, 0.3])
+    assert seeds_to_settle(e, 0.005, 0.05) is None
+    [v] = judge([e])
+    assert v.label == INCONCLUSIVE and v.n_seeds_needed is None
 
 
 def simulate(effects: list[float], n_seeds: int, sd: float, n_reps: int, seed: int) -> np.ndarray:

@@ -115,3 +115,17 @@ def test_list_lines_one_row_per_study_or_none() -> None:
     lines = list_lines(optuna.get_all_study_summaries(storage))
     assert [line.split()[0] for line in lines] == ["study", "a", "b"]
     assert lines[1].split()[-1] == "0.2500"
+
+
+def test_list_lines_show_a_study_with_several_objectives() -> None:
+    storage = optuna.storages.InMemoryStorage()
+    optuna.create_study(study_name="single", storage=storage).add_trial(
+        made(TrialState.COMPLETE, 0.5)
+    )
+    multi = optuna.create_study(
+        study_name="multi", storage=storage, directions=["maximize", "minimize"]
+    )
+    multi.add_trial(create_trial(values=[0.5, 1.0]))
+    lines = list_lines(optuna.get_all_study_summaries(storage))
+    assert lines[1].split() == ["multi", "maximize/minimize", "1", "-"]
+    assert lines[2].split() == ["single", "minimize", "1", "0.5000"]

@@ -119,6 +119,25 @@ def test_a_dead_workers_trial_is_failed_and_retried_with_its_params(tmp_path: Pa
     assert "fail_reason" not in retry.user_attrs
 
 
+def test_a_stopped_workers_named_experiment_goes_back_to_the_queue(tmp_path: Path) -> None:
+    url = f"journal:{tmp_path / 'j.log'}"
+    create("tiny", url)
+    study = load("tiny", url)
+    queued = {"experiment": "low", "enqueued_params": {"learning_rate": 0.002}}
+    sampled = study.ask()
+    study.enqueue_trial({"learning_rate": 0.002}, user_attrs=queued)
+    experiment = study.ask()
+    for trial in (sampled, experiment):
+        trial.suggest_float("learning_rate", 1e-3, 1e-2, log=True)
+        trial.set_user_attr("worker", worker_label(12345))
+    assert experiment.user_attrs["experiment"] == "low"
+    assert fail_orphans(study, {worker_label(12345)}, retry=False) == [0, 1]
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL, TrialState.WAITING]
+    assert trials[2].user_attrs == queued
+    assert trials[2].system_attrs["fixed_params"] == {"learning_rate": 0.002}
+
+
 def test_three_workers_reach_exactly_n_trials(storage: str, study_name: str) -> None:
     create(study_name, storage)
     lines: list[str] = []
