@@ -56,11 +56,12 @@ def prepare_ablation(
     n_seeds: int,
     designs: Sequence[str] = DESIGNS,
     techniques: Sequence[str] | None = None,
-    delta: float = DELTA,
+    delta: float | None = None,
 ) -> tuple[optuna.Study, Plan, int]:
     """Create (or extend) the ablation of study `name` and enqueue its missing runs.
 
-    `delta`, the margin of "no effect" (a fraction), is stored for the report's verdicts.
+    `delta`, the margin of "no effect" (a fraction), is stored for the report's verdicts;
+    None keeps the one stored before (`DELTA` for a new ablation).
 
     Returns the companion study, its plan and the number of runs it must finish. An existing
     ablation keeps its plan; more seeds extend it.
@@ -101,7 +102,8 @@ def prepare_ablation(
     seeds = seeds + [s for s in wanted if s not in seeds]
     n_runs = len(plan.variants) * len(seeds)
     companion.set_user_attr(SEEDS_ATTR, seeds)
-    companion.set_user_attr(DELTA_ATTR, delta)
+    if delta is not None or DELTA_ATTR not in companion.user_attrs:
+        companion.set_user_attr(DELTA_ATTR, DELTA if delta is None else delta)
     companion.set_user_attr(N_RUNS, n_runs)
     enqueue_missing(companion, plan, seeds)
     return companion, plan, n_runs
@@ -216,6 +218,9 @@ def _effect(
         for s in seeds
         if (c.with_, s) in runs and (c.without, s) in runs
     ]
+    # A run whose score was not a number (stored by hand, or by an older version) pairs with
+    # nothing: it would make the whole comparison's mean and spread NaN.
+    pairs = [(a, b) for a, b in pairs if _finite(a) and _finite(b)]
     return paired_effect([a for a, _ in pairs], [b for _, b in pairs])
 
 
@@ -277,6 +282,10 @@ def verdict_text(v: Verdict) -> str:
     if v.n_seeds_needed is not None:
         text += f" (about {v.n_seeds_needed} seeds would settle it)"
     return text
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
 
 
 def _or_zero(value: float) -> float:

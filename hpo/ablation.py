@@ -267,6 +267,11 @@ class _Builder:
         found = self._by_digest.get(digest(params))
         if found is not None:
             return found
+        # Another configuration under a name already taken (an experiment the spec calls
+        # "best", or "best - dropout") gets its own key: a key names one configuration.
+        wanted, n = key, 2
+        while key in self.params:
+            key, n = f"{wanted} ({n})", n + 1
         self._by_digest[digest(params)] = key
         self.params[key] = dict(params)
         self.order.append(key)

@@ -345,7 +345,13 @@ def ablate(
         list[str] | None,
         typer.Option(help="Only this technique (or named experiment); repeatable."),
     ] = None,
-    delta: Annotated[float, typer.Option(help="Margin of 'no effect', in accuracy points.")] = 0.5,
+    delta: Annotated[
+        float | None,
+        typer.Option(
+            help="Margin of 'no effect', in accuracy points [default: the ablation's own, "
+            "else 0.5]."
+        ),
+    ] = None,
     data: Annotated[
         Path | None, typer.Option(help="Local CIFAR-100 [default: $HPO_DATA, else download].")
     ] = None,
@@ -361,17 +367,18 @@ def ablate(
     resume, --workers and other machines share them. Trains, and reads the test set to score
     each run after every choice was made on validation.
     """
-    from hpo.ablate import analyze, collect_runs, prepare_ablation, verdict_lines
+    from hpo.ablate import analyze, collect_runs, prepare_ablation, stored_delta, verdict_lines
     from hpo.ablation import DESIGNS
     from hpo.study import storage_url
 
     if workers < 1:
         raise HpoError(f"--workers must be at least 1, got {workers}")
-    if not 0 < delta < 100:
+    if delta is not None and not 0 < delta < 100:
         raise HpoError(f"--delta is in accuracy points and must be in (0, 100), got {delta}")
     url = storage_url(storage)
     designs = DESIGNS if design == Design.both else (design.value,)
-    companion, plan, n_runs = prepare_ablation(name, url, seeds, designs, technique, delta / 100)
+    margin = None if delta is None else delta / 100
+    companion, plan, n_runs = prepare_ablation(name, url, seeds, designs, technique, margin)
     typer.echo(
         f"ablation of '{name}': {len(plan.variants)} variants x {n_runs // len(plan.variants)} "
         f"seeds = {n_runs} runs, {len(plan.comparisons)} comparisons "
@@ -380,7 +387,7 @@ def ablate(
     run(companion.study_name, None, timeout, data, url, workers, 10)
     seeds_used = list(companion.user_attrs["seeds"])
     runs = collect_runs(companion.get_trials(deepcopy=False))
-    analysis = analyze(plan, seeds_used, runs, delta / 100)
+    analysis = analyze(plan, seeds_used, runs, stored_delta(companion))
     typer.echo("\n".join(verdict_lines(analysis)))
 
 

@@ -187,9 +187,14 @@ def test_the_report_judges_with_the_margin_the_ablation_was_run_with(
     tmp_path: Path, sqlite_url: str
 ) -> None:
     name = make_study(tmp_path, sqlite_url)
-    args = ("--seeds", "2", "--technique", "l2_one", "--delta", "2.5", "--storage", sqlite_url)
+    args = ("--seeds", "2", "--technique", "l2_one", "--storage", sqlite_url)
+    result = hpo("ablate", name, *args, "--delta", "2.5")
+    assert result.exit_code == 0, result.output
+    assert "no effect = within +-2.5" in result.output
+    # A second call without --delta (another machine sharing the runs) keeps the margin.
     result = hpo("ablate", name, *args)
     assert result.exit_code == 0, result.output
+    assert "no effect = within +-2.5" in result.output
     out = tmp_path / "report.md"
     result = hpo("report", name, "--out", str(out), "--storage", sqlite_url)
     assert result.exit_code == 0, result.output
@@ -219,3 +224,40 @@ def test_an_ablation_cut_short_while_prepared_is_prepared_again(
     assert result.exit_code == 0, result.output
     assert "3 variants x 2 seeds = 6 runs" in result.output
     assert len(scores(sqlite_url, name)) == 6
+
+
+def a_plan() -> Any:
+    from hpo.ablation import ADD_ONE_IN, Comparison, Plan, Variant
+
+    variants = (Variant("baseline", {}), Variant("dropout", {"dropout": "on"}))
+    comparison = Comparison(ADD_ONE_IN, "dropout", "dropout", "baseline", "dropout=on")
+    return Plan("s", variants, (comparison,), 0, "baseline", "dropout")
+
+
+def test_a_score_that_is_not_a_number_pairs_with_nothing() -> None:
+    seeds = [1, 2, 3, 4]
+    runs = {
+        (key, seed): {"test_accuracy": 0.2 + 0.01 * seed + shift, "val_accuracy": 0.2}
+        for key, shift in (("baseline", 0.0), ("dropout", -0.03))
+        for seed in seeds
+    }
+    runs["dropout", 4] = {"test_accuracy": float("nan"), "val_accuracy": None}
+    [row] = analyze(a_plan(), seeds, runs).rows
+    assert row.test.effect.n == 3 and row.test.effect.mean == pytest.approx(-0.03)
+    assert row.val.effect.n == 3
+
+
+def test_the_answer_says_on_how_many_pairs_a_half_done_ablation_rests() -> None:
+    from hpo.report.answer import answer
+
+    seeds = list(range(10))
+    runs = {
+        (key, seed): {"test_accuracy": 0.2 + 0.001 * seed, "val_accuracy": 0.2}
+        for key in ("baseline", "dropout")
+        for seed in seeds[:3]
+    }
+    text = "\n".join(answer(analyze(a_plan(), seeds, runs), runs, "s"))
+    assert "over 3 paired seeds of the 10 planned (runs are missing)" in text
+    runs = {(key, seed): runs[key, seed % 3] for key in ("baseline", "dropout") for seed in seeds}
+    text = "\n".join(answer(analyze(a_plan(), seeds, runs), runs, "s"))
+    assert "over 10 paired seeds," in text

@@ -142,3 +142,22 @@ def test_the_baseline_is_the_specs_experiment_even_where_its_trial_never_ran() -
     plan = plan_ablation([dropout, never_ran], spec, designs=[ADD_ONE_IN])
     assert dict(plan.variants[0].params) == baseline
     assert plan.variants[0].key == plan.baseline
+
+
+def test_an_experiment_named_like_a_variant_gets_its_own_key() -> None:
+    from hpo.ablation import experiment_params
+
+    spec = load_spec_text(
+        SEARCH + '[[enqueue]]\nname = "best"\n[enqueue.params]\nlearning_rate = 0.05\n'
+    )
+    sampled = trial(spec, 0.30, dropout="on", dropout_rate=0.2)
+    named = trial(spec, 0.20, learning_rate=0.05)
+    named.user_attrs["experiment"] = "best"
+    plan = plan_ablation([sampled, named], spec, designs=[LEAVE_ONE_OUT, ADD_ONE_IN])
+    keys = [v.key for v in plan.variants]
+    assert len(keys) == len(set(keys)) and "best (2)" in keys
+    assert plan.variant("best").params["dropout"] == "on"
+    experiment = plan.variant("best (2)").params
+    assert experiment == experiment_params(spec, {"learning_rate": 0.05})
+    [add] = [c for c in plan.comparisons if c.design == ADD_ONE_IN]
+    assert (add.technique, add.with_, add.without) == ("best", "best (2)", "baseline")

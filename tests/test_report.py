@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -456,3 +457,22 @@ def test_the_anytime_curve_follows_the_order_trials_ended() -> None:
     assert up.seconds == [10, 30, 40, 60, 80]
     assert up.best[0] != up.best[0] and up.best[1:] == [0.2, 0.2, 0.2, 0.3]
     assert anytime(trials, maximize=False).best[1:] == [0.2, 0.2, 0.15, 0.15]
+
+
+def test_a_study_of_the_loss_reports_losses_not_percentages(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'loss.db'}"
+    text = SPEC.replace('name = "fake"', 'name = "loss"') + '[objective]\nmetric = "val_loss"\n'
+    spec = load_spec_text(text)
+    assert spec.direction == "minimize"
+    study = make_study(url, text)
+    add_fake_trials(study, spec, 40, {"dropout": 0.2}, base=2.5, noise=0.05, seed=3)
+    out = write_report("loss", url, tmp_path / "loss.md", echo=lambda _: None)
+    report = out.read_text()
+    screening = report[report.index(f"## {SCREENING}") :]
+    screening = screening[: screening.index("\n## ")]
+    assert "`val_loss`'s own units" in screening and "best with (%)" not in screening
+    header = next(line for line in screening.splitlines() if line.startswith("| rank"))
+    assert "| best with |" in header and "| Δ mean |" in header
+    [dropout] = [line for line in screening.splitlines() if "| dropout |" in line]
+    assert re.search(r"\| 2\.\d{4} \|", dropout), dropout  # a loss, not "250.0" per cent
+    assert "+0.2" in dropout and dropout.endswith("| hurts |")  # a higher loss is worse

@@ -44,7 +44,7 @@ def answer(
         groups[row.test.label].append(_named(technique, row))
     sentences = [
         f"On its own against the baseline (where the study tested it so; else taken out of the "
-        f"best configuration), over {len(analysis.seeds)} paired seeds, in test accuracy "
+        f"best configuration), over {_pairs(analysis)}, in test accuracy "
         "points (higher is better):"
     ]
     for label, intro in (
@@ -104,6 +104,16 @@ def _recommendation(analysis: Analysis, runs: Mapping[tuple[str, int], Mapping[s
             "score picked it."
         )
     return text
+
+
+def _pairs(analysis: Analysis) -> str:
+    """How many paired seeds the verdicts rest on: fewer than planned while runs are missing."""
+    planned = len(analysis.seeds)
+    counts = sorted({row.test.effect.n for row in analysis.rows})
+    if not counts or counts == [planned]:
+        return f"{planned} paired seeds"
+    span = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return f"{span} paired seeds of the {planned} planned (runs are missing)"
 
 
 def _named(technique: str, row: Row) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from optuna.distributions import (
@@ -105,13 +106,14 @@ def spending(facts: Facts) -> list[str]:
     half = [b for e, b in zip(spent.epochs, spent.best, strict=True) if e <= total / 2]
     at_half = next((b for b in reversed(half) if b == b), math.nan)
     if at_half == at_half:
-        gain = 100 * abs(final - at_half)
+        gain, unit = abs(final - at_half), units(facts.spec.metric)
         verdict = (
             f"The second half of the epochs ({total - total / 2:.0f} of {total:.0f}) moved the "
-            f"best `{facts.spec.metric}` by {gain:.1f} points (from {at_half:.4f} to {final:.4f})"
+            f"best `{facts.spec.metric}` by {unit.change(gain)} (from {at_half:.4f} to "
+            f"{final:.4f})"
             + (
-                ": still climbing, so more budget would likely help."
-                if gain >= 0.5
+                ": still improving, so more budget would likely help."
+                if gain >= unit.moving
                 else ": the search had all but converged."
             )
         )
@@ -200,18 +202,24 @@ def summary(facts: Facts) -> list[str]:
 def ranking(facts: Facts) -> list[str]:
     if not facts.rows:
         return [f"## {SCREENING}", "The spec searches no technique switch or option."]
+    unit = units(facts.spec.metric)
+    scores = (
+        "Scores are in %, differences in percentage points (pp)"
+        if unit.accuracy
+        else f"Scores and differences are in `{facts.spec.metric}`'s own units"
+    )
     headers = [
         "rank",
         "technique",
         "against",
         "trials with",
         "trials without",
-        "best with",
-        "best without",
-        "median with",
-        "median without",
-        "Δ mean (pp)",
-        f"{CONFIDENCE:.0%} interval (pp)",
+        f"best with{unit.score_unit}",
+        f"best without{unit.score_unit}",
+        f"median with{unit.score_unit}",
+        f"median without{unit.score_unit}",
+        f"Δ mean{unit.diff_unit}",
+        f"{CONFIDENCE:.0%} interval{unit.diff_unit}",
         "verdict",
     ]
     rows = [
@@ -221,12 +229,12 @@ def ranking(facts: Facts) -> list[str]:
             r.technique.baseline_label,
             _counts(r.n_with, r.n_pruned_with, r.n_failed_with),
             _counts(r.n_without, r.n_pruned_without, r.n_failed_without),
-            pct(r.best_with),
-            pct(r.best_without),
-            pct(r.median_with),
-            pct(r.median_without),
-            pp(r.difference),
-            pp_interval(r.interval),
+            unit.score(r.best_with),
+            unit.score(r.best_without),
+            unit.score(r.median_with),
+            unit.score(r.median_without),
+            unit.diff(r.difference),
+            unit.interval(r.interval),
             r.verdict,
         ]
         for i, r in enumerate(facts.rows, start=1)
@@ -238,7 +246,7 @@ def ranking(facts: Facts) -> list[str]:
         "suggest what the ablation above should test. "
         f"Each technique is compared on `{facts.spec.metric}` of complete trials that use it "
         f"against complete trials with the baseline choice (the switch off, or the lesson's "
-        f"default option). Scores are in %, differences in percentage points (pp); Δ mean "
+        f"default option). {scores}; Δ mean "
         f"is the mean with minus the mean without ({better} is better); the interval "
         f"is a percentile bootstrap over trials ({N_BOOTSTRAP:,} "
         f"resamples), drawn only with at least {MIN_TRIALS} complete trials on each side. "
@@ -287,6 +295,7 @@ def test_evaluation(facts: Facts) -> list[str]:
             "with K seeds on the training split and tests each run once.",
         ]
     base = facts.results.get(facts.baseline.key)
+    metric, unit = facts.spec.metric, units(facts.spec.metric)
     # Ordered by validation, never by test: the test set only scores.
     order = sorted(
         stored, key=lambda cs: (cs[1] is None, -(cs[1].val_mean if cs[1] else 0), cs[0].label)
@@ -301,11 +310,10 @@ def test_evaluation(facts: Facts) -> list[str]:
             else "(the baseline)",
             s.n if s else 0,
             *_summary_cells(s, base),
-            pct(values.get(c.trial) if c.trial is not None else None),
+            unit.score(values.get(c.trial) if c.trial is not None else None),
         ]
         for c, s in order
     ]
-    metric = facts.spec.metric
     return [
         head,
         "Each configuration was retrained from scratch on the training split with fresh seeds "
@@ -327,7 +335,7 @@ def test_evaluation(facts: Facts) -> list[str]:
                 "min, max (%)",
                 "Δ test (pp)",
                 "val accuracy, retrained (%)",
-                f"trial {metric} (%)",
+                f"trial {metric}{unit.score_unit}",
             ],
             rows,
             numeric=[3, 4, 5, 6, 7, 8, 9],
@@ -345,6 +353,8 @@ def experiments(facts: Facts) -> list[str]:
         return []
     base = next((t for t in trials if t.user_attrs["experiment"] == "baseline"), trials[0])
     base_test = facts.results.get(facts.baseline.key)
+    metric, unit = facts.spec.metric, units(facts.spec.metric)
+    better = "higher" if facts.spec.direction == "maximize" else "lower"
     rows = []
     for t in trials:
         changes = {k: v for k, v in t.params.items() if base.params.get(k) != v}
@@ -357,8 +367,8 @@ def experiments(facts: Facts) -> list[str]:
                 t.user_attrs["experiment"],
                 f"#{t.number}",
                 params_text(changes) if changes else "(reference)",
-                pct(value),
-                pp(value - base.value) if base.value is not None else DASH,
+                unit.score(value),
+                unit.diff(value - base.value) if base.value is not None else DASH,
                 epochs,
                 f"{pct(s.mean)} ± {pp(s.sd, sign=False)} ({s.n})" if s else DASH,
                 pp(s.mean - base_test.mean) if s and base_test else DASH,
@@ -367,16 +377,16 @@ def experiments(facts: Facts) -> list[str]:
     return [
         "## Experiments side by side",
         f"Each experiment changes what its `changes` column lists against "
-        f"`{base.user_attrs['experiment']}` (one knob or two, as the lesson did). Accuracy in "
-        "%, differences in points (higher is better); validation is the trial's one seed, "
-        "test the mean ± sd over retrained seeds.",
+        f"`{base.user_attrs['experiment']}` (one knob or two, as the lesson did). "
+        f"`{metric}` is the trial's one seed ({better} is better), test accuracy the mean ± sd "
+        "over retrained seeds; accuracy in %, differences in points.",
         table(
             [
                 "experiment",
                 "trial",
                 "changes",
-                "val accuracy (%)",
-                "Δ val (pp)",
+                f"{metric}{unit.score_unit}",
+                f"Δ {metric}{unit.diff_unit}",
                 "epochs (peak)",
                 "test accuracy (%)",
                 "Δ test (pp)",
@@ -428,6 +438,40 @@ def technique_order(param: str, facts: Facts) -> float:
     assert facts.importances is not None
     group = technique_of(param)
     return -max(v for k, v in facts.importances.items() if technique_of(k) == group)
+
+
+@dataclass(frozen=True)
+class Units:
+    """How the study's metric reads: an accuracy in % with differences in points (pp), or a
+    loss as it is, with differences in the loss's own units."""
+
+    accuracy: bool
+    score_unit: str
+    diff_unit: str
+    moving: float
+    """A change of the best score that is still worth a longer search."""
+
+    def score(self, value: float | None) -> str:
+        if self.accuracy:
+            return pct(value)
+        return DASH if value is None or value != value else f"{value:.4f}"
+
+    def diff(self, value: float | None) -> str:
+        if self.accuracy:
+            return pp(value)
+        return DASH if value is None or value != value else f"{value:+.4f}"
+
+    def change(self, value: float) -> str:
+        return f"{100 * value:.1f} points" if self.accuracy else f"{value:.4f}"
+
+    def interval(self, bounds: tuple[float, float] | None) -> str:
+        return DASH if bounds is None else f"[{self.diff(bounds[0])}, {self.diff(bounds[1])}]"
+
+
+def units(metric: str) -> Units:
+    if metric.endswith("accuracy"):
+        return Units(True, " (%)", " (pp)", 0.005)
+    return Units(False, "", "", 0.01)
 
 
 def pct(value: float | None) -> str:
