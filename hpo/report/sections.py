@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from optuna.distributions import (
@@ -23,8 +22,11 @@ from hpo.report.markdown import (
     duration,
     number,
     params_text,
+    pct,
+    pp,
     share,
     table,
+    units,
     value_text,
 )
 from hpo.report.ranking import CONFIDENCE, MIN_TRIALS, N_BOOTSTRAP
@@ -438,56 +440,6 @@ def technique_order(param: str, facts: Facts) -> float:
     assert facts.importances is not None
     group = technique_of(param)
     return -max(v for k, v in facts.importances.items() if technique_of(k) == group)
-
-
-@dataclass(frozen=True)
-class Units:
-    """How the study's metric reads: an accuracy in % with differences in points (pp), or a
-    loss as it is, with differences in the loss's own units."""
-
-    accuracy: bool
-    score_unit: str
-    diff_unit: str
-    moving: float
-    """A change of the best score that is still worth a longer search."""
-
-    def score(self, value: float | None) -> str:
-        if self.accuracy:
-            return pct(value)
-        return DASH if value is None or value != value else f"{value:.4f}"
-
-    def diff(self, value: float | None) -> str:
-        if self.accuracy:
-            return pp(value)
-        return DASH if value is None or value != value else f"{value:+.4f}"
-
-    def change(self, value: float) -> str:
-        return f"{100 * value:.1f} points" if self.accuracy else f"{value:.4f}"
-
-    def interval(self, bounds: tuple[float, float] | None) -> str:
-        return DASH if bounds is None else f"[{self.diff(bounds[0])}, {self.diff(bounds[1])}]"
-
-
-def units(metric: str) -> Units:
-    if metric.endswith("accuracy"):
-        return Units(True, " (%)", " (pp)", 0.005)
-    return Units(False, "", "", 0.01)
-
-
-def pct(value: float | None) -> str:
-    """An accuracy as a percentage with one decimal: 0.2134 -> 21.3."""
-    return DASH if value is None or value != value else f"{100 * value:.1f}"
-
-
-def pp(value: float | None, sign: bool = True) -> str:
-    """A difference of accuracies in points with one decimal: 0.0123 -> +1.2."""
-    if value is None or value != value:
-        return DASH
-    return f"{100 * value:+.1f}" if sign else f"{100 * value:.1f}"
-
-
-def pp_interval(bounds: tuple[float, float] | None) -> str:
-    return DASH if bounds is None else f"[{pp(bounds[0])}, {pp(bounds[1])}]"
 
 
 def best_trials(facts: Facts) -> list[str]:
