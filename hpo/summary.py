@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
-import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.study import all_trials
+
+if TYPE_CHECKING:
+    # Imported where a frame is made: `hpo report` counts states from here and makes none,
+    # and pandas is a fifth of a second of its start.
+    import pandas as pd
 
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 
@@ -61,6 +65,8 @@ def list_lines(summaries: list[optuna.study.StudySummary]) -> list[str]:
         )
     if not rows:
         return ["no studies"]
+    import pandas as pd
+
     return pd.DataFrame(rows).to_string(index=False).splitlines()
 
 
@@ -98,6 +104,8 @@ def top_k_frame(study: optuna.Study, k: int, complete: list[FrozenTrial]) -> pd.
         }
         row.update(t.params)
         rows.append(row)
+    import pandas as pd
+
     return pd.DataFrame(rows)
 
 
@@ -117,6 +125,8 @@ def export_frame(study: optuna.Study) -> pd.DataFrame:
             if not isinstance(value, (list, dict)):
                 row[f"user_attrs_{key}"] = value
         rows.append(row)
+    import pandas as pd
+
     return pd.DataFrame(rows)
 
 
