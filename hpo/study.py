@@ -319,6 +319,16 @@ def optimize(
         taken: list[FrozenTrial] = []
 
         def guarded(trial: optuna.trial.Trial) -> float:
+            twin = _twin(study, trial) if trial.user_attrs.get(FIXED_RUN) else None
+            if twin is not None:
+                # Enqueued twice (two `hpo ablate` at once): the run is the twin's, not lost.
+                attrs = trial.user_attrs
+                trial.set_user_attr(
+                    "fail_reason",
+                    f"surplus: run {attrs.get('variant')} seed {attrs.get('seed')} "
+                    f"is trial {twin.number}'s (it was enqueued twice)",
+                )
+                return math.nan
             if _taken_before(study, trial.number) >= target:
                 # An enqueued trial popped by the race goes back to the queue, never lost.
                 requeue(study, trial)
@@ -522,6 +532,30 @@ def _finished_elsewhere(study: optuna.Study, trial: optuna.trial.Trial) -> list[
         "the result here is discarded",
     )
     return [stored]
+
+
+def _twin(study: optuna.Study, trial: optuna.trial.Trial) -> FrozenTrial | None:
+    """Another trial of the same fixed run (variant and seed) that is complete, or running
+    and started first: a run enqueued twice then trains once.
+
+    Two copies that run at once both read the same start times and numbers from the storage,
+    so one of them, and only one, goes on; a copy that failed is no twin (it was requeued).
+    """
+    key = (trial.user_attrs.get("variant"), trial.user_attrs.get("seed"))
+    found = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+        if (t.user_attrs.get("variant"), t.user_attrs.get("seed")) == key
+    ]
+    mine = [(t.datetime_start, t.number) for t in found if t.number == trial.number]
+    for other in found:
+        if other.number == trial.number:
+            continue
+        if other.state == TrialState.COMPLETE or (
+            mine and (other.datetime_start, other.number) < mine[0]
+        ):
+            return other
+    return None
 
 
 def _taken_before(study: optuna.Study, number: int) -> int:

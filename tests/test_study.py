@@ -405,3 +405,46 @@ def test_a_study_of_fixed_runs_with_an_empty_queue_stops_with_the_remedy() -> No
     with pytest.raises(HpoError, match=r"2 of its 3 runs finished .* `hpo ablate s` queues"):
         optimize(study, fixed_runs(), 3)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2  # no surplus trials
+
+
+def test_a_fixed_run_enqueued_twice_trains_once() -> None:
+    # Two `hpo ablate` started at once both find no run queued and both enqueue every run.
+    study = fixed_only_study(2, 0)
+    for seed in (0, 0, 0, 1, 1):
+        attrs = {FIXED_RUN: True, "variant": "v", "seed": seed, "params": {"x": 1}}
+        study.enqueue_trial({}, user_attrs=attrs)
+    trained: list[int] = []
+    fixed_run = fixed_runs()
+
+    def counting(trial: optuna.Trial) -> float:
+        trained.append(trial.user_attrs["seed"])
+        return fixed_run(trial)
+
+    optimize(study, counting, 2, max_failures=2)  # two copies in a row are no failure streak
+    assert trained == [0, 1]
+    copies = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    assert [t.user_attrs["fail_reason"] for t in copies] == [
+        "surplus: run v seed 0 is trial 0's (it was enqueued twice)",
+        "surplus: run v seed 0 is trial 0's (it was enqueued twice)",
+    ]
+    # The study ends with its runs done; a copy left in the queue fails the same way if popped.
+    (left,) = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    assert left.user_attrs["seed"] == 1
+
+
+def test_of_two_copies_of_a_fixed_run_running_at_once_exactly_one_goes_on(
+    sqlite_url: str,
+) -> None:
+    from hpo.study import _twin
+
+    storage = open_storage(sqlite_url, create=True, heartbeat_interval=None)
+    study = optuna.create_study(study_name="s:ablation", storage=storage)
+    for _ in range(2):
+        attrs = {FIXED_RUN: True, "variant": "v", "seed": 7, "params": {"x": 1}}
+        study.enqueue_trial({}, user_attrs=attrs)
+    first, second = study.ask(), study.ask()  # both popped, both running
+    assert _twin(study, first) is None
+    twin = _twin(study, second)
+    assert twin is not None and twin.number == first.number
+    study.tell(first, state=TrialState.FAIL)  # failed (and requeued): no longer a twin
+    assert _twin(study, second) is None
