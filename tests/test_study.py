@@ -448,3 +448,26 @@ def test_of_two_copies_of_a_fixed_run_running_at_once_exactly_one_goes_on(
     assert twin is not None and twin.number == first.number
     study.tell(first, state=TrialState.FAIL)  # failed (and requeued): no longer a twin
     assert _twin(study, second) is None
+
+
+def test_ctrl_c_while_optuna_pops_an_enqueued_run_puts_it_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    study = fixed_only_study(1, 1)
+    ask = optuna.Study.ask
+
+    def ask_then_ctrl_c(self: optuna.Study, *args: object, **kwargs: object) -> optuna.Trial:
+        trial = ask(self, *args, **kwargs)  # the enqueued run is popped: RUNNING now
+        os.kill(os.getpid(), signal.SIGINT)
+        return trial
+
+    monkeypatch.setattr(optuna.Study, "ask", ask_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        optimize(study, fixed_runs(), 1)
+    monkeypatch.undo()
+    (failed,) = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    assert failed.user_attrs["fail_reason"] == "interrupted; put back in the queue"
+    (waiting,) = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    assert waiting.user_attrs["seed"] == 0
+    optimize(study, fixed_runs(), 1)
+    assert [t.user_attrs["seed"] for t in study.get_trials(states=(TrialState.COMPLETE,))] == [0]
