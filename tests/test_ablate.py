@@ -261,3 +261,30 @@ def test_the_answer_says_on_how_many_pairs_a_half_done_ablation_rests() -> None:
     runs = {(key, seed): runs[key, seed % 3] for key in ("baseline", "dropout") for seed in seeds}
     text = "\n".join(answer(analyze(a_plan(), seeds, runs), runs, "s"))
     assert "over 10 paired seeds," in text
+
+
+def test_runs_queued_twice_and_two_ablates_at_once_train_each_run_once(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    from hpo.ablate import prepare_ablation
+
+    name = make_study(tmp_path, sqlite_url)
+    companion, _, n_runs = prepare_ablation(name, sqlite_url, 2, techniques=["l2_one"])
+    assert n_runs == 6
+    # What a second `hpo ablate` started at the same moment does: queue every run again.
+    for trial in companion.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        companion.enqueue_trial({}, user_attrs=dict(trial.user_attrs))
+    # Two machines join with a third seed, at once: 9 runs, and the queue has 6 copies first.
+    procs = [
+        ablate_in_subprocess(sqlite_url, name, "--seeds", "3", "--technique", "l2_one")
+        for _ in range(2)
+    ]
+    for proc in procs:
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out
+    trials = companion.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    keys = [(t.user_attrs["variant"], t.user_attrs["seed"]) for t in complete]
+    assert len(keys) == 9 and len(set(keys)) == 9  # every run once: none lost, none twice
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert failed and all(t.user_attrs["fail_reason"].startswith("surplus") for t in failed)
