@@ -49,6 +49,8 @@ FIXED_ONLY = "fixed_runs_only"
 """Study user attribute: every trial of the study is an enqueued fixed run (an ablation)."""
 ENQUEUED_PARAMS = "enqueued_params"
 """Trial user attribute of a named experiment: the params it was enqueued with."""
+REQUEUED = "requeued"
+"""Trial user attribute: the trial ends without its result and a copy of it is in the queue."""
 N_RUNS = "n_runs"
 ABLATION_SUFFIX = ":ablation"
 """The ablation of study NAME is the study NAME:ablation, in the same storage."""
@@ -319,29 +321,19 @@ def optimize(
         taken: list[FrozenTrial] = []
 
         def guarded(trial: optuna.trial.Trial) -> float:
-            twin = _twin(study, trial) if trial.user_attrs.get(FIXED_RUN) else None
-            if twin is not None:
-                # Enqueued twice (two `hpo ablate` at once): the run is the twin's, not lost.
-                attrs = trial.user_attrs
-                trial.set_user_attr(
-                    "fail_reason",
-                    f"surplus: run {attrs.get('variant')} seed {attrs.get('seed')} "
-                    f"is trial {twin.number}'s (it was enqueued twice)",
-                )
-                return math.nan
-            if _taken_before(study, trial.number) >= target:
-                # An enqueued trial popped by the race goes back to the queue, never lost.
-                requeue(study, trial)
-                trial.set_user_attr("fail_reason", "surplus: the study already had n_trials")
-                return math.nan
             try:
+                surplus = _surplus(study, trial, target, fixed_only)
+                if surplus:
+                    trial.set_user_attr("fail_reason", surplus)
+                    return math.nan
                 with interrupts.delivered():
                     return objective(trial)
             except optuna.TrialPruned:
                 raise
             except BaseException as err:
                 # Interrupted, an enqueued trial goes back to the queue: `run` resumes it.
-                # A fixed run also goes back after an error (repeated ones stop the study).
+                # A fixed run also goes back after an error (repeated ones stop the study),
+                # a storage error in the checks above included.
                 if isinstance(err, Exception):
                     if trial.user_attrs.get(FIXED_RUN):
                         requeue(study, trial)
@@ -363,6 +355,8 @@ def optimize(
                 optuna.storages.fail_stale_trials(study)
             states = tally(study)
             finished = sum(states[s] for s in FINISHED)
+            if fixed_only:  # a run enqueued twice counts once, should both copies complete
+                finished = len(_run_keys(study, TrialState.COMPLETE))
             if finished >= target:
                 return
             if fixed_only and not states[TrialState.WAITING]:
@@ -404,6 +398,9 @@ def requeue(study: optuna.Study, trial: optuna.trial.Trial | FrozenTrial) -> boo
     for marker, keys in QUEUED_ATTRS.items():
         if marker in attrs:
             queued = {k: attrs[k] for k in keys if k in attrs}
+            if isinstance(trial, optuna.trial.Trial):
+                # Still RUNNING until Optuna stores its end: its copy must not defer to it.
+                trial.set_user_attr(REQUEUED, True)
             study.enqueue_trial(dict(queued.get(ENQUEUED_PARAMS, {})), user_attrs=queued)
             return True
     return False
@@ -534,26 +531,64 @@ def _finished_elsewhere(study: optuna.Study, trial: optuna.trial.Trial) -> list[
     return [stored]
 
 
+def _surplus(
+    study: optuna.Study, trial: optuna.trial.Trial, target: float, fixed_only: bool
+) -> str:
+    """Why `trial` must not run (the study's target is taken, or its run is another trial's),
+    or "" if it should. An enqueued trial over the target goes back to the queue."""
+    if trial.user_attrs.get(FIXED_RUN):
+        twin = _twin(study, trial)
+        if twin is not None:  # enqueued twice (two `hpo ablate` at once): the run is not lost
+            attrs = trial.user_attrs
+            return (
+                f"surplus: run {attrs.get('variant')} seed {attrs.get('seed')} "
+                f"is trial {twin.number}'s (it was enqueued twice)"
+            )
+    if fixed_only:
+        taken = len(_run_keys(study, TrialState.COMPLETE, before=trial.number))
+    else:
+        taken = _taken_before(study, trial.number)
+    if taken < target:
+        return ""
+    # An enqueued trial popped by the race goes back to the queue, never lost.
+    requeue(study, trial)
+    return "surplus: the study already had n_trials"
+
+
+def _run_key(trial: optuna.trial.Trial | FrozenTrial) -> tuple[Any, Any]:
+    return (trial.user_attrs.get("variant"), trial.user_attrs.get("seed"))
+
+
+def _run_keys(
+    study: optuna.Study, *states: TrialState, before: int | None = None
+) -> set[tuple[Any, Any]]:
+    """The distinct fixed runs (variant, seed) of trials in `states`, and with `before`, of
+    RUNNING trials numbered below it too (those not ending without their result)."""
+    wanted = (*states, TrialState.RUNNING) if before is not None else states
+    return {
+        _run_key(t)
+        for t in study.get_trials(deepcopy=False, states=wanted)
+        if t.state in states
+        or (before is not None and t.number < before and not t.user_attrs.get(REQUEUED))
+    }
+
+
 def _twin(study: optuna.Study, trial: optuna.trial.Trial) -> FrozenTrial | None:
     """Another trial of the same fixed run (variant and seed) that is complete, or running
-    and started first: a run enqueued twice then trains once.
+    with a lower number: a run enqueued twice then trains once.
 
-    Two copies that run at once both read the same start times and numbers from the storage,
-    so one of them, and only one, goes on; a copy that failed is no twin (it was requeued).
+    Optuna pops waiting trials lowest number first, so of two copies running at once the
+    lower-numbered one started first; both read the same numbers, so one of them, and only
+    one, goes on (no clock is compared: workers' clocks differ). A copy that failed, or that
+    is ending and was put back in the queue, is no twin.
     """
-    key = (trial.user_attrs.get("variant"), trial.user_attrs.get("seed"))
-    found = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
-        if (t.user_attrs.get("variant"), t.user_attrs.get("seed")) == key
-    ]
-    mine = [(t.datetime_start, t.number) for t in found if t.number == trial.number]
-    for other in found:
-        if other.number == trial.number:
+    key = _run_key(trial)
+    for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+        if other.number == trial.number or _run_key(other) != key:
             continue
-        if other.state == TrialState.COMPLETE or (
-            mine and (other.datetime_start, other.number) < mine[0]
-        ):
+        if other.state == TrialState.COMPLETE:
+            return other
+        if other.number < trial.number and not other.user_attrs.get(REQUEUED):
             return other
     return None
 

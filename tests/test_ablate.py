@@ -279,9 +279,13 @@ def test_runs_queued_twice_and_two_ablates_at_once_train_each_run_once(
         ablate_in_subprocess(sqlite_url, name, "--seeds", "3", "--technique", "l2_one")
         for _ in range(2)
     ]
-    for proc in procs:
-        out, _ = proc.communicate(timeout=300)
-        assert proc.returncode == 0, out
+    try:
+        for proc in procs:
+            out, _ = proc.communicate(timeout=300)
+            assert proc.returncode == 0, out
+    finally:
+        for proc in procs:
+            proc.kill()
     trials = companion.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     keys = [(t.user_attrs["variant"], t.user_attrs["seed"]) for t in complete]

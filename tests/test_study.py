@@ -471,3 +471,25 @@ def test_ctrl_c_while_optuna_pops_an_enqueued_run_puts_it_back(
     assert waiting.user_attrs["seed"] == 0
     optimize(study, fixed_runs(), 1)
     assert [t.user_attrs["seed"] for t in study.get_trials(states=(TrialState.COMPLETE,))] == [0]
+
+
+def test_a_copy_put_back_while_its_trial_is_still_running_runs() -> None:
+    from hpo.study import _twin, requeue
+
+    study = fixed_only_study(1, 1)
+    first = study.ask()
+    requeue(study, first)  # an error or Ctrl-C: the copy is queued before the trial ends
+    copy = study.ask()  # another worker pops the copy while `first` is still RUNNING
+    assert _twin(study, copy) is None
+
+
+def test_a_study_of_fixed_runs_counts_a_run_completed_twice_once() -> None:
+    study = fixed_only_study(2, 0)
+    for seed in (0, 0, 1):
+        attrs = {FIXED_RUN: True, "variant": "v", "seed": seed, "params": {"x": 1}}
+        study.enqueue_trial({}, user_attrs=attrs)
+    for _ in range(2):  # both copies of run 0 ran to the end (however it came about)
+        study.tell(study.ask(), 0.0)
+    optimize(study, fixed_runs(), 2)  # not done: run 1 has yet to train
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    assert sorted(t.user_attrs["seed"] for t in done) == [0, 0, 1]

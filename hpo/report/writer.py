@@ -254,5 +254,5 @@ def importance_api() -> ModuleType:
     try:
         import optuna.importance
     finally:
-        del sys.modules["sklearn"]
+        sys.modules.pop("sklearn", None)
     return optuna.importance
