@@ -568,8 +568,11 @@ def _run_keys(
     return {
         _run_key(t)
         for t in study.get_trials(deepcopy=False, states=wanted)
-        if t.state in states
-        or (before is not None and t.number < before and not t.user_attrs.get(REQUEUED))
+        if t.user_attrs.get(FIXED_RUN)
+        and (
+            t.state in states
+            or (before is not None and t.number < before and not t.user_attrs.get(REQUEUED))
+        )
     }
 
 
