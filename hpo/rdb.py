@@ -67,11 +67,11 @@ class Reader:
             ).scalar_one()
 
     def taken_before(self, number: int) -> int:
-        """Finished trials, and RUNNING ones numbered below `number`, in one query."""
+        """Finished trials, and RUNNING or WAITING ones numbered below `number`, in one query."""
         trials = self._t["trials"]
         where = sa.or_(
             trials.c.state.in_(["COMPLETE", "PRUNED"]),
-            sa.and_(trials.c.state == "RUNNING", trials.c.number < number),
+            sa.and_(trials.c.state.in_(["RUNNING", "WAITING"]), trials.c.number < number),
         )
         query = (
             sa.select(sa.func.count())

@@ -306,11 +306,12 @@ def optimize(
 
     Finished means complete or pruned; a failed trial does not count. A worker starts a trial
     only while finished plus running trials stay below the target, and a trial that finds the
-    target already taken (another worker won the race) ends at once as failed with the reason
-    "surplus", so the count is never exceeded. While the rest of the target is running elsewhere
-    the worker waits: if one of those workers dies, its heartbeat goes stale (or, dead before
-    its trial's first heartbeat, it never had one: `_NeverBeat`), the trial is failed and
-    re-enqueued, and a surviving worker runs it.
+    target already taken (another worker won the race, or a retry enqueued meanwhile waits
+    below it) ends at once as failed with the reason "surplus", so the count is never
+    exceeded. While the rest of the target is running elsewhere the worker waits: if one of
+    those workers dies, its heartbeat goes stale (or, dead before its trial's first heartbeat,
+    it never had one: `_NeverBeat`), the trial is failed and re-enqueued, and a surviving
+    worker runs it.
     """
     deadline = math.inf if timeout is None else time.monotonic() + timeout
     target = math.inf if n_trials is None else n_trials
@@ -597,9 +598,15 @@ def _twin(study: optuna.Study, trial: optuna.trial.Trial) -> FrozenTrial | None:
 
 
 def _taken_before(study: optuna.Study, number: int) -> int:
-    """Finished trials, and running ones numbered below `number` (they started first)."""
+    """Finished trials, and running or waiting ones numbered below `number`.
+
+    A running one started first. A waiting one was enqueued first (a dead worker's retry, a
+    named experiment) while this trial was being made; Optuna pops the lowest-numbered waiting
+    trial, so the next worker to ask runs it, and it keeps its place in the target.
+    """
     reader = _READERS.get(study)
     if reader is not None:
         return reader.taken_before(number)
-    trials = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+    states = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)
+    trials = study.get_trials(deepcopy=False, states=states)
     return sum(t.state in FINISHED or t.number < number for t in trials)

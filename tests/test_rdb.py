@@ -78,6 +78,7 @@ def _reads_agree(url: str) -> None:
         assert count(fresh, (TrialState.RUNNING,)) == 1 and running[1].number == 1
         assert count(fresh, (TrialState.WAITING,)) == 2
         assert _taken_before(fresh, 1) == 21 and _taken_before(fresh, 2) == 22
+        assert _taken_before(fresh, 4) == 24  # the waiting 2 and 3 are popped first
         assert tally(fresh) == Counter(t.state for t in theirs)
         # The running trial was asked without a heartbeat; once it records one, it has one.
         reader = reader_for(open_storage(url, heartbeat_interval=None), spec.name)

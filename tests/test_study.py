@@ -21,6 +21,7 @@ from hpo.study import (
     FIXED_ONLY,
     FIXED_RUN,
     N_RUNS,
+    _surplus,
     _taken_before,
     count,
     create_study,
@@ -147,6 +148,24 @@ def test_a_trial_counts_finished_trials_and_running_ones_started_before_it(
     assert _taken_before(study, earlier.number) == 1
     study.tell(later, 0.5)
     assert _taken_before(study, earlier.number) == 2
+
+
+def test_a_new_trial_leaves_its_place_to_a_retry_enqueued_while_it_was_made() -> None:
+    """A dead worker's trial is failed and its retry enqueued just as another worker makes a new
+    trial: the retry has the lower number and is still waiting when the new trial counts the
+    target. The new trial must leave the place to it, or both train and the study ends over
+    its n_trials."""
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage)
+    study.add_trial(optuna.trial.create_trial(value=0.5))
+    study.enqueue_trial({}, user_attrs={"retry_of": 0})
+    made = storage.create_new_trial(storage.get_study_id_from_name(study.study_name))
+    mine = optuna.trial.Trial(study, made)
+    assert (mine.number, _taken_before(study, mine.number)) == (2, 2)
+    assert _surplus(study, mine, 2, fixed_only=False) == "surplus: the study already had n_trials"
+    # The retry, popped next, goes on.
+    (retry,) = study.get_trials(states=(TrialState.WAITING,))
+    assert _taken_before(study, retry.number) == 1
 
 
 def test_a_trial_left_running_before_its_first_heartbeat_is_failed_and_retried(
