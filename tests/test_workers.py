@@ -239,7 +239,10 @@ def test_a_sigkilled_workers_trial_fails_and_a_retried_copy_completes(
         if retried[0].state == TrialState.WAITING:
             # A worker that looked between the killed trial's failing and its copy's enqueueing
             # started a new trial, which took the last place: the copy waits in the queue, and
-            # the next run pops it first.
+            # the next run pops it first. Every trial that ran is numbered below it (one above
+            # it must have left the place to it).
+            ran = [t.number for t in trials if t.state in FINISHED]
+            assert max(ran) < retried[0].number, out
             more = start_hpo(
                 processes, "run", name, "--n-trials", str(N_TRIALS + 1), "--storage", url
             )
