@@ -158,7 +158,7 @@ def test_a_new_trial_leaves_its_place_to_a_retry_enqueued_while_it_was_made() ->
     storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(storage=storage)
     study.add_trial(optuna.trial.create_trial(value=0.5))
-    study.enqueue_trial({}, user_attrs={"retry_of": 0})
+    study.enqueue_trial({})  # the copy, as Optuna's retry enqueues it: WAITING
     made = storage.create_new_trial(storage.get_study_id_from_name(study.study_name))
     mine = optuna.trial.Trial(study, made)
     assert (mine.number, _taken_before(study, mine.number)) == (2, 2)
