@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ N_BOOTSTRAP = 2000
 RESAMPLE_BLOCK = 100
 CONFIDENCE = 0.95
 
-Group = list[tuple[dict[str, Any], FrozenTrial]]
+Group = list[FrozenTrial]
 
 
 @dataclass(frozen=True)
@@ -131,15 +132,17 @@ def rank(
         # A trial that failed before it had params used no technique: it counts nowhere.
         and (t.params or t.user_attrs.get("params"))
     ]
-    # Each finished trial with its setting of a knob, read once per knob, not per technique.
-    settings: dict[str, list[tuple[tuple[dict[str, Any], FrozenTrial], Any]]] = {}
+    # The finished trials grouped by their setting of a knob, once per knob, in number order.
+    by_setting: dict[str, dict[Any, Group]] = {}
     rows = []
     for technique in techniques:
         knob = technique.knob
-        if knob not in settings:
-            settings[knob] = [(pt, setting(pt[0], knob)) for pt in finished]
-        with_ = [pt for pt, v in settings[knob] if v == technique.value]
-        without = [pt for pt, v in settings[knob] if v == technique.baseline]
+        if knob not in by_setting:
+            by_setting[knob] = defaultdict(list)
+            for params, trial in finished:
+                by_setting[knob][setting(params, knob)].append(trial)
+        groups = by_setting[knob]
+        with_, without = groups.get(technique.value, []), groups.get(technique.baseline, [])
         rows.append(_row(technique, with_, without, sign))
     return sorted(rows, key=lambda r: (r.too_few, -_or_low(r.effect), r.technique.name))
 
@@ -152,16 +155,16 @@ def _row(technique: Technique, with_: Group, without: Group, sign: float) -> Row
     interval = None
     if min(len(values_with), len(values_without)) >= MIN_TRIALS:
         interval = bootstrap_interval(values_with, values_without, seed=_seed(technique.name))
-    complete_with = [t for _, t in with_ if _finite(t)]
+    complete_with = [t for t in with_ if _finite(t)]
     best = pick(complete_with, key=lambda t: (t.value, -t.number)) if complete_with else None
     return Row(
         technique=technique,
         n_with=len(values_with),
         n_without=len(values_without),
-        n_pruned_with=sum(t.state == TrialState.PRUNED for _, t in with_),
-        n_pruned_without=sum(t.state == TrialState.PRUNED for _, t in without),
-        n_failed_with=sum(t.state == TrialState.FAIL for _, t in with_),
-        n_failed_without=sum(t.state == TrialState.FAIL for _, t in without),
+        n_pruned_with=sum(t.state == TrialState.PRUNED for t in with_),
+        n_pruned_without=sum(t.state == TrialState.PRUNED for t in without),
+        n_failed_with=sum(t.state == TrialState.FAIL for t in with_),
+        n_failed_without=sum(t.state == TrialState.FAIL for t in without),
         best_with=pick(values_with, default=math.nan),
         best_without=pick(values_without, default=math.nan),
         median_with=_median(values_with),
@@ -183,7 +186,7 @@ def _finite(trial: FrozenTrial) -> bool:
 
 
 def _values(group: Group) -> list[float]:
-    return [float(t.value or 0.0) for _, t in group if _finite(t)]
+    return [float(t.value or 0.0) for t in group if _finite(t)]
 
 
 def _median(values: Sequence[float]) -> float:
