@@ -40,7 +40,8 @@ StorageOption = Annotated[
 
 
 def handles_errors(command: F) -> F:
-    """Turn an HpoError into one line on stderr and exit code 2 (a traceback with --debug)."""
+    """Turn an HpoError, or a storage's failure (a write refused, a server gone), into one
+    line on stderr and exit code 2 (a traceback with --debug)."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -51,8 +52,49 @@ def handles_errors(command: F) -> F:
                 raise
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(2) from None
+        except Exception as err:
+            if _state["debug"] or not isinstance(err, storage_errors()):
+                raise
+            typer.echo(f"error: {storage_failure(err, kwargs.get('storage'))}", err=True)
+            raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def storage_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions a storage raises when it fails, of the libraries this process uses."""
+    import sqlite3
+
+    from optuna.exceptions import StorageInternalError
+
+    found: list[type[BaseException]] = [StorageInternalError, sqlite3.Error]
+    if "sqlalchemy" in sys.modules:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        found.append(SQLAlchemyError)
+    if "redis" in sys.modules:
+        from redis.exceptions import RedisError
+
+        found.append(RedisError)
+    return tuple(found)
+
+
+def storage_failure(err: BaseException, storage: str | None) -> str:
+    """One line: the first line of what failed at the bottom of `err`, passwords hidden."""
+    from hpo.secrets import redact
+    from hpo.study import storage_url
+
+    cause = err
+    while cause.__cause__ is not None or cause.__context__ is not None:
+        cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+    lines = str(cause).strip().splitlines()
+    reason = lines[0] if lines else type(cause).__name__
+    return f"the storage failed: {redact(reason, storage_url(storage))}"
+
+
+def check_timeout(timeout: float | None) -> None:
+    if timeout is not None and not timeout > 0:
+        raise HpoError(f"--timeout must be a positive number of seconds, got {timeout:g}")
 
 
 @app.callback()
@@ -77,9 +119,11 @@ def create(
     """Create a study from SPEC, storing the spec with it and enqueueing its named trials."""
     import dataclasses
 
-    from hpo.spec import load_spec
+    from hpo.spec import NAME_RULE, is_study_name, load_spec
     from hpo.study import create_study, mask, storage_url
 
+    if name is not None and not is_study_name(name):
+        raise HpoError(f"--name {NAME_RULE}, got {name!r}")
     spec = load_spec(spec_path)
     if name:
         spec = dataclasses.replace(spec, name=name)
@@ -125,8 +169,7 @@ def run(
 
     if n_trials is not None and n_trials < 1:
         raise HpoError(f"--n-trials must be at least 1, got {n_trials}")
-    if timeout is not None and not timeout > 0:
-        raise HpoError(f"--timeout must be a positive number of seconds, got {timeout:g}")
+    check_timeout(timeout)
     if workers < 1:
         raise HpoError(f"--workers must be at least 1, got {workers}")
     if max_failures < 1:
@@ -181,7 +224,7 @@ def list_(storage: StorageOption = None) -> None:
 @handles_errors
 def show(
     name: str,
-    top: Annotated[int, typer.Option(help="How many of the best trials to list.")] = 10,
+    top: Annotated[int, typer.Option(min=1, help="How many of the best trials to list.")] = 10,
     storage: StorageOption = None,
 ) -> None:
     """Counts by state, the best trial with its params, and the top trials."""
@@ -375,6 +418,7 @@ def ablate(
         raise HpoError(f"--workers must be at least 1, got {workers}")
     if delta is not None and not 0 < delta < 100:
         raise HpoError(f"--delta is in accuracy points and must be in (0, 100), got {delta}")
+    check_timeout(timeout)
     url = storage_url(storage)
     designs = DESIGNS if design == Design.both else (design.value,)
     margin = None if delta is None else delta / 100

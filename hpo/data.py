@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 import pickle
 import tarfile
+import tokenize
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,13 +18,31 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from hpo.errors import DataError
-from hpo.spec import DataSpec
+from hpo.spec import MAX_SEED, DataSpec
 
 HOW_TO_GET = (
     "get CIFAR-100 online with the Keras download (no --data), or pass --data PATH / set HPO_DATA "
     "to a local cifar100.npz, a cifar-100-python folder or cifar-100-python.tar.gz"
 )
 N_CIFAR_CLASSES = 100
+# What decoding a damaged or foreign file raises: zipfile, zlib and tokenize (a mangled .npy
+# header) for an .npz; tarfile, gzip and pickle for the other two; the rest for pickled objects
+# that are not CIFAR batches.
+UNREADABLE = (
+    OSError,
+    EOFError,
+    KeyError,
+    IndexError,
+    TypeError,
+    ValueError,
+    OverflowError,
+    NotImplementedError,
+    pickle.UnpicklingError,
+    tarfile.TarError,
+    tokenize.TokenError,
+    zipfile.BadZipFile,
+    zlib.error,
+)
 
 
 @dataclass(frozen=True)
@@ -78,13 +100,16 @@ def _load_dataset(spec: DataSpec, source: str) -> Dataset:
 
 def prepare(arrays: Arrays, spec: DataSpec, source: str) -> Dataset:
     """Split validation off the training set (stratified, seeded), subset, and scale."""
-    x_train, x_val, y_train, y_val = train_test_split(
-        arrays.x_train,
-        arrays.y_train,
-        test_size=spec.validation_fraction,
-        random_state=spec.seed,
-        stratify=arrays.y_train,
-    )
+    try:
+        x_train, x_val, y_train, y_val = train_test_split(
+            arrays.x_train,
+            arrays.y_train,
+            test_size=spec.validation_fraction,
+            random_state=spec.seed,
+            stratify=arrays.y_train,
+        )
+    except ValueError as err:
+        raise DataError(_split_problem(arrays, spec, source, err)) from err
     if spec.n_train is not None:
         x_train, y_train = x_train[: spec.n_train], y_train[: spec.n_train]
     if spec.n_validation is not None:
@@ -100,6 +125,38 @@ def prepare(arrays: Arrays, spec: DataSpec, source: str) -> Dataset:
         n_classes=arrays.n_classes,
         source=source,
     )
+
+
+def _split_problem(arrays: Arrays, spec: DataSpec, source: str, err: ValueError) -> str:
+    n_images, n_classes = len(arrays.y_train), arrays.n_classes
+    where = {"synthetic": "synthetic data", "keras": "the Keras download"}.get(
+        source, f"data file {source}"
+    )
+    problem = (
+        f"cannot split validation_fraction={spec.validation_fraction} off {n_images} training "
+        f"images in {n_classes} classes from {where} with seed={spec.seed} ({_reason(err)})"
+    )
+    counts = np.unique(arrays.y_train, return_counts=True)[1].tolist()
+    if not 0 <= spec.seed <= MAX_SEED:
+        remedy = f"set [data] seed to an integer in 0..{MAX_SEED}"
+    elif n_images < 2 * n_classes or min(counts, default=0) < 2:
+        # A stratified split puts at least one image of every class on each side.
+        remedy = (
+            f"raise [data] n_samples to at least {2 * n_classes} or lower [data] n_classes"
+            if source == "synthetic"
+            else "use a data file with at least 2 training images per class"
+        )
+    else:
+        low = math.ceil(1000 * n_classes / n_images) / 1000
+        high = math.floor(1000 * (1 - n_classes / n_images)) / 1000
+        remedy = f"set [data] validation_fraction between {low} and {high}"
+    return f"{problem}; {remedy}"
+
+
+def _reason(err: Exception) -> str:
+    """The error's own words on one short line (some quote whole headers or class lists)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def _scaler(x_train: np.ndarray, scaling: str) -> Any:
@@ -131,6 +188,9 @@ def make_synthetic(n_samples: int, n_classes: int, image_size: int, seed: int) -
 
 def download_cifar100() -> Arrays:
     """CIFAR-100 the way a Keras user gets it: downloaded once, then cached by Keras."""
+    from hpo.tfquiet import import_tensorflow
+
+    import_tensorflow()
     from keras.datasets import cifar100
 
     try:
@@ -164,18 +224,11 @@ def read_cifar100(path: Path) -> Arrays:
                     npz["y_test"].reshape(-1),
                     N_CIFAR_CLASSES,
                 )
-    except (
-        OSError,
-        KeyError,
-        ValueError,
-        EOFError,
-        pickle.UnpicklingError,
-        tarfile.TarError,
-    ) as err:
+    except UNREADABLE as err:
         raise DataError(
-            f"data file {path} is not a readable CIFAR-100 ({err}); {HOW_TO_GET}"
+            f"data file {path} is not a readable CIFAR-100 ({_reason(err)}); {HOW_TO_GET}"
         ) from err
-    _check_shapes(arrays, path)
+    _check_arrays(arrays, path)
     return arrays
 
 
@@ -199,7 +252,7 @@ def _read_pickles(read: Any) -> Arrays:
     return Arrays(x_train, y_train, x_test, y_test, N_CIFAR_CLASSES)
 
 
-def _check_shapes(arrays: Arrays, path: Path) -> None:
+def _check_arrays(arrays: Arrays, path: Path) -> None:
     for name, x, y in (
         ("train", arrays.x_train, arrays.y_train),
         ("test", arrays.x_test, arrays.y_test),
@@ -209,5 +262,22 @@ def _check_shapes(arrays: Arrays, path: Path) -> None:
                 f"data file {path} has {name} images of shape {x.shape} and {len(y)} labels, "
                 f"expected N x 32 x 32 x 3 and N labels; {HOW_TO_GET}"
             )
+        if x.dtype.kind not in "uif":
+            raise DataError(
+                f"data file {path} has {name} images of dtype {x.dtype}, expected numbers "
+                f"(uint8 pixels 0..255); {HOW_TO_GET}"
+            )
+        if not _are_class_indices(y):
+            raise DataError(
+                f"data file {path} has {name} labels of dtype {y.dtype}, expected integer "
+                f"class indices 0..99; {HOW_TO_GET}"
+            )
         if y.size and (y.min() < 0 or y.max() >= N_CIFAR_CLASSES):
             raise DataError(f"data file {path} has {name} labels outside 0..99; {HOW_TO_GET}")
+
+
+def _are_class_indices(y: np.ndarray) -> bool:
+    # Whole-number floats (a label column saved as float) are still class indices.
+    if y.dtype.kind in "iu":
+        return True
+    return y.dtype.kind == "f" and bool(np.all(np.isfinite(y) & (y == np.round(y))))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import inspect
 import math
 import tomllib
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,35 @@ from hpo.registry import PRUNERS, SAMPLERS, accepted_args, grid_of, make_pruner,
 from hpo.space import KNOBS, Knob, Param, ParamValue, complete_params
 
 METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}
+
+NAME_RULE = "must be non-empty without spaces or '/'"
+MAX_SEED = 2**32 - 1
+"""The largest seed a NumPy random state takes: scikit-learn's `random_state`, Optuna's samplers."""
+
+# TOML's names for the Python types a spec's values arrive as, in the order to test them
+# (a bool is an int to isinstance).
+_TOML_TYPES: dict[type, str] = {
+    bool: "a boolean",
+    int: "an integer",
+    float: "a float",
+    str: "a string",
+    list: "an array",
+    Mapping: "a table",
+}
+
+# The types a spec may give a sampler's or pruner's argument, by the words of its annotation
+# (`dict[str, Any]` reads as `dict`). Other words (Callable, BaseSampler) name types TOML
+# cannot spell.
+_ANNOTATED: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "str": (str,),
+    "list": (list,),
+    "Sequence": (list,),
+    "dict": (Mapping,),
+    "Mapping": (Mapping,),
+}
 
 
 @dataclass(frozen=True)
@@ -148,11 +178,17 @@ class _Validator:
         return value
 
     def typed(self, value: Any, kind: type | tuple[type, ...], where: str) -> Any:
-        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-            raise self.fail(f"{where} must not be a boolean, got {value!r}")
-        if not isinstance(value, kind):
-            raise self.fail(f"{where} has the wrong type, got {value!r}")
-        return value
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool)):
+            return value
+        shown = str(value).lower() if isinstance(value, bool) else repr(value)
+        raise self.fail(f"{where} must be {_describe(kinds)}, got {_toml_type(value)} {shown}")
+
+    def seed(self, value: Any, where: str) -> int:
+        seed: int = self.typed(value, int, where)
+        if not 0 <= seed <= MAX_SEED:
+            raise self.fail(f"{where} must be in [0, 2**32 - 1], got {seed}")
+        return seed
 
     def spec(self, raw: Mapping[str, Any], text: str) -> Spec:
         top = {
@@ -174,8 +210,8 @@ class _Validator:
         if "name" not in raw:
             raise self.fail("missing key 'name'")
         name = self.typed(raw["name"], str, "'name'")
-        if not name or any(c.isspace() or c == "/" for c in name):
-            raise self.fail(f"'name' must be non-empty without spaces or '/', got {name!r}")
+        if not is_study_name(name):
+            raise self.fail(f"'name' {NAME_RULE}, got {name!r}")
         n_trials = raw.get("n_trials")
         if n_trials is not None and self.typed(n_trials, int, "'n_trials'") < 1:
             raise self.fail(f"'n_trials' must be >= 1, got {n_trials}")
@@ -187,7 +223,7 @@ class _Validator:
             source=self.source,
             text=text,
             description=self.typed(raw.get("description", ""), str, "'description'"),
-            seed=self.typed(raw.get("seed", 0), int, "'seed'"),
+            seed=self.seed(raw.get("seed", 0), "'seed'"),
             storage=self.typed(raw.get("storage"), (str, type(None)), "'storage'"),
             n_trials=n_trials,
             metric=metric,
@@ -227,7 +263,7 @@ class _Validator:
 
     def objective(self, table: Mapping[str, Any]) -> tuple[str, str]:
         self.keys(table, {"metric", "direction"}, "[objective]")
-        metric = table.get("metric", "val_accuracy")
+        metric = self.typed(table.get("metric", "val_accuracy"), str, "[objective] metric")
         if metric not in METRICS:
             raise self.fail(f"[objective] metric must be one of {sorted(METRICS)}, got {metric!r}")
         direction = table.get("direction", METRICS[metric])
@@ -257,14 +293,15 @@ class _Validator:
         for key in ("n_train", "n_validation", "n_samples", "n_classes", "image_size"):
             if values[key] is not None and self.typed(values[key], int, f"[data] {key}") < 2:
                 raise self.fail(f"[data] {key} must be >= 2, got {values[key]}")
-        if self.typed(values["seed"], int, "[data] seed") < 0:
-            raise self.fail(f"[data] seed must be >= 0, got {values['seed']}")
+        self.seed(values["seed"], "[data] seed")
         return DataSpec(**values)
 
     def sampler(self, table: Mapping[str, Any], space: Mapping[str, Param]) -> Component:
         if not table:
             return Component(DEFAULT_SAMPLER.type, dict(DEFAULT_SAMPLER.args))
         name, args = self.component(table, SAMPLERS, "[sampler]", "tpe")
+        if "seed" in args:
+            self.seed(args["seed"], "[sampler] seed")
         if name == "cmaes" and importlib.util.find_spec("cmaes") is None:
             raise self.fail("[sampler] type 'cmaes' needs the cmaes package: pip install cmaes")
         if name == "grid":
@@ -290,13 +327,35 @@ class _Validator:
     def component(
         self, table: Mapping[str, Any], registry: Mapping[str, Any], where: str, default: str
     ) -> tuple[str, dict[str, Any]]:
-        name = table.get("type", default)
+        name = self.typed(table.get("type", default), str, f"{where} type")
         if name not in registry:
             raise self.fail(f"{where} type must be one of {sorted(registry)}, got {name!r}")
         args = {k: v for k, v in table.items() if k != "type"}
         allowed = accepted_args(registry, name) | ({"wrapped"} if name == "patient" else set())
         self.keys(args, allowed, f"{where} (type {name!r})")
+        self.arguments(registry[name], args, where)
         return name, args
+
+    def arguments(
+        self, constructor: Callable[..., Any], args: Mapping[str, Any], where: str
+    ) -> None:
+        """Check each argument's type against its annotation: Optuna keeps most arguments
+        unchecked and fails on them only once a study runs."""
+        for key, parameter in inspect.signature(constructor).parameters.items():
+            if key not in args or parameter.annotation is inspect.Parameter.empty:
+                continue
+            annotation = parameter.annotation
+            if not isinstance(annotation, str):
+                annotation = inspect.formatannotation(annotation)
+            words = [word.strip().split("[")[0] for word in annotation.split("|")]
+            if "Any" in words:
+                continue
+            kinds = tuple(kind for word in words for kind in _ANNOTATED.get(word, ()))
+            if not kinds:
+                raise self.fail(
+                    f"{where} {key} cannot be set in a spec (Optuna takes {annotation})"
+                )
+            self.typed(args[key], kinds, f"{where} {key}")
 
     def space(self, table: Mapping[str, Any]) -> dict[str, Param]:
         self.keys(table, set(KNOBS), "[params]")
@@ -369,13 +428,18 @@ class _Validator:
 
     def enqueue(self, entries: Any, space: Mapping[str, Param]) -> tuple[Enqueued, ...]:
         if not isinstance(entries, list):
-            raise self.fail("[[enqueue]] must be an array of tables")
+            raise self.fail(
+                f"[[enqueue]] must be an array of tables, got {_toml_type(entries)} {entries!r}"
+            )
         searched = {k: v for k, v in space.items() if isinstance(v, BaseDistribution)}
         result, names = [], set()
         for i, entry in enumerate(entries):
             where = f"[[enqueue]] #{i + 1}"
+            self.typed(entry, Mapping, where)
             self.keys(entry, {"name", "params"}, where)
-            name = self.typed(entry.get("name"), str, f"{where} name")
+            if "name" not in entry:
+                raise self.fail(f"{where} needs a 'name'")
+            name = self.typed(entry["name"], str, f"{where} name")
             if name in names:
                 raise self.fail(f"{where} name {name!r} is used twice")
             names.add(name)
@@ -395,6 +459,26 @@ class _Validator:
                     )
             result.append(Enqueued(name, params))
         return tuple(result)
+
+
+def is_study_name(name: str) -> bool:
+    """Whether `name` can name a study: its report is written to reports/NAME.md."""
+    return bool(name) and not any(c.isspace() or c == "/" for c in name)
+
+
+def _toml_type(value: Any) -> str:
+    """What `value` is in TOML's words: "an array", "a table", "a string"..."""
+    for kind, name in _TOML_TYPES.items():
+        if isinstance(value, kind):
+            return name
+    return f"a {type(value).__name__}"  # TOML's dates and times
+
+
+def _describe(kinds: tuple[type, ...]) -> str:
+    """The types in `kinds` in TOML's words, as a rule states them: "a string or an integer"."""
+    words = _TOML_TYPES | {float: "a number"}
+    shown = [k for k in kinds if k is not type(None) and not (k is int and float in kinds)]
+    return " or ".join(words.get(k, k.__name__) for k in shown)
 
 
 def _contains(dist: BaseDistribution, value: Any) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -36,6 +37,8 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 HEARTBEAT_INTERVAL = 30
 HEARTBEAT_ENV = "HPO_HEARTBEAT_INTERVAL"
 SQLITE_TIMEOUT_S = 60
+CONNECT_TIMEOUT_S = 10
+"""Seconds a PostgreSQL server has to answer a new connection."""
 POLL_S = 1.0
 ORPHAN_INTERVALS = 4
 """Heartbeat intervals a waiting worker watches a RUNNING trial that has no heartbeat at all
@@ -129,6 +132,16 @@ def _journal_file(path: str, create: bool) -> BaseStorage:
 
 def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
     engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite:") and url.partition("://")[2].removeprefix("/").strip() in (
+        "",
+        ":memory:",
+    ):
+        # `sqlite://`, `sqlite:///` and `sqlite:///:memory:` are a database in memory, gone
+        # when the command ends, and its study with it.
+        raise StorageError(
+            f"{url} names no file: give one, e.g. sqlite:///studies/hpo.db (relative) or "
+            "sqlite:////abs/path/hpo.db"
+        )
     if url.startswith("sqlite:///"):
         file = Path(url.removeprefix("sqlite:///"))
         if not file.exists():
@@ -142,6 +155,9 @@ def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
     else:
         engine_kwargs["pool_pre_ping"] = True
         url = _with_installed_driver(url)
+        if url.startswith("postgresql") and "connect_timeout" not in url:
+            # A server that accepts the connection but never answers would hang every command.
+            engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
     heartbeat: dict[str, Any] = {}
     if heartbeat_interval:
         heartbeat = {
@@ -181,14 +197,20 @@ def create_study(spec: Spec, url: str) -> optuna.Study:
         )
     direction = optuna.study.StudyDirection[spec.direction.upper()]
     study = optuna.create_study(study_name=spec.name, storage=storage, direction=direction)
-    # The spec's own storage URL is only needed here: its credentials are not stored.
-    study.set_user_attr(SPEC_ATTR, redact(spec.text, spec.storage))
-    study.set_user_attr("metric", spec.metric)
-    for entry in spec.enqueue:
-        study.enqueue_trial(
-            dict(entry.params),
-            user_attrs={"experiment": entry.name, ENQUEUED_PARAMS: dict(entry.params)},
-        )
+    try:
+        # The spec's own storage URL is only needed here: its credentials are not stored.
+        study.set_user_attr(SPEC_ATTR, redact(spec.text, spec.storage))
+        study.set_user_attr("metric", spec.metric)
+        for entry in spec.enqueue:
+            study.enqueue_trial(
+                dict(entry.params),
+                user_attrs={"experiment": entry.name, ENQUEUED_PARAMS: dict(entry.params)},
+            )
+    except BaseException:
+        # A study without its spec cannot be run, reported or made again under its name.
+        with contextlib.suppress(Exception):
+            optuna.delete_study(study_name=spec.name, storage=storage)
+        raise
     return study
 
 
@@ -220,7 +242,10 @@ def load_study(name: str, url: str, **kwargs: Any) -> tuple[optuna.Study, Spec]:
     text = study.user_attrs.get(SPEC_ATTR)
     if text is None:
         raise HpoError(f"study '{name}' in {mask(url)} was not created by hpo (it has no spec)")
-    spec = load_spec_text(text, f"the spec stored with study '{name}'")
+    # The study's own name: `hpo study create --name` stores the spec file's text unchanged.
+    spec = dataclasses.replace(
+        load_spec_text(text, f"the spec stored with study '{name}'"), name=name
+    )
     if study.user_attrs.get(FIXED_ONLY):
         if N_RUNS not in study.user_attrs:
             of = name.removesuffix(ABLATION_SUFFIX)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
@@ -132,6 +133,48 @@ def test_unreachable_storage_is_one_line_without_the_password() -> None:
     assert "hunter2" not in result.output
 
 
+def test_a_storage_that_refuses_writes_is_one_line_and_keeps_its_trials(
+    tiny_spec_file: Path, sqlite_url: str, tmp_path: Path
+) -> None:
+    hpo("study", "create", str(tiny_spec_file), "--storage", sqlite_url)
+    assert hpo("study", "run", "tiny", "--n-trials", "2", "--storage", sqlite_url).exit_code == 0
+    db = tmp_path / "studies.db"
+    # Immutable: even root cannot write it, and SQLite opens it read-only.
+    if subprocess.run(["chattr", "+i", str(db)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i needs root on a file system that supports it")
+    try:
+        results = [
+            hpo("study", "create", str(tiny_spec_file), "--name", "other", "--storage", sqlite_url),
+            hpo("study", "run", "tiny", "--n-trials", "3", "--storage", sqlite_url),
+            hpo("study", "delete", "tiny", "--yes", "--storage", sqlite_url),
+        ]
+    finally:
+        subprocess.run(["chattr", "-i", str(db)], check=True)
+    for result in results:
+        one_line_error(result, "the storage failed", "readonly database")
+    trials = optuna.load_study(study_name="tiny", storage=sqlite_url).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+
+
+def test_a_storage_failure_is_one_line_without_the_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sqlite3
+
+    from optuna.exceptions import StorageInternalError
+
+    def failing(*args: object, **kwargs: object) -> None:
+        try:
+            raise sqlite3.OperationalError("disk I/O error near hunter2\nsecond line")
+        except sqlite3.OperationalError as err:
+            raise StorageInternalError("An exception is raised during the commit.") from err
+
+    monkeypatch.setattr("hpo.study.open_storage", failing)
+    result = hpo("study", "list", "--storage", "postgresql://u:hunter2@db/x")
+    one_line_error(result, "the storage failed: disk I/O error near ***")
+    assert "second line" not in result.output
+
+
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     from hpo.errors import HpoError
 
@@ -205,6 +248,34 @@ def test_n_trials_and_timeout_must_be_positive_and_a_met_target_says_so(
     result = hpo("study", "run", "tiny", "--n-trials", "1", "--storage", sqlite_url)
     assert result.exit_code == 0
     assert "already holds 1 finished trials (target 1): nothing to run" in result.output
+
+
+def test_options_are_checked_before_anything_is_stored(
+    tiny_spec_file: Path, sqlite_url: str
+) -> None:
+    assert hpo("study", "create", str(tiny_spec_file), "--storage", sqlite_url).exit_code == 0
+    assert hpo("study", "run", "tiny", "--n-trials", "3", "--storage", sqlite_url).exit_code == 0
+    result = hpo("ablate", "tiny", "--seeds", "2", "--timeout", "-1", "--storage", sqlite_url)
+    assert result.exit_code == 2 and "--timeout must be a positive" in result.stderr
+    names = [s.study_name for s in optuna.get_all_study_summaries(sqlite_url)]
+    assert names == ["tiny"]  # no ablation prepared before the refusal
+    for top in ("0", "-3"):
+        result = hpo("study", "show", "tiny", "--top", top, "--storage", sqlite_url)
+        assert result.exit_code == 2 and "--top" in result.output, result.output
+
+
+def test_a_study_created_under_another_name_goes_by_that_name(
+    tiny_spec_file: Path, sqlite_url: str
+) -> None:
+    from hpo.study import load_study
+
+    result = hpo("study", "create", str(tiny_spec_file), "--name", "other", "--storage", sqlite_url)
+    assert result.exit_code == 0, result.output
+    assert load_study("other", sqlite_url, heartbeat_interval=None)[1].name == "other"
+    for bad in ("../escape", "two words", ""):
+        result = hpo("study", "create", str(tiny_spec_file), "--name", bad, "--storage", sqlite_url)
+        one_line_error(result, "--name must be non-empty without spaces or '/'")
+    assert [s.study_name for s in optuna.get_all_study_summaries(sqlite_url)] == ["other"]
 
 
 def test_a_study_whose_stored_spec_no_longer_loads_can_be_deleted(sqlite_url: str) -> None:

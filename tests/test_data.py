@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import pickle
+import struct
+import sys
 import tarfile
+import types
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -193,3 +198,172 @@ def test_a_single_array_file_is_a_data_error(tmp_path: Path) -> None:
     np.save(path, np.zeros((2, 32, 32, 3), np.uint8))
     with pytest.raises(DataError, match="not a readable CIFAR-100.*single array"):
         read_cifar100(path)
+
+
+def npz_bytes(arrays: Arrays, *, compressed: bool = False) -> bytes:
+    buffer = io.BytesIO()
+    save = np.savez_compressed if compressed else np.savez
+    save(
+        buffer,
+        x_train=arrays.x_train,
+        y_train=arrays.y_train,
+        x_test=arrays.x_test,
+        y_test=arrays.y_test,
+    )
+    return buffer.getvalue()
+
+
+def truncated(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+def with_a_flipped_image_byte(data: bytes) -> bytes:
+    damaged = bytearray(data)
+    damaged[data.index(b"x_train.npy") + 1000] ^= 0xFF
+    return bytes(damaged)
+
+
+def with_a_broken_deflate_stream(data: bytes) -> bytes:
+    # The first member's compressed data starts after its 30-byte header, name and extra field.
+    damaged = bytearray(data)
+    name_length, extra_length = struct.unpack("<HH", damaged[26:30])
+    damaged[30 + name_length + extra_length] = 0xFF  # deflate block type 3 does not exist
+    return bytes(damaged)
+
+
+def with_an_unknown_compression_method(data: bytes) -> bytes:
+    damaged = bytearray(data)
+    damaged[data.index(b"PK\x01\x02") + 10] = 99
+    return bytes(damaged)
+
+
+def with_a_cut_npy_header(data: bytes) -> bytes:
+    return data.replace(b"'shape': (", b"'shape': [", 1).replace(b"), }", b"   }", 1)
+
+
+@pytest.mark.parametrize(
+    ("damage", "compressed"),
+    [
+        (truncated, False),
+        (with_a_flipped_image_byte, False),
+        (with_a_broken_deflate_stream, True),
+        (with_an_unknown_compression_method, False),
+        (with_a_cut_npy_header, False),
+    ],
+)
+def test_a_damaged_npz_is_a_data_error(
+    tmp_path: Path, damage: Callable[[bytes], bytes], compressed: bool
+) -> None:
+    path = tmp_path / "c.npz"
+    path.write_bytes(damage(npz_bytes(small_cifar(), compressed=compressed)))
+    with pytest.raises(DataError, match=r"c\.npz is not a readable CIFAR-100"):
+        read_cifar100(path)
+
+
+def test_a_pickle_that_is_not_a_cifar_batch_is_a_data_error(tmp_path: Path) -> None:
+    folder = write_pickle_folder(small_cifar(), tmp_path / "cifar-100-python")
+    (folder / "train").write_bytes(pickle.dumps(["not", "a", "batch"]))
+    with pytest.raises(DataError, match="not a readable CIFAR-100"):
+        read_cifar100(folder)
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [np.array(["apple", "bed"] * 100), np.arange(200) % 100 + 0.5, np.full(200, np.nan)],
+    ids=["strings", "fractions", "nan"],
+)
+def test_labels_that_are_not_class_indices_are_a_data_error(
+    tmp_path: Path, labels: np.ndarray
+) -> None:
+    arrays = small_cifar()
+    path = tmp_path / "c.npz"
+    path.write_bytes(npz_bytes(dataclasses.replace(arrays, y_train=labels)))
+    with pytest.raises(DataError, match=r"c\.npz has train labels of dtype .*integer"):
+        read_cifar100(path)
+
+
+def test_whole_number_float_labels_are_read(tmp_path: Path) -> None:
+    arrays = small_cifar()
+    path = tmp_path / "c.npz"
+    path.write_bytes(npz_bytes(dataclasses.replace(arrays, y_train=arrays.y_train * 1.0)))
+    np.testing.assert_array_equal(read_cifar100(path).y_train, arrays.y_train)
+
+
+def test_images_that_are_not_numbers_are_a_data_error(tmp_path: Path) -> None:
+    arrays = small_cifar()
+    path = tmp_path / "c.npz"
+    path.write_bytes(npz_bytes(dataclasses.replace(arrays, x_test=arrays.x_test.astype(str))))
+    with pytest.raises(DataError, match=r"c\.npz has test images of dtype .*numbers"):
+        read_cifar100(path)
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        (
+            DataSpec(dataset="synthetic", n_samples=5),
+            r"5 training images in 10 classes from synthetic data.*n_samples to at least 20",
+        ),
+        (
+            DataSpec(dataset="synthetic", n_samples=50, n_classes=100),
+            r"50 training images in 100 classes from synthetic data.*lower \[data\] n_classes",
+        ),
+        (
+            DataSpec(dataset="synthetic", n_samples=200, validation_fraction=0.001),
+            r"=0\.001 off 200 training images.*"
+            r"set \[data\] validation_fraction between 0\.05 and 0\.95",
+        ),
+        (
+            DataSpec(dataset="synthetic", n_samples=200, seed=2**32),
+            r"seed=4294967296.*set \[data\] seed to an integer in 0\.\.4294967295",
+        ),
+    ],
+    ids=["too-few-samples", "too-many-classes", "tiny-fraction", "huge-seed"],
+)
+def test_a_split_the_synthetic_data_cannot_hold_is_a_data_error(spec: DataSpec, match: str) -> None:
+    with pytest.raises(DataError, match=f"cannot split .*{match}"):
+        load_dataset(spec)
+
+
+def test_a_file_too_small_for_a_stratified_split_is_a_data_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.npz"
+    path.write_bytes(npz_bytes(small_cifar(n_train=150)))
+    with pytest.raises(
+        DataError,
+        match=r"split validation_fraction=0\.1 off 150 training images in 100 classes from "
+        r"data file .*c\.npz.*at least 2 training images per class",
+    ):
+        load_dataset(DataSpec(), path)
+
+
+def test_empty_arrays_are_a_data_error() -> None:
+    empty = small_cifar(n_train=0)
+    with pytest.raises(DataError, match="off 0 training images"):
+        prepare(empty, DataSpec(), "keras")
+
+
+def test_download_imports_tensorflow_quietly_before_keras(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import hpo.tfquiet
+    from hpo.data import download_cifar100
+
+    calls: list[str] = []
+
+    def offline(**_: object) -> None:
+        raise OSError("network is unreachable")
+
+    def keras_attribute(name: str) -> object:
+        if name != "cifar100":
+            raise AttributeError(name)
+        calls.append("keras.datasets.cifar100")
+        return types.SimpleNamespace(load_data=offline)
+
+    datasets = types.ModuleType("keras.datasets")
+    datasets.__getattr__ = keras_attribute  # type: ignore[method-assign]
+    monkeypatch.setitem(sys.modules, "keras", types.ModuleType("keras"))
+    monkeypatch.setitem(sys.modules, "keras.datasets", datasets)
+    monkeypatch.setattr(hpo.tfquiet, "import_tensorflow", lambda: calls.append("quiet"))
+    with pytest.raises(DataError, match="could not download CIFAR-100"):
+        download_cifar100()
+    assert calls == ["quiet", "keras.datasets.cifar100"]

@@ -299,6 +299,22 @@ def test_cli_writes_the_report(fake_url: str, tmp_path: Path) -> None:
     assert out.read_text().startswith("# Study report: fake")
 
 
+def test_a_report_that_cannot_be_written_is_one_line(fake_url: str, tmp_path: Path) -> None:
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    cases = {
+        tmp_path: "is a folder: name the report's file",  # nothing is drawn into it first
+        a_file / "x.md": "cannot write the report to",
+        Path("/proc/hpo-report.md"): "cannot write the report to",
+    }
+    for out, message in cases.items():
+        result = runner.invoke(app, ["report", "fake", "--storage", fake_url, "--out", str(out)])
+        assert result.exit_code == 2, result.output
+        assert result.stderr.startswith(f"error: {out}" if out == tmp_path else "error: ")
+        assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
 def test_cli_turns_an_empty_study_into_one_line(sqlite_url: str, tmp_path: Path) -> None:
     make_study(sqlite_url, SPEC)
     result = runner.invoke(

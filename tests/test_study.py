@@ -65,6 +65,43 @@ def test_unreachable_server_is_one_line_without_the_password() -> None:
     assert "topsecret" not in message and "\n" not in message
 
 
+def test_a_server_that_never_answers_is_one_line_after_the_connect_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+    import threading
+
+    import hpo.study
+
+    monkeypatch.setattr(hpo.study, "CONNECT_TIMEOUT_S", 2)
+    # The kernel completes the TCP handshake of a listening socket; nothing ever answers.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"postgresql://hpo:pw@127.0.0.1:{silent.getsockname()[1]}/hpo"
+        found: list[BaseException] = []
+
+        def open_it() -> None:
+            try:
+                open_storage(url)
+            except BaseException as err:
+                found.append(err)
+
+        opener = threading.Thread(target=open_it, daemon=True)
+        opener.start()
+        opener.join(timeout=30)
+        assert not opener.is_alive(), "opening a silent server hangs"
+    assert len(found) == 1 and isinstance(found[0], StorageError), found
+    assert "cannot open storage postgresql://hpo:***@" in str(found[0])
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite:///:memory:"])
+def test_a_sqlite_url_without_a_file_is_refused(url: str) -> None:
+    # SQLAlchemy reads these as a database in memory: a study created there is gone at once.
+    with pytest.raises(StorageError, match="names no file"):
+        open_storage(url, create=True)
+
+
 def test_create_stores_the_spec_and_enqueues_named_trials(sqlite_url: str) -> None:
     text = TINY_SPEC + '\n[[enqueue]]\nname = "slow"\nparams = { learning_rate = 0.001 }\n'
     create_study(load_spec_text(text), sqlite_url)
@@ -73,6 +110,22 @@ def test_create_stores_the_spec_and_enqueues_named_trials(sqlite_url: str) -> No
     (waiting,) = study.trials
     assert waiting.state == TrialState.WAITING
     assert waiting.user_attrs["experiment"] == "slow"
+
+
+def test_a_create_that_fails_halfway_leaves_no_study(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = load_spec_text(TINY_SPEC)
+
+    def refused(self: optuna.Study, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("value too long")
+
+    monkeypatch.setattr(optuna.Study, "set_user_attr", refused)
+    with pytest.raises(RuntimeError):
+        create_study(spec, sqlite_url)
+    monkeypatch.undo()
+    assert optuna.get_all_study_summaries(sqlite_url) == []
+    create_study(spec, sqlite_url)  # and the name is free again
 
 
 def test_creating_twice_is_an_error(sqlite_url: str) -> None:

@@ -58,14 +58,19 @@ def write_report(
     """
     from hpo.report.sections import note_markdown, render
 
+    out = Path(out) if out is not None else Path("reports") / f"{name}.md"
+    if out.is_dir():
+        raise HpoError(f"{out} is a folder: name the report's file, e.g. {out / name}.md")
     study, spec = load_study(name, url, heartbeat_interval=None)
     trials = all_trials(study)
     check_reportable(name, trials)
     # A large study is a million objects with no cycles: the collections below need not walk them.
     with kept_out_of_collections():
-        out = Path(out) if out is not None else Path("reports") / f"{name}.md"
         figures_dir = out.parent / out.stem
-        figures_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            figures_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise HpoError(f"cannot write the report to {out}: {err.strerror or err}") from err
 
         facts = gather(study, spec, trials)
         found = load_ablation(name, url)
@@ -87,7 +92,10 @@ def write_report(
 
         echo(f"drawing figures in {figures_dir}")
         draw_figures(facts, figures_dir, data_path, activations)
-        out.write_text(render(facts, url))
+        try:
+            out.write_text(render(facts, url))
+        except OSError as err:
+            raise HpoError(f"cannot write the report to {out}: {err.strerror or err}") from err
         if note:
             from optuna_dashboard import save_note
 
