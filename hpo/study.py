@@ -150,6 +150,9 @@ def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
                     f"SQLite file {file} does not exist (no study was created there)"
                 )
             file.parent.mkdir(parents=True, exist_ok=True)
+        elif not create and not _holds_optuna_tables(file):
+            # Opening it through Optuna would add Optuna's tables to someone else's database.
+            raise StorageError(f"SQLite file {file} holds no studies (it has no Optuna tables)")
         # Several local workers write the same file: wait for the lock instead of failing.
         engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
     else:
@@ -168,6 +171,18 @@ def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
             ),
         }
     return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+
+
+def _holds_optuna_tables(file: Path) -> bool:
+    """Whether the SQLite file has Optuna's tables, read without writing anything."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(file.resolve().as_uri() + "?mode=ro", uri=True)) as db:
+        found = db.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+            "AND name IN ('studies', 'version_info')"
+        ).fetchone()
+    return bool(found and found[0] == 2)
 
 
 def _with_installed_driver(url: str, find: Callable[[str], object] | None = None) -> str:
@@ -240,8 +255,11 @@ def load_study(name: str, url: str, **kwargs: Any) -> tuple[optuna.Study, Spec]:
     """
     storage, study = _stored(name, url, **kwargs)
     text = study.user_attrs.get(SPEC_ATTR)
-    if text is None:
-        raise HpoError(f"study '{name}' in {mask(url)} was not created by hpo (it has no spec)")
+    if not isinstance(text, str) or len(study.directions) != 1:
+        why = "it has no spec" if text is None else "its spec is not text"
+        if isinstance(text, str):
+            why = f"it has {len(study.directions)} objectives"
+        raise HpoError(f"study '{name}' in {mask(url)} was not created by hpo ({why})")
     # The study's own name: `hpo study create --name` stores the spec file's text unchanged.
     spec = dataclasses.replace(
         load_spec_text(text, f"the spec stored with study '{name}'"), name=name

@@ -57,6 +57,22 @@ def test_reading_a_missing_sqlite_file_creates_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "none.db").exists()
 
 
+def test_reading_a_sqlite_file_without_studies_leaves_it_as_it_was(tmp_path: Path) -> None:
+    import sqlite3
+
+    foreign = tmp_path / "someone's data.db"
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE notes (text TEXT)")
+    before = foreign.read_bytes()
+    with pytest.raises(StorageError, match="holds no studies"):
+        open_storage(f"sqlite:///{foreign}")
+    assert foreign.read_bytes() == before
+    not_sqlite = tmp_path / "notes.txt"
+    not_sqlite.write_text("plain text, long enough to have a header " * 10)
+    with pytest.raises(StorageError, match="cannot open storage"):
+        open_storage(f"sqlite:///{not_sqlite}")
+
+
 def test_unreachable_server_is_one_line_without_the_password() -> None:
     with pytest.raises(StorageError) as info:
         open_storage("postgresql://hpo:topsecret@127.0.0.1:1/hpo")
@@ -126,6 +142,17 @@ def test_a_create_that_fails_halfway_leaves_no_study(
     monkeypatch.undo()
     assert optuna.get_all_study_summaries(sqlite_url) == []
     create_study(spec, sqlite_url)  # and the name is free again
+
+
+def test_a_study_hpo_did_not_make_is_one_clear_error(sqlite_url: str) -> None:
+    storage = open_storage(sqlite_url, create=True)
+    odd = optuna.create_study(study_name="odd", storage=storage)
+    odd.set_user_attr("spec_toml", 42)
+    two = optuna.create_study(study_name="two", storage=storage, directions=["maximize"] * 2)
+    two.set_user_attr("spec_toml", TINY_SPEC)
+    for name, why in (("odd", "its spec is not text"), ("two", "it has 2 objectives")):
+        with pytest.raises(HpoError, match=f"was not created by hpo \\({why}\\)"):
+            load_study(name, sqlite_url)
 
 
 def test_creating_twice_is_an_error(sqlite_url: str) -> None:
