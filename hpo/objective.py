@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import keras
 import optuna
 
 from hpo.data import Dataset
+from hpo.errors import HpoError
 from hpo.space import suggest_params
 from hpo.spec import Spec
 from hpo.study import FIXED_ONLY, FIXED_RUN
@@ -68,7 +71,10 @@ def make_objective(
 
     A trial enqueued as a fixed run trains its given params with its given seed; any other
     trial suggests its params from the spec's space. `on_epoch` hears of every epoch.
+    The spec's artifact folder is checked here, before a trial trains only to lose its files.
     """
+    if spec.artifact_dir:
+        check_writable(Path(spec.artifact_dir))
 
     def objective(trial: optuna.Trial) -> float:
         try:
@@ -88,6 +94,16 @@ def make_objective(
             raise
 
     return objective
+
+
+def check_writable(folder: Path) -> None:
+    """Make `folder` if missing and write a file in it, or say in one line why it cannot be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise HpoError(f"artifact_dir {folder} cannot be written: {err.strerror or err}") from err
 
 
 def run_trial(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import optuna
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -252,14 +253,23 @@ class _Validator:
             ),
             ("[pruner]", pruner, lambda: make_pruner(pruner.type, pruner.args)),
         )
-        for where, part, build in parts:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    build()
-            except (TypeError, ValueError) as err:
-                message = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
-                raise self.fail(f"{where} (type {part.type!r}): {message}") from err
+        built = [self.checked(where, part, build) for where, part, build in parts]
+        # Some values pass the constructors and fail at the first trial (Hyperband's
+        # max_resource = 0): run one trial through both, in memory.
+        study = _study_in_memory(spec.direction, *built)
+        trial = self.checked("[sampler]", sampler, lambda: study.ask(dict(spec.searched())))
+        self.checked("[pruner]", pruner, lambda: (trial.report(0.5, 1), trial.should_prune()))
+
+    def checked(self, where: str, part: Component, step: Callable[[], Any]) -> Any:
+        """`step()`, its value errors turned into one line naming the sampler or pruner."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return step()
+        except (TypeError, ValueError, ArithmeticError) as err:
+            text = str(err).strip()
+            message = text.splitlines()[0] if text else repr(err)
+            raise self.fail(f"{where} (type {part.type!r}): {message}") from err
 
     def objective(self, table: Mapping[str, Any]) -> tuple[str, str]:
         self.keys(table, {"metric", "direction"}, "[objective]")
@@ -459,6 +469,16 @@ class _Validator:
                     )
             result.append(Enqueued(name, params))
         return tuple(result)
+
+
+def _study_in_memory(direction: str, sampler: Any, pruner: Any) -> optuna.Study:
+    """A throwaway study in memory, made without Optuna's log line about it."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.create_study(direction=direction, sampler=sampler, pruner=pruner)  # type: ignore[arg-type]
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def is_study_name(name: str) -> bool:

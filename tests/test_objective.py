@@ -158,3 +158,14 @@ def test_with_restored_weights_the_value_is_the_restored_models_score() -> None:
     restored = min(range(len(val_loss)), key=lambda i: val_loss[i])
     # Early stopping watches val_loss: the run ends with that epoch's weights.
     assert value == pytest.approx(attrs["curve_val_accuracy"][restored], abs=1e-6)
+
+
+def test_an_artifact_folder_that_cannot_be_written_is_refused_before_any_trial(tmp_path) -> None:
+    from hpo.errors import HpoError
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    for folder in (a_file / "artifacts", "/proc/hpo-artifacts"):
+        spec = load_spec_text(f'artifact_dir = "{folder}"\n' + TINY_SPEC)
+        with pytest.raises(HpoError, match=f"artifact_dir {folder} cannot be written"):
+            make_objective(spec, load_dataset(spec.data))

@@ -348,3 +348,10 @@ def test_a_sampler_argument_no_toml_value_can_be_is_rejected() -> None:
     # TPE calls `gamma` as a function: a number here failed the first trial after start-up.
     with pytest.raises(SpecError, match=r"\[sampler\] gamma cannot be set in a spec"):
         load_spec_text('name = "x"\n[sampler]\ntype = "tpe"\ngamma = 0.25\n')
+
+
+def test_a_pruner_value_that_fails_only_at_the_first_trial_is_refused_at_load() -> None:
+    # Hyperband builds with max_resource = 0 and fails when the first trial reports.
+    text = TINY_SPEC.replace('type = "none"', 'type = "hyperband"\nmax_resource = 0')
+    with pytest.raises(SpecError, match=r"\[pruner\] \(type 'hyperband'\): math domain error"):
+        load_spec_text(text)
