@@ -56,7 +56,9 @@ def handles_errors(command: F) -> F:
             if _state["debug"] or not isinstance(err, storage_errors()):
                 raise
             typer.echo(f"error: {storage_failure(err, kwargs.get('storage'))}", err=True)
-            raise typer.Exit(2) from None
+            # A write that failed while Ctrl-C was being handled still ends as an interrupt.
+            interrupted = any(isinstance(e, KeyboardInterrupt) for e in _chain(err))
+            raise typer.Exit(130 if interrupted else 2) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -84,12 +86,21 @@ def storage_failure(err: BaseException, storage: str | None) -> str:
     from hpo.secrets import redact
     from hpo.study import storage_url
 
-    cause = err
-    while cause.__cause__ is not None or cause.__context__ is not None:
-        cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+    cause = [e for e in _chain(err) if isinstance(e, Exception)][-1]
     lines = str(cause).strip().splitlines()
     reason = lines[0] if lines else type(cause).__name__
     return f"the storage failed: {redact(reason, storage_url(storage))}"
+
+
+def _chain(err: BaseException) -> list[BaseException]:
+    """`err` and what it was raised from or while handling, deepest last, each once."""
+    chain = [err]
+    while True:
+        last = chain[-1]
+        below = last.__cause__ or (None if last.__suppress_context__ else last.__context__)
+        if below is None or any(below is seen for seen in chain):
+            return chain
+        chain.append(below)
 
 
 def check_timeout(timeout: float | None) -> None:
@@ -128,7 +139,10 @@ def create(
     if name:
         spec = dataclasses.replace(spec, name=name)
     url = storage or spec.storage or storage_url()
-    study = create_study(spec, url)
+    try:
+        study = create_study(spec, url)
+    except storage_errors() as err:  # named here: the URL may be the spec's
+        raise HpoError(storage_failure(err, url)) from err
     n_waiting = len(study.get_trials(deepcopy=False))
     typer.echo(f"created study '{spec.name}' in {mask(url)} ({n_waiting} enqueued trials)")
     if url != storage_url():

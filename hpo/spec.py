@@ -147,20 +147,26 @@ def load_spec(path: str | Path) -> Spec:
     return load_spec_text(text, str(path))
 
 
-def load_spec_text(text: str, source: str = "<spec>") -> Spec:
-    """Validate the spec given as TOML text; `source` names it in error messages."""
+def load_spec_text(text: str, source: str = "<spec>", stored: bool = False) -> Spec:
+    """Validate the spec given as TOML text; `source` names it in error messages.
+
+    A `stored` spec is one a study already holds: it passed the checks of the hpo that made
+    the study, and its trials must stay readable, so the checks added since (argument types,
+    the trial in memory, the seeds' upper bound) are left to new specs.
+    """
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise SpecError(f"{source} is not valid TOML: {err}") from err
-    return _Validator(source).spec(raw, text)
+    return _Validator(source, stored).spec(raw, text)
 
 
 class _Validator:
     """Checks one spec, naming its source, the key and the rule in every error."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, stored: bool = False) -> None:
         self.source = source
+        self.stored = stored
 
     def fail(self, message: str) -> SpecError:
         return SpecError(f"{message} in {self.source}")
@@ -187,7 +193,7 @@ class _Validator:
 
     def seed(self, value: Any, where: str) -> int:
         seed: int = self.typed(value, int, where)
-        if not 0 <= seed <= MAX_SEED:
+        if not self.stored and not 0 <= seed <= MAX_SEED:
             raise self.fail(f"{where} must be in [0, 2**32 - 1], got {seed}")
         return seed
 
@@ -254,6 +260,8 @@ class _Validator:
             ("[pruner]", pruner, lambda: make_pruner(pruner.type, pruner.args)),
         )
         built = [self.checked(where, part, build) for where, part, build in parts]
+        if self.stored:
+            return
         # Some values pass the constructors and fail at the first trial (Hyperband's
         # max_resource = 0): run one trial through both, in memory.
         study = _study_in_memory(spec.direction, *built)
@@ -310,7 +318,7 @@ class _Validator:
         if not table:
             return Component(DEFAULT_SAMPLER.type, dict(DEFAULT_SAMPLER.args))
         name, args = self.component(table, SAMPLERS, "[sampler]", "tpe")
-        if "seed" in args:
+        if "seed" in args and not self.stored:
             self.seed(args["seed"], "[sampler] seed")
         if name == "cmaes" and importlib.util.find_spec("cmaes") is None:
             raise self.fail("[sampler] type 'cmaes' needs the cmaes package: pip install cmaes")
@@ -343,7 +351,8 @@ class _Validator:
         args = {k: v for k, v in table.items() if k != "type"}
         allowed = accepted_args(registry, name) | ({"wrapped"} if name == "patient" else set())
         self.keys(args, allowed, f"{where} (type {name!r})")
-        self.arguments(registry[name], args, where)
+        if not self.stored:
+            self.arguments(registry[name], args, where)
         return name, args
 
     def arguments(

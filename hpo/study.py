@@ -158,9 +158,7 @@ def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
     else:
         engine_kwargs["pool_pre_ping"] = True
         url = _with_installed_driver(url)
-        if url.startswith("postgresql") and "connect_timeout" not in url:
-            # A server that accepts the connection but never answers would hang every command.
-            engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+        engine_kwargs["connect_args"] = _connect_timeout(url)
     heartbeat: dict[str, Any] = {}
     if heartbeat_interval:
         heartbeat = {
@@ -173,11 +171,39 @@ def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
     return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
 
 
+def _connect_timeout(url: str) -> dict[str, Any]:
+    """libpq's `connect_timeout` for a PostgreSQL URL that sets none of its own, or nothing.
+
+    A server that accepts the connection but never answers would hang every command. Only
+    libpq's drivers (psycopg, psycopg2) take the option; the URL, `PGCONNECT_TIMEOUT` and a
+    service file may set their own.
+    """
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql" or parsed.get_driver_name() not in (
+        "psycopg",
+        "psycopg2",
+    ):
+        return {}
+    if {"connect_timeout", "service"} & set(parsed.query) or {
+        "PGCONNECT_TIMEOUT",
+        "PGSERVICE",
+    } & set(os.environ):
+        return {}
+    return {"connect_timeout": CONNECT_TIMEOUT_S}
+
+
 def _holds_optuna_tables(file: Path) -> bool:
-    """Whether the SQLite file has Optuna's tables, read without writing anything."""
+    """Whether the SQLite file has Optuna's tables, read without adding any.
+
+    Read-write (`mode=rw` never creates a file): a read-only connection cannot roll back the
+    journal a writer killed mid-commit leaves, which the next read-write open does.
+    """
     import sqlite3
 
-    with contextlib.closing(sqlite3.connect(file.resolve().as_uri() + "?mode=ro", uri=True)) as db:
+    uri = file.resolve().as_uri() + "?mode=rw"
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=SQLITE_TIMEOUT_S)) as db:
         found = db.execute(
             "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
             "AND name IN ('studies', 'version_info')"
@@ -262,7 +288,7 @@ def load_study(name: str, url: str, **kwargs: Any) -> tuple[optuna.Study, Spec]:
         raise HpoError(f"study '{name}' in {mask(url)} was not created by hpo ({why})")
     # The study's own name: `hpo study create --name` stores the spec file's text unchanged.
     spec = dataclasses.replace(
-        load_spec_text(text, f"the spec stored with study '{name}'"), name=name
+        load_spec_text(text, f"the spec stored with study '{name}'", stored=True), name=name
     )
     if study.user_attrs.get(FIXED_ONLY):
         if N_RUNS not in study.user_attrs:

@@ -140,7 +140,11 @@ def test_a_storage_that_refuses_writes_is_one_line_and_keeps_its_trials(
     assert hpo("study", "run", "tiny", "--n-trials", "2", "--storage", sqlite_url).exit_code == 0
     db = tmp_path / "studies.db"
     # Immutable: even root cannot write it, and SQLite opens it read-only.
-    if subprocess.run(["chattr", "+i", str(db)], capture_output=True).returncode != 0:
+    try:
+        immutable = subprocess.run(["chattr", "+i", str(db)], capture_output=True).returncode
+    except OSError:  # no chattr at all
+        immutable = 1
+    if immutable != 0:
         pytest.skip("chattr +i needs root on a file system that supports it")
     try:
         results = [
@@ -173,6 +177,28 @@ def test_a_storage_failure_is_one_line_without_the_password(
     result = hpo("study", "list", "--storage", "postgresql://u:hunter2@db/x")
     one_line_error(result, "the storage failed: disk I/O error near ***")
     assert "second line" not in result.output
+
+
+def test_a_storage_failure_while_ctrl_c_is_handled_names_the_failure_and_exits_130(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sqlite3
+
+    from optuna.exceptions import StorageInternalError
+
+    def failing(*args: object, **kwargs: object) -> None:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            try:  # the write that records the interrupted trial fails
+                raise sqlite3.OperationalError("attempt to write a readonly database")
+            except sqlite3.OperationalError as err:
+                raise StorageInternalError("An exception is raised during the commit.") from err
+
+    monkeypatch.setattr("hpo.study.open_storage", failing)
+    result = hpo("study", "list", "--storage", "sqlite:///x.db")
+    assert result.exit_code == 130, result.output
+    assert result.stderr == "error: the storage failed: attempt to write a readonly database\n"
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:

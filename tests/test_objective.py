@@ -165,7 +165,7 @@ def test_an_artifact_folder_that_cannot_be_written_is_refused_before_any_trial(t
 
     a_file = tmp_path / "a_file"
     a_file.write_text("")
-    for folder in (a_file / "artifacts", "/proc/hpo-artifacts"):
-        spec = load_spec_text(f'artifact_dir = "{folder}"\n' + TINY_SPEC)
-        with pytest.raises(HpoError, match=f"artifact_dir {folder} cannot be written"):
-            make_objective(spec, load_dataset(spec.data))
+    folder = a_file / "artifacts"
+    spec = load_spec_text(f'artifact_dir = "{folder}"\n' + TINY_SPEC)
+    with pytest.raises(HpoError, match=f"artifact_dir {folder} cannot be written"):
+        make_objective(spec, load_dataset(spec.data))

@@ -73,6 +73,30 @@ def test_reading_a_sqlite_file_without_studies_leaves_it_as_it_was(tmp_path: Pat
         open_storage(f"sqlite:///{not_sqlite}")
 
 
+def test_a_study_file_a_killed_writer_left_mid_commit_still_opens(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    create_study(load_spec_text(TINY_SPEC), sqlite_url)
+    db = tmp_path / "studies.db"
+    # A writer killed after its changes reached the file: a hot journal is left to roll back.
+    killed = (
+        "import os, signal, sqlite3\n"
+        f"db = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
+        "db.execute('PRAGMA cache_size = 1')\n"
+        "db.execute('BEGIN IMMEDIATE')\n"
+        "db.execute('CREATE TABLE big (x)')\n"
+        "db.executemany('INSERT INTO big VALUES (?)', ((b'x' * 1000,) for _ in range(5000)))\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    subprocess.run([sys.executable, "-c", killed], check=False)
+    assert (tmp_path / "studies.db-journal").exists()
+    study, _ = load_study("tiny", sqlite_url)
+    assert len(study.get_trials()) == len(load_spec_text(TINY_SPEC).enqueue)
+
+
 def test_unreachable_server_is_one_line_without_the_password() -> None:
     with pytest.raises(StorageError) as info:
         open_storage("postgresql://hpo:topsecret@127.0.0.1:1/hpo")
@@ -109,6 +133,27 @@ def test_a_server_that_never_answers_is_one_line_after_the_connect_timeout(
         assert not opener.is_alive(), "opening a silent server hangs"
     assert len(found) == 1 and isinstance(found[0], StorageError), found
     assert "cannot open storage postgresql://hpo:***@" in str(found[0])
+
+
+def test_the_connect_timeout_goes_only_where_libpq_takes_it_and_nothing_sets_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hpo.study import CONNECT_TIMEOUT_S, _connect_timeout
+
+    monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
+    monkeypatch.delenv("PGSERVICE", raising=False)
+    ours = {"connect_timeout": CONNECT_TIMEOUT_S}
+    assert _connect_timeout("postgresql+psycopg://u@h/db") == ours
+    assert _connect_timeout("postgresql+psycopg2://u@h/db") == ours
+    for url in (
+        "postgresql+pg8000://u@h/db",  # its option is `timeout`: ours would break every open
+        "postgresql+psycopg://u@h/db?connect_timeout=3",
+        "postgresql+psycopg://u@h/db?service=main",
+        "mysql+pymysql://u@h/db",
+    ):
+        assert _connect_timeout(url) == {}, url
+    monkeypatch.setenv("PGCONNECT_TIMEOUT", "30")
+    assert _connect_timeout("postgresql+psycopg://u@h/db") == {}
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite:///:memory:"])
@@ -153,6 +198,15 @@ def test_a_study_hpo_did_not_make_is_one_clear_error(sqlite_url: str) -> None:
     for name, why in (("odd", "its spec is not text"), ("two", "it has 2 objectives")):
         with pytest.raises(HpoError, match=f"was not created by hpo \\({why}\\)"):
             load_study(name, sqlite_url)
+
+
+def test_a_stored_spec_is_read_by_the_rules_it_was_made_under(sqlite_url: str) -> None:
+    # Accepted and run before argument types were checked: a float where Optuna annotates int.
+    text = TINY_SPEC.replace('type = "none"', 'type = "median"\nn_warmup_steps = 5.0')
+    with pytest.raises(HpoError, match="n_warmup_steps must be an integer"):
+        load_spec_text(text)
+    create_study(load_spec_text(text, stored=True), sqlite_url)
+    assert load_study("tiny", sqlite_url)[1].pruner.args == {"n_warmup_steps": 5.0}
 
 
 def test_creating_twice_is_an_error(sqlite_url: str) -> None:
