@@ -282,8 +282,11 @@ def load_study(name: str, url: str, **kwargs: Any) -> tuple[optuna.Study, Spec]:
     storage, study = _stored(name, url, **kwargs)
     text = study.user_attrs.get(SPEC_ATTR)
     if not isinstance(text, str) or len(study.directions) != 1:
-        why = "it has no spec" if text is None else "its spec is not text"
-        if isinstance(text, str):
+        if text is None:
+            why = "it has no spec"
+        elif not isinstance(text, str):
+            why = "its spec is not text"
+        else:
             why = f"it has {len(study.directions)} objectives"
         raise HpoError(f"study '{name}' in {mask(url)} was not created by hpo ({why})")
     # The study's own name: `hpo study create --name` stores the spec file's text unchanged.

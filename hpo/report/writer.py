@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -67,10 +68,8 @@ def write_report(
     # A large study is a million objects with no cycles: the collections below need not walk them.
     with kept_out_of_collections():
         figures_dir = out.parent / out.stem
-        try:
+        with _writing(out):
             figures_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise HpoError(f"cannot write the report to {out}: {err.strerror or err}") from err
 
         facts = gather(study, spec, trials)
         found = load_ablation(name, url)
@@ -92,15 +91,22 @@ def write_report(
 
         echo(f"drawing figures in {figures_dir}")
         draw_figures(facts, figures_dir, data_path, activations)
-        try:
+        with _writing(out):
             out.write_text(render(facts, url))
-        except OSError as err:
-            raise HpoError(f"cannot write the report to {out}: {err.strerror or err}") from err
         if note:
             from optuna_dashboard import save_note
 
             save_note(study, note_markdown(facts))
     return out
+
+
+@contextlib.contextmanager
+def _writing(out: Path) -> Iterator[None]:
+    """A file system error while writing the report `out`, as one line."""
+    try:
+        yield
+    except OSError as err:
+        raise HpoError(f"cannot write the report to {out}: {err.strerror or err}") from err
 
 
 def _ablation_results(facts: Facts, config: Config) -> list[dict[str, Any]]:
