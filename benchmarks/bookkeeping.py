@@ -5,7 +5,7 @@
 Builds a study of N made-up finished trials (`hpo.testing.fake_trials`, curves included, as
 real trials carry them, written at once by `benchmarks.bulk`) in a SQLite file (or the given
 storage), loads it once, and runs `--runs` more trials whose objective returns at once, in
-`--rounds` rounds: through Optuna's own `study.optimize`, then through `hpo.study.optimize` (the
+`--rounds` rounds: through Optuna's own `study.optimize`, then through `hpo.optimize.optimize` (the
 target check before each trial, the surplus check inside it, the failure streak) on the same
 study. Both use the random sampler, so the sampler's cost is the same; the difference per trial
 is hpo's bookkeeping. Also timed: `load_study`, one `count` at N trials, and the first trial in
@@ -49,7 +49,8 @@ def timings(url: str, runs: int, rounds: int) -> tuple[float, list[tuple[float, 
     own loop, then hpo's."""
     import optuna
 
-    from hpo.study import count, load_study, optimize
+    from hpo.optimize import optimize
+    from hpo.study import count, load_study
 
     study, _ = load_study("bookkeeping", url, heartbeat_interval=None)
     study.sampler = optuna.samplers.RandomSampler(seed=runs)
@@ -79,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     import optuna
 
-    from hpo.study import count, load_study, open_storage
+    from hpo.storage import open_storage
+    from hpo.study import count, load_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:

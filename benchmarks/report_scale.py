@@ -40,7 +40,8 @@ def build(url: str, n_trials: int) -> float:
 
     from benchmarks.bulk import write_trials
     from hpo.spec import load_spec_text
-    from hpo.study import SPEC_ATTR, open_storage
+    from hpo.storage import open_storage
+    from hpo.study import SPEC_ATTR
     from hpo.testing import fake_trials
 
     start = time.perf_counter()

@@ -7,7 +7,7 @@
 What a user pays for a search is training epochs; what they get is the best validation score so
 far. `run` runs `studies/regularization.toml` (its search space, data and budget per trial) with
 each strategy's sampler, pruner and start-up queue, once per study seed, through the shipped
-path (`hpo.study.create_study`, `load_study`, `optimize` on a SQLite file), until the trials
+path (`hpo.study.create_study`, `hpo.optimize.optimize` on a SQLite file), until the trials
 together have trained `--budget` epochs. Each finished study appends one JSON line (every trial:
 epochs it trained, state, value, wall time), so a long run keeps what it has done and several
 processes can share the work. With `--workers N` each study runs in N worker processes on
@@ -125,8 +125,9 @@ def run_one(
 
     from hpo.data import load_dataset
     from hpo.objective import make_objective
+    from hpo.optimize import optimize
     from hpo.spec import load_spec_text
-    from hpo.study import create_study, load_study, optimize
+    from hpo.study import create_study, load_study
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     spec = load_spec_text(strategy_spec(SPEC_FILE.read_text(), strategy, seed, tiny), strategy)
@@ -232,7 +233,8 @@ def _search_worker(name: str, url: str, data_path: Path | None, budget: int, thr
     from benchmarks.common import start_tensorflow
     from hpo.data import load_dataset
     from hpo.objective import make_objective
-    from hpo.study import load_study, optimize
+    from hpo.optimize import optimize
+    from hpo.study import load_study
 
     start_tensorflow()
     if threads:

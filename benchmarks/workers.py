@@ -9,7 +9,7 @@ runs on the machine weighs on every storage alike:
 - keras: `hpo.workers.run_workers` on a small synthetic study, the real path (processes,
   TensorFlow, one trial per fit). Throughput is finished trials over the span from the first
   trial's start to the last one's end, so start-up (importing TensorFlow) is reported apart.
-- storage: the same worker loop (`hpo.study.optimize`) with an objective that writes what a
+- storage: the same worker loop (`hpo.optimize.optimize`) with an objective that writes what a
   trial writes (params, one intermediate value per epoch, user attributes with curves) and
   trains nothing, so the storage is the only thing the workers wait on.
 
@@ -112,7 +112,8 @@ def measure(storage: str, url: str, n_workers: int, n_trials: int, keras: bool) 
     import optuna
     from optuna.trial import TrialState
 
-    from hpo.study import FINISHED, open_storage
+    from hpo.storage import open_storage
+    from hpo.study import FINISHED
     from hpo.workers import run_workers
 
     name = new_study(url)
@@ -172,7 +173,8 @@ def storage_worker(name: str, url: str, n_trials: int, worker: int) -> None:
     """One worker of the storage-only measurement: the real loop, a trial that only writes."""
     import optuna
 
-    from hpo.study import load_study, optimize
+    from hpo.optimize import optimize
+    from hpo.study import load_study
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study, _ = load_study(name, url)

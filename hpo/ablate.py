@@ -19,7 +19,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.ablation import DESIGNS, Comparison, Plan, plan_ablation
 from hpo.errors import HpoError
+from hpo.secrets import mask
 from hpo.stats import DELTA, Effect, Verdict, judge, paired_effect, t_interval
+from hpo.storage import open_storage
 from hpo.study import (
     ABLATION_SUFFIX,
     FIXED_ONLY,
@@ -27,8 +29,6 @@ from hpo.study import (
     N_RUNS,
     SPEC_ATTR,
     load_study,
-    mask,
-    open_storage,
     study_names,
 )
 

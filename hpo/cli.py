@@ -53,54 +53,17 @@ def handles_errors(command: F) -> F:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(2) from None
         except Exception as err:
-            if _state["debug"] or not isinstance(err, storage_errors()):
+            from hpo.storage import exception_chain, storage_failure, storage_url
+
+            failure = storage_failure(err, storage_url(kwargs.get("storage")))
+            if _state["debug"] or failure is None:
                 raise
-            typer.echo(f"error: {storage_failure(err, kwargs.get('storage'))}", err=True)
+            typer.echo(f"error: {failure}", err=True)
             # A write that failed while Ctrl-C was being handled still ends as an interrupt.
-            interrupted = any(isinstance(e, KeyboardInterrupt) for e in _chain(err))
+            interrupted = any(isinstance(e, KeyboardInterrupt) for e in exception_chain(err))
             raise typer.Exit(130 if interrupted else 2) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def storage_errors() -> tuple[type[BaseException], ...]:
-    """The exceptions a storage raises when it fails, of the libraries this process uses."""
-    import sqlite3
-
-    from optuna.exceptions import StorageInternalError
-
-    found: list[type[BaseException]] = [StorageInternalError, sqlite3.Error]
-    if "sqlalchemy" in sys.modules:
-        from sqlalchemy.exc import SQLAlchemyError
-
-        found.append(SQLAlchemyError)
-    if "redis" in sys.modules:
-        from redis.exceptions import RedisError
-
-        found.append(RedisError)
-    return tuple(found)
-
-
-def storage_failure(err: BaseException, storage: str | None) -> str:
-    """One line: the first line of what failed at the bottom of `err`, passwords hidden."""
-    from hpo.secrets import redact
-    from hpo.study import storage_url
-
-    cause = [e for e in _chain(err) if isinstance(e, Exception)][-1]
-    lines = str(cause).strip().splitlines()
-    reason = lines[0] if lines else type(cause).__name__
-    return f"the storage failed: {redact(reason, storage_url(storage))}"
-
-
-def _chain(err: BaseException) -> list[BaseException]:
-    """`err` and what it was raised from or while handling, deepest last, each once."""
-    chain = [err]
-    while True:
-        last = chain[-1]
-        below = last.__cause__ or (None if last.__suppress_context__ else last.__context__)
-        if below is None or any(below is seen for seen in chain):
-            return chain
-        chain.append(below)
 
 
 def check_timeout(timeout: float | None) -> None:
@@ -130,8 +93,10 @@ def create(
     """Create a study from SPEC, storing the spec with it and enqueueing its named trials."""
     import dataclasses
 
+    from hpo.secrets import mask
     from hpo.spec import NAME_RULE, is_study_name, load_spec
-    from hpo.study import create_study, mask, storage_url
+    from hpo.storage import storage_failure, storage_url
+    from hpo.study import create_study
 
     if name is not None and not is_study_name(name):
         raise HpoError(f"--name {NAME_RULE}, got {name!r}")
@@ -141,8 +106,11 @@ def create(
     url = storage or spec.storage or storage_url()
     try:
         study = create_study(spec, url)
-    except storage_errors() as err:  # named here: the URL may be the spec's
-        raise HpoError(storage_failure(err, url)) from err
+    except Exception as err:  # named here: the URL may be the spec's
+        failure = storage_failure(err, url)
+        if failure is None:
+            raise
+        raise HpoError(failure) from err
     n_waiting = len(study.get_trials(deepcopy=False))
     typer.echo(f"created study '{spec.name}' in {mask(url)} ({n_waiting} enqueued trials)")
     if url != storage_url():
@@ -179,7 +147,7 @@ def run(
     ] = 10,
 ) -> None:
     """Run (or resume) a study until it holds N finished trials. Ctrl-C stops cleanly."""
-    from hpo.study import storage_url
+    from hpo.storage import storage_url
 
     if n_trials is not None and n_trials < 1:
         raise HpoError(f"--n-trials must be at least 1, got {n_trials}")
@@ -227,7 +195,7 @@ def list_(storage: StorageOption = None) -> None:
     """List the studies in the storage."""
     import optuna
 
-    from hpo.study import open_storage, storage_url
+    from hpo.storage import open_storage, storage_url
     from hpo.summary import list_lines
 
     summaries = optuna.get_all_study_summaries(open_storage(storage_url(storage)))
@@ -242,7 +210,8 @@ def show(
     storage: StorageOption = None,
 ) -> None:
     """Counts by state, the best trial with its params, and the top trials."""
-    from hpo.study import load_study, storage_url
+    from hpo.storage import storage_url
+    from hpo.study import load_study
     from hpo.summary import show_lines
 
     study, _ = load_study(name, storage_url(storage), heartbeat_interval=None)
@@ -276,7 +245,8 @@ def export(
     schedule, penalties, dropout, early stopping and seed; it reads the training labels to
     write the split.
     """
-    from hpo.study import load_study, storage_url
+    from hpo.storage import storage_url
+    from hpo.study import load_study
     from hpo.summary import export_frame, export_json
 
     study, spec = load_study(name, storage_url(storage), heartbeat_interval=None)
@@ -312,7 +282,9 @@ def delete(
     """Delete a study and all its trials."""
     import optuna
 
-    from hpo.study import find_study, mask, open_storage, storage_url, tally
+    from hpo.secrets import mask
+    from hpo.storage import open_storage, storage_url
+    from hpo.study import find_study, tally
 
     url = storage_url(storage)
     # Not `load_study`: a study whose stored spec no longer loads can still be deleted.
@@ -368,7 +340,7 @@ def report(
     --note writes the dashboard note.
     """
     from hpo.report.writer import write_report
-    from hpo.study import storage_url
+    from hpo.storage import storage_url
 
     path = write_report(
         name,
@@ -426,7 +398,7 @@ def ablate(
     """
     from hpo.ablate import analyze, collect_runs, prepare_ablation, stored_delta, verdict_lines
     from hpo.ablation import DESIGNS
-    from hpo.study import storage_url
+    from hpo.storage import storage_url
 
     if workers < 1:
         raise HpoError(f"--workers must be at least 1, got {workers}")
@@ -459,7 +431,7 @@ def dashboard(
 ) -> None:
     """Serve the storage's studies in optuna-dashboard until Ctrl-C."""
     from hpo.dashboard import serve
-    from hpo.study import storage_url
+    from hpo.storage import storage_url
 
     serve(storage_url(storage), host=host, port=port, name=name, echo=typer.echo)
 

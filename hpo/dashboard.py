@@ -17,7 +17,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 from optuna.storages import BaseStorage
 
 from hpo.errors import HpoError, StudyNotFoundError
-from hpo.study import mask, open_storage, study_names
+from hpo.secrets import mask
+from hpo.storage import open_storage
+from hpo.study import study_names
 
 WSGIApp = Callable[..., Iterable[bytes]]
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

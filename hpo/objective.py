@@ -152,7 +152,7 @@ def run_fixed(trial: optuna.Trial, data: Dataset, on_epoch: EpochHook | None = N
     """
     params = dict(trial.user_attrs["params"])
     seed = int(trial.user_attrs["seed"])
-    # A run that raises goes back to the queue (`hpo.study.optimize`), so it is never lost.
+    # A run that raises goes back to the queue (`hpo.optimize.optimize`), so it is never lost.
     run = fit(params, data, seed, callbacks=notices(on_epoch, trial.number, params), reuse=True)
     val = evaluate(run.model, data.x_val, data.y_val)
     test = evaluate(run.model, data.x_test, data.y_test)

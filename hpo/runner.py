@@ -9,8 +9,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import HpoError
+from hpo.optimize import MAX_FAILURES, optimize
 from hpo.progress import Progress
-from hpo.study import FINISHED, MAX_FAILURES, best_so_far, count, load_study, optimize
+from hpo.study import FINISHED, best_so_far, count, load_study
 from hpo.summary import trial_line
 
 

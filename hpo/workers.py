@@ -88,7 +88,9 @@ def run_workers(
     """
     from hpo.data import resolve_source
     from hpo.errors import HpoError
-    from hpo.study import best_so_far, count, load_study, mask, supports_heartbeat
+    from hpo.secrets import mask
+    from hpo.storage import supports_heartbeat
+    from hpo.study import best_so_far, count, load_study
 
     study, spec = load_study(name, url, heartbeat_interval=None)
     target = n_trials if n_trials is not None else spec.n_trials
@@ -278,7 +280,7 @@ def fail_orphans(study: optuna.Study, labels: set[str], retry: bool) -> list[int
     """
     from optuna.trial import TrialState
 
-    from hpo.study import fail_trial
+    from hpo.optimize import fail_trial
 
     return [
         trial.number
@@ -337,9 +339,11 @@ def work(job: Job, conn: Connection, data_ready: Event | None) -> None:
         sys.exit(INTERRUPTED)
     except Exception as err:
         from hpo.errors import HpoError
-        from hpo.study import redact
+        from hpo.secrets import redact
+        from hpo.storage import storage_failure
 
         text = str(err) if isinstance(err, HpoError) else f"{type(err).__name__}: {err}"
+        text = storage_failure(err, job.url) or text
         conn.send(("error", redact(text.strip().splitlines()[0] if text.strip() else "", job.url)))
         sys.exit(1)
     finally:
@@ -362,7 +366,8 @@ def _optimize(job: Job, conn: Connection, data_ready: Event | None) -> None:
     import optuna
 
     from hpo.data import load_dataset
-    from hpo.study import FINISHED, load_study, optimize
+    from hpo.optimize import optimize
+    from hpo.study import FINISHED, load_study
     from hpo.summary import trial_line
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)

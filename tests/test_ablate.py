@@ -20,7 +20,7 @@ from benchmarks.ranking_calibration import KNOWN as KNOWN_SPEC
 from hpo.ablate import analyze, collect_runs, load_ablation
 from hpo.cli import app
 from hpo.stats import HELPS, HURTS, NO_EFFECT
-from hpo.study import open_storage
+from hpo.storage import open_storage
 
 from .conftest import REPO, TINY_SPEC
 

@@ -173,7 +173,7 @@ def test_a_storage_failure_is_one_line_without_the_password(
         except sqlite3.OperationalError as err:
             raise StorageInternalError("An exception is raised during the commit.") from err
 
-    monkeypatch.setattr("hpo.study.open_storage", failing)
+    monkeypatch.setattr("hpo.storage.open_storage", failing)
     result = hpo("study", "list", "--storage", "postgresql://u:hunter2@db/x")
     one_line_error(result, "the storage failed: disk I/O error near ***")
     assert "second line" not in result.output
@@ -195,10 +195,49 @@ def test_a_storage_failure_while_ctrl_c_is_handled_names_the_failure_and_exits_1
             except sqlite3.OperationalError as err:
                 raise StorageInternalError("An exception is raised during the commit.") from err
 
-    monkeypatch.setattr("hpo.study.open_storage", failing)
+    monkeypatch.setattr("hpo.storage.open_storage", failing)
     result = hpo("study", "list", "--storage", "sqlite:///x.db")
     assert result.exit_code == 130, result.output
     assert result.stderr == "error: the storage failed: attempt to write a readonly database\n"
+
+
+def test_a_storage_that_fails_as_a_trial_ends_is_one_line_and_keeps_the_trial(
+    tmp_path: Path, tiny_spec_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Optuna's tell fails, then its own fallback read fails too and masks both (an
+    UnboundLocalError in its `finally`): the command still names the storage's failure."""
+    import sqlite3
+
+    from hpo import objective as objectives
+    from hpo import storage
+
+    db = tmp_path / "s.db"
+    url = f"sqlite:///{db}"
+    assert hpo("study", "create", str(tiny_spec_file), "--storage", url).exit_code == 0
+    monkeypatch.setattr(storage, "SQLITE_TIMEOUT_S", 0.2)
+    made = objectives.make_objective
+    holders: list[sqlite3.Connection] = []
+
+    def locking(*args: object, **kwargs: object) -> object:
+        objective = made(*args, **kwargs)  # type: ignore[arg-type]
+
+        def trained_then_locked(trial: optuna.trial.Trial) -> float:
+            value = objective(trial)
+            # Another process holds the file's write lock past the timeout as the trial ends.
+            holder = sqlite3.connect(db, isolation_level=None)
+            holder.execute("BEGIN EXCLUSIVE")
+            holders.append(holder)
+            return value
+
+        return trained_then_locked
+
+    monkeypatch.setattr(objectives, "make_objective", locking)
+    result = hpo("study", "run", "tiny", "--n-trials", "1", "--storage", url)
+    one_line_error(result, "the storage failed: database is locked")
+    holders[0].execute("ROLLBACK")
+    holders[0].close()
+    trials = optuna.load_study(study_name="tiny", storage=url).get_trials()
+    assert [t.state for t in trials] == [TrialState.RUNNING]  # its heartbeat will fail it
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
@@ -305,7 +344,8 @@ def test_a_study_created_under_another_name_goes_by_that_name(
 
 
 def test_a_study_whose_stored_spec_no_longer_loads_can_be_deleted(sqlite_url: str) -> None:
-    from hpo.study import SPEC_ATTR, open_storage
+    from hpo.storage import open_storage
+    from hpo.study import SPEC_ATTR
 
     study = optuna.create_study(study_name="old", storage=open_storage(sqlite_url, create=True))
     study.set_user_attr(SPEC_ATTR, TINY_SPEC.replace('type = "none"', 'type = "percentile"'))

@@ -27,7 +27,8 @@ from typer.testing import CliRunner
 from hpo.cli import app
 from hpo.dashboard import start_server
 from hpo.errors import HpoError
-from hpo.study import mask, open_storage
+from hpo.secrets import mask
+from hpo.storage import open_storage
 
 from .conftest import REPO, TINY_SPEC
 

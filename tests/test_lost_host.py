@@ -25,7 +25,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpo.study import FINISHED, open_storage
+from hpo.storage import open_storage
+from hpo.study import FINISHED
 
 from .conftest import TINY_SPEC
 from .test_workers import POSTGRES, RUN_LIMIT_S, create, server_url, start_hpo

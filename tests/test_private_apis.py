@@ -4,7 +4,7 @@ hpo uses public APIs wherever Optuna or Keras has one. These remain, for want of
 - `optuna.Study._storage`: a study's storage (heartbeat check, failing a dead worker's trial);
 - `FrozenTrial._trial_id`: the storage id of a trial another process is running;
 - `Trial._trial_id`: the storage id of this worker's trial, to see whether another worker
-  failed it as stale while this one was cut off (`hpo.study._finished_elsewhere`);
+  failed it as stale while this one was cut off (`hpo.optimize._finished_elsewhere`);
 - Keras's `Optimizer._all_reduce_sum_gradients`: replaced on one replica to stop a per-trial
   graph leak (see `hpo.train._skip_one_replica_sum`).
 The version bounds in pyproject.toml hold the versions these were checked on.
@@ -19,7 +19,7 @@ import optuna
 def test_a_study_still_exposes_its_storage() -> None:
     study = optuna.create_study()
     assert isinstance(getattr(study, "_storage", None), optuna.storages.BaseStorage), (
-        "optuna.Study._storage is gone: hpo.study.heartbeat_enabled and "
+        "optuna.Study._storage is gone: hpo.optimize.heartbeat_enabled and "
         "hpo.workers.fail_orphans need another way to reach a study's storage"
     )
 
@@ -51,6 +51,6 @@ def test_a_running_trial_still_has_its_storage_id() -> None:
     study = optuna.create_study()
     trial = study.ask()
     assert isinstance(getattr(trial, "_trial_id", None), int), (
-        "optuna.Trial._trial_id is gone: hpo.study._finished_elsewhere needs the storage id"
+        "optuna.Trial._trial_id is gone: hpo.optimize._finished_elsewhere needs the storage id"
     )
     assert study._storage.get_trial(trial._trial_id).number == trial.number

@@ -11,18 +11,11 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState
 
 from benchmarks.report_scale import spec_text
+from hpo.optimize import _taken_before
 from hpo.rdb import KNOWN_SCHEMAS, reader_for
 from hpo.spec import load_spec_text
-from hpo.study import (
-    FINISHED,
-    _taken_before,
-    all_trials,
-    count,
-    create_study,
-    load_study,
-    open_storage,
-    tally,
-)
+from hpo.storage import open_storage
+from hpo.study import FINISHED, all_trials, count, create_study, load_study, tally
 from hpo.testing import add_fake_trials
 
 from .test_study import MYSQL

@@ -21,7 +21,8 @@ from hpo.errors import HpoError
 from hpo.report.sections import GENERATED, SCREENING
 from hpo.report.writer import write_report
 from hpo.spec import load_spec_text
-from hpo.study import SPEC_ATTR, open_storage
+from hpo.storage import open_storage
+from hpo.study import SPEC_ATTR
 from hpo.testing import add_fake_experiments, add_fake_trials
 
 SPEC = """

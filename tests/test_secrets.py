@@ -10,7 +10,8 @@ import pytest
 from hpo.errors import StorageError
 from hpo.secrets import mask, redact
 from hpo.spec import load_spec_text
-from hpo.study import SPEC_ATTR, create_study, open_storage
+from hpo.storage import open_storage
+from hpo.study import SPEC_ATTR, create_study
 
 from .conftest import TINY_SPEC
 

@@ -19,8 +19,10 @@ import pytest
 from optuna.trial import TrialState
 
 from hpo.errors import HpoError, StorageError
+from hpo.secrets import mask, redact
 from hpo.spec import load_spec_text
-from hpo.study import FINISHED, count, create_study, load_study, mask, open_storage, redact
+from hpo.storage import open_storage
+from hpo.study import FINISHED, count, create_study, load_study
 from hpo.workers import fail_orphans, run_workers, thread_shares, worker_label
 
 from .conftest import REPO, TINY_SPEC

@@ -30,7 +30,7 @@ from hpo.report.markdown import (
     value_text,
 )
 from hpo.report.ranking import CONFIDENCE, MIN_TRIALS, N_BOOTSTRAP
-from hpo.study import mask
+from hpo.secrets import mask
 from hpo.summary import state_counts
 
 if TYPE_CHECKING:

@@ -1,0 +1,243 @@
+"""Storages: open one from its URL (SQLite, PostgreSQL, MySQL, journal file, Redis), with the
+timeouts, heartbeat and checks that keep a command from hanging or writing where it should not."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import optuna
+from optuna.storages import BaseStorage
+
+from hpo.errors import HpoError, StorageError
+from hpo.secrets import mask, redact
+
+# Heartbeats and the stale-trial retry are marked experimental; they are what fault recovery uses.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+DEFAULT_STORAGE = "sqlite:///studies/hpo.db"
+HEARTBEAT_INTERVAL = 30
+HEARTBEAT_ENV = "HPO_HEARTBEAT_INTERVAL"
+SQLITE_TIMEOUT_S = 60
+CONNECT_TIMEOUT_S = 10
+"""Seconds a PostgreSQL server has to answer a new connection."""
+MAX_RETRIES = 3
+"""Copies of a trial whose process died that are retried before it is left failed."""
+
+
+def storage_url(url: str | None = None) -> str:
+    """The storage URL to use: the one given, else $HPO_STORAGE, else the default SQLite file."""
+    return url or os.environ.get("HPO_STORAGE") or DEFAULT_STORAGE
+
+
+def supports_heartbeat(url: str) -> bool:
+    """Whether the storage at `url` can notice a dead worker: RDB storages can, journals cannot."""
+    return not url.startswith(("journal:", "redis://", "rediss://"))
+
+
+def default_heartbeat_interval() -> int:
+    """Seconds between a running trial's heartbeats: $HPO_HEARTBEAT_INTERVAL, else 30.
+
+    A trial is stale, and so failed and retried, after two intervals without one.
+    """
+    raw = os.environ.get(HEARTBEAT_ENV)
+    if raw is None:
+        return HEARTBEAT_INTERVAL
+    try:
+        seconds = int(raw)
+    except ValueError:
+        seconds = 0
+    if seconds < 1:
+        raise StorageError(f"{HEARTBEAT_ENV} must be a whole number of seconds >= 1, got {raw!r}")
+    return seconds
+
+
+def open_storage(
+    url: str,
+    *,
+    create: bool = False,
+    heartbeat_interval: int | Literal["default"] | None = "default",
+) -> BaseStorage:
+    """Open the storage at `url` (sqlite://, postgresql://, mysql://, journal:PATH, redis://).
+
+    A SQLite or journal file that does not exist is only made when `create` is set, so that
+    commands which only read never leave files behind. RDB storages get Optuna's heartbeat
+    (every `heartbeat_interval` seconds, "default" for `default_heartbeat_interval()`, None for
+    none): a trial whose worker died is marked failed and retried.
+    """
+    if heartbeat_interval == "default":
+        heartbeat_interval = default_heartbeat_interval()
+    try:
+        if url.startswith("journal:"):
+            return _journal_file(url.removeprefix("journal:"), create)
+        if url.startswith(("redis://", "rediss://")):
+            from optuna.storages.journal import JournalRedisBackend, JournalStorage
+
+            storage = JournalStorage(JournalRedisBackend(url))
+            storage.get_all_studies()
+            return storage
+        return _rdb(url, create, heartbeat_interval)
+    except HpoError:
+        raise
+    except Exception as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise StorageError(f"cannot open storage {mask(url)}: {redact(reason, url)}") from err
+
+
+def _journal_file(path: str, create: bool) -> BaseStorage:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    file = Path(path.removeprefix("//"))
+    if not file.exists():
+        if not create:
+            raise StorageError(f"journal file {file} does not exist")
+        file.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(file)))
+
+
+def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite:") and url.partition("://")[2].removeprefix("/").strip() in (
+        "",
+        ":memory:",
+    ):
+        # `sqlite://`, `sqlite:///` and `sqlite:///:memory:` are a database in memory, gone
+        # when the command ends, and its study with it.
+        raise StorageError(
+            f"{url} names no file: give one, e.g. sqlite:///studies/hpo.db (relative) or "
+            "sqlite:////abs/path/hpo.db"
+        )
+    if url.startswith("sqlite:///"):
+        file = Path(url.removeprefix("sqlite:///"))
+        if not file.exists():
+            if not create:
+                raise StorageError(
+                    f"SQLite file {file} does not exist (no study was created there)"
+                )
+            file.parent.mkdir(parents=True, exist_ok=True)
+        elif not create and not _holds_optuna_tables(file):
+            # Opening it through Optuna would add Optuna's tables to someone else's database.
+            raise StorageError(f"SQLite file {file} holds no studies (it has no Optuna tables)")
+        # Several local workers write the same file: wait for the lock instead of failing.
+        engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
+    else:
+        engine_kwargs["pool_pre_ping"] = True
+        url = _with_installed_driver(url)
+        engine_kwargs["connect_args"] = _connect_timeout(url)
+    heartbeat: dict[str, Any] = {}
+    if heartbeat_interval:
+        heartbeat = {
+            "heartbeat_interval": heartbeat_interval,
+            "grace_period": 2 * heartbeat_interval,
+            "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=MAX_RETRIES
+            ),
+        }
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+
+
+def _connect_timeout(url: str) -> dict[str, Any]:
+    """libpq's `connect_timeout` for a PostgreSQL URL that sets none of its own, or nothing.
+
+    A server that accepts the connection but never answers would hang every command. Only
+    libpq's drivers (psycopg, psycopg2) take the option; the URL, `PGCONNECT_TIMEOUT` and a
+    service file may set their own.
+    """
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql" or parsed.get_driver_name() not in (
+        "psycopg",
+        "psycopg2",
+    ):
+        return {}
+    if {"connect_timeout", "service"} & set(parsed.query) or {
+        "PGCONNECT_TIMEOUT",
+        "PGSERVICE",
+    } & set(os.environ):
+        return {}
+    return {"connect_timeout": CONNECT_TIMEOUT_S}
+
+
+def _holds_optuna_tables(file: Path) -> bool:
+    """Whether the SQLite file has Optuna's tables, read without adding any.
+
+    Read-write (`mode=rw` never creates a file): a read-only connection cannot roll back the
+    journal a writer killed mid-commit leaves, which the next read-write open does.
+    """
+    import sqlite3
+
+    uri = file.resolve().as_uri() + "?mode=rw"
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=SQLITE_TIMEOUT_S)) as db:
+        found = db.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+            "AND name IN ('studies', 'version_info')"
+        ).fetchone()
+    return bool(found and found[0] == 2)
+
+
+def _with_installed_driver(url: str, find: Callable[[str], object] | None = None) -> str:
+    """A plain URL names SQLAlchemy's default driver; name an installed one instead.
+
+    postgresql:// means psycopg 3 to SQLAlchemy 2.1: psycopg2 is used if only it is installed.
+    mysql:// means mysqlclient (a C extension): PyMySQL, which hpo installs, is used unless
+    mysqlclient is there. `find` looks a module up (importlib's `find_spec`; tests replace it).
+    """
+    import importlib.util
+
+    find = find or importlib.util.find_spec
+    if url.startswith("postgresql://") and not find("psycopg") and find("psycopg2"):
+        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    if url.startswith("mysql://") and not find("MySQLdb") and find("pymysql"):
+        return "mysql+pymysql://" + url.removeprefix("mysql://")
+    return url
+
+
+def storage_failure(err: BaseException, url: str) -> str | None:
+    """One line for a storage's failure anywhere in `err`'s chain, or None if there is none.
+
+    The chain is searched because a failed write can surface as the error it caused in
+    Optuna's own clean-up (an UnboundLocalError after a `tell` that failed). The line is the
+    first of what failed at the bottom of the chain, with `url`'s password hidden.
+    """
+    chain = exception_chain(err)
+    if not any(isinstance(e, storage_errors()) for e in chain):
+        return None
+    cause = [e for e in chain if isinstance(e, Exception)][-1]
+    lines = str(cause).strip().splitlines()
+    reason = lines[0] if lines else type(cause).__name__
+    return f"the storage failed: {redact(reason, url)}"
+
+
+def storage_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions a storage raises when it fails, of the libraries this process uses."""
+    import sqlite3
+    import sys
+
+    from optuna.exceptions import StorageInternalError
+
+    found: list[type[BaseException]] = [StorageInternalError, sqlite3.Error]
+    if "sqlalchemy" in sys.modules:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        found.append(SQLAlchemyError)
+    if "redis" in sys.modules:
+        from redis.exceptions import RedisError
+
+        found.append(RedisError)
+    return tuple(found)
+
+
+def exception_chain(err: BaseException) -> list[BaseException]:
+    """`err` and what it was raised from or while handling, deepest last, each once."""
+    chain = [err]
+    while True:
+        last = chain[-1]
+        below = last.__cause__ or (None if last.__suppress_context__ else last.__context__)
+        if below is None or any(below is seen for seen in chain):
+            return chain
+        chain.append(below)

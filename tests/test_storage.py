@@ -1,0 +1,217 @@
+"""Storages: URLs, files that must not be made or changed, timeouts, heartbeats, drivers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from hpo.errors import StorageError
+from hpo.secrets import mask
+from hpo.spec import load_spec_text
+from hpo.storage import default_heartbeat_interval, open_storage, storage_url, supports_heartbeat
+from hpo.study import create_study, load_study
+
+from .conftest import TINY_SPEC
+
+
+def test_password_is_masked() -> None:
+    assert mask("postgresql://hpo:s3cret@db:5432/hpo") == "postgresql://hpo:***@db:5432/hpo"
+    assert mask("sqlite:///studies/hpo.db") == "sqlite:///studies/hpo.db"
+    assert mask("redis://:pw@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
+
+
+def test_storage_url_prefers_flag_then_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HPO_STORAGE", raising=False)
+    assert storage_url() == "sqlite:///studies/hpo.db"
+    monkeypatch.setenv("HPO_STORAGE", "journal:x.log")
+    assert storage_url() == "journal:x.log"
+    assert storage_url("sqlite:///y.db") == "sqlite:///y.db"
+
+
+def test_reading_a_missing_sqlite_file_creates_nothing(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="does not exist"):
+        open_storage(f"sqlite:///{tmp_path / 'none.db'}")
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_reading_a_sqlite_file_without_studies_leaves_it_as_it_was(tmp_path: Path) -> None:
+    import sqlite3
+
+    foreign = tmp_path / "someone's data.db"
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE notes (text TEXT)")
+    before = foreign.read_bytes()
+    with pytest.raises(StorageError, match="holds no studies"):
+        open_storage(f"sqlite:///{foreign}")
+    assert foreign.read_bytes() == before
+    not_sqlite = tmp_path / "notes.txt"
+    not_sqlite.write_text("plain text, long enough to have a header " * 10)
+    with pytest.raises(StorageError, match="cannot open storage"):
+        open_storage(f"sqlite:///{not_sqlite}")
+
+
+def test_a_study_file_a_killed_writer_left_mid_commit_still_opens(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    create_study(load_spec_text(TINY_SPEC), sqlite_url)
+    db = tmp_path / "studies.db"
+    # A writer killed after its changes reached the file: a hot journal is left to roll back.
+    killed = (
+        "import os, signal, sqlite3\n"
+        f"db = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
+        "db.execute('PRAGMA cache_size = 1')\n"
+        "db.execute('BEGIN IMMEDIATE')\n"
+        "db.execute('CREATE TABLE big (x)')\n"
+        "db.executemany('INSERT INTO big VALUES (?)', ((b'x' * 1000,) for _ in range(5000)))\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    subprocess.run([sys.executable, "-c", killed], check=False)
+    assert (tmp_path / "studies.db-journal").exists()
+    study, _ = load_study("tiny", sqlite_url)
+    assert len(study.get_trials()) == len(load_spec_text(TINY_SPEC).enqueue)
+
+
+def test_unreachable_server_is_one_line_without_the_password() -> None:
+    with pytest.raises(StorageError) as info:
+        open_storage("postgresql://hpo:topsecret@127.0.0.1:1/hpo")
+    message = str(info.value)
+    assert "cannot open storage postgresql://hpo:***@127.0.0.1:1/hpo" in message
+    assert "topsecret" not in message and "\n" not in message
+
+
+def test_a_server_that_never_answers_is_one_line_after_the_connect_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+    import threading
+
+    import hpo.storage
+
+    monkeypatch.setattr(hpo.storage, "CONNECT_TIMEOUT_S", 2)
+    # The kernel completes the TCP handshake of a listening socket; nothing ever answers.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"postgresql://hpo:pw@127.0.0.1:{silent.getsockname()[1]}/hpo"
+        found: list[BaseException] = []
+
+        def open_it() -> None:
+            try:
+                open_storage(url)
+            except BaseException as err:
+                found.append(err)
+
+        opener = threading.Thread(target=open_it, daemon=True)
+        opener.start()
+        opener.join(timeout=30)
+        assert not opener.is_alive(), "opening a silent server hangs"
+    assert len(found) == 1 and isinstance(found[0], StorageError), found
+    assert "cannot open storage postgresql://hpo:***@" in str(found[0])
+
+
+def test_the_connect_timeout_goes_only_where_libpq_takes_it_and_nothing_sets_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hpo.storage import CONNECT_TIMEOUT_S, _connect_timeout
+
+    monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
+    monkeypatch.delenv("PGSERVICE", raising=False)
+    ours = {"connect_timeout": CONNECT_TIMEOUT_S}
+    assert _connect_timeout("postgresql+psycopg://u@h/db") == ours
+    assert _connect_timeout("postgresql+psycopg2://u@h/db") == ours
+    for url in (
+        "postgresql+pg8000://u@h/db",  # its option is `timeout`: ours would break every open
+        "postgresql+psycopg://u@h/db?connect_timeout=3",
+        "postgresql+psycopg://u@h/db?service=main",
+        "mysql+pymysql://u@h/db",
+    ):
+        assert _connect_timeout(url) == {}, url
+    monkeypatch.setenv("PGCONNECT_TIMEOUT", "30")
+    assert _connect_timeout("postgresql+psycopg://u@h/db") == {}
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite:///:memory:"])
+def test_a_sqlite_url_without_a_file_is_refused(url: str) -> None:
+    # SQLAlchemy reads these as a database in memory: a study created there is gone at once.
+    with pytest.raises(StorageError, match="names no file"):
+        open_storage(url, create=True)
+
+
+def test_journal_file_storage_works(tmp_path: Path) -> None:
+    url = f"journal:{tmp_path / 'j.log'}"
+    create_study(load_spec_text(TINY_SPEC), url)
+    study, _ = load_study("tiny", url)
+    assert study.study_name == "tiny"
+
+
+def test_heartbeat_interval_comes_from_the_environment(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HPO_HEARTBEAT_INTERVAL", raising=False)
+    assert default_heartbeat_interval() == 30
+    monkeypatch.setenv("HPO_HEARTBEAT_INTERVAL", "2")
+    storage = open_storage(sqlite_url, create=True)
+    assert isinstance(storage, optuna.storages.RDBStorage)
+    assert (storage.heartbeat_interval, storage.grace_period) == (2, 4)
+    without = open_storage(sqlite_url, heartbeat_interval=None)
+    assert isinstance(without, optuna.storages.RDBStorage) and without.heartbeat_interval is None
+
+
+def test_a_heartbeat_interval_below_one_second_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HPO_HEARTBEAT_INTERVAL", "0")
+    with pytest.raises(StorageError, match="HPO_HEARTBEAT_INTERVAL must be .* >= 1, got '0'"):
+        default_heartbeat_interval()
+
+
+def test_only_rdb_storages_notice_dead_workers() -> None:
+    assert supports_heartbeat("sqlite:///x.db")
+    assert supports_heartbeat("postgresql://u:p@db/hpo")
+    assert not supports_heartbeat("journal:x.log")
+    assert not supports_heartbeat("redis://127.0.0.1:6379/0")
+
+
+def test_plain_urls_name_a_driver_that_is_installed() -> None:
+    from hpo.storage import _with_installed_driver
+
+    def only(*installed: str):
+        return lambda name: name in installed
+
+    pg = "postgresql://u@db/hpo"
+    assert _with_installed_driver(pg, only("psycopg", "psycopg2")) == pg
+    assert _with_installed_driver(pg, only("psycopg2")) == "postgresql+psycopg2://u@db/hpo"
+    my = "mysql://root@db/test"
+    assert _with_installed_driver(my, only("pymysql")) == "mysql+pymysql://root@db/test"
+    assert _with_installed_driver(my, only("MySQLdb", "pymysql")) == my
+    explicit = "postgresql+asyncpg://u@db/x"
+    assert _with_installed_driver(explicit, only("psycopg2")) == explicit
+
+
+def test_a_storage_failure_is_found_under_the_error_it_caused() -> None:
+    import sqlite3
+
+    from hpo.storage import storage_failure
+
+    def masked() -> None:
+        try:
+            raise sqlite3.OperationalError("database is locked near hunter2\nmore")
+        except sqlite3.OperationalError:
+            raise UnboundLocalError("cannot access local variable 'updated_state'") from None
+
+    try:
+        masked()
+    except UnboundLocalError as err:
+        assert storage_failure(err, "sqlite:///x.db") is None  # raised `from None`: cut off
+    try:
+        try:
+            raise sqlite3.OperationalError("database is locked near hunter2\nmore")
+        except sqlite3.OperationalError:
+            raise UnboundLocalError("cannot access local variable 'updated_state'")  # noqa: B904
+    except UnboundLocalError as err:
+        url = "postgresql://u:hunter2@db/x"
+        assert storage_failure(err, url) == "the storage failed: database is locked near ***"
+    assert storage_failure(ValueError("not a storage's"), "sqlite:///x.db") is None
