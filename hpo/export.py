@@ -206,7 +206,8 @@ _TEMPLATE = '''"""{title}, as plain Keras.
 Needs only numpy and TensorFlow (Keras 3). Without --data it downloads CIFAR-100 with
 keras.datasets; --data reads a local .npz with x_train, y_train, x_test, y_test. It trains
 on the training images the study trained on, validates on the ones it held out, and prints
-the final model's {metric}; --test also scores the final model once on the test set.
+the final model's validation loss and accuracy (the study's value is its {metric}); --test
+also scores the final model once on the test set.
 Expect the trial's value up to seed noise, not to the digit: the batches come in another
 order than in the study's training loop, whose Adam update also rounds differently.
 
@@ -305,10 +306,12 @@ def main():
         callbacks={callbacks},
         verbose=2,
     )
-    _, accuracy = model.evaluate(x_val, y_val, batch_size=1000, verbose=0)
+    loss, accuracy = model.evaluate(x_val, y_val, batch_size=1000, verbose=0)
+    print(f"validation loss: {{loss:.4f}}")
     print(f"validation accuracy: {{accuracy:.4f}}")
     if args.test:
-        _, accuracy = model.evaluate(x_test, y_test, batch_size=1000, verbose=0)
+        loss, accuracy = model.evaluate(x_test, y_test, batch_size=1000, verbose=0)
+        print(f"test loss: {{loss:.4f}}")
         print(f"test accuracy: {{accuracy:.4f}}")
 
 

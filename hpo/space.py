@@ -132,9 +132,13 @@ KNOBS: dict[str, Knob] = {
         parent="schedule",
         when=("cosine_restarts",),
     ),
-    "t_mul": _float(
+    # Below 1 the cycles shrink and end for good after first_decay_steps / (1 - t_mul) steps,
+    # where Keras's formula takes the log of a number <= 0: the learning rate is NaN from then.
+    "t_mul": Knob(
+        "float",
         2.0,
-        "cycle length multiplier of cosine restarts",
+        "cycle length multiplier of cosine restarts (at least 1)",
+        low=1.0,
         parent="schedule",
         when=("cosine_restarts",),
     ),

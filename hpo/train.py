@@ -30,8 +30,9 @@ EVAL_BATCH_SIZE = 5000
 
 @dataclass(frozen=True)
 class Loop:
-    """How a fit feeds and steps the model. None of it changes what the fit computes (XLA
-    fuses operations, so its results can differ in the last bits of rounding).
+    """How a fit feeds and steps the model. None of it changes what the fit computes but the
+    order of its batches (the numpy pipeline shuffles as Keras does) and, with XLA, which
+    fuses operations, the last bits of rounding.
 
     Attributes:
         pipeline: "tensor" gathers shuffled batches from tensors held once per process;
@@ -125,6 +126,10 @@ def fit(
         built = _build(params, data, seed, n_steps, per_call, loop)
     else:
         _restart(built, params, data, seed)
+        if loop.pipeline == "numpy":
+            # Keras shuffles numpy input with TensorFlow's global seed, as a fresh build
+            # leaves it (the tensor pipeline takes its seed from the run instead).
+            tf.random.set_seed(seed)
     if reuse:
         _WARM[key] = built
         inputs = _kept_inputs(built, data, batch_size, seed, loop)

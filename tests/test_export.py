@@ -81,8 +81,8 @@ def run_script(script: Path, *args: str) -> str:
     return done.stdout
 
 
-def accuracy(output: str, which: str = "validation") -> float:
-    found = re.search(rf"^{which} accuracy: ([0-9.]+)$", output, re.MULTILINE)
+def accuracy(output: str, which: str = "validation", score: str = "accuracy") -> float:
+    found = re.search(rf"^{which} {score}: ([0-9.]+)$", output, re.MULTILINE)
     assert found, output[-2000:]
     return float(found.group(1))
 
@@ -146,6 +146,9 @@ def test_exported_trial_trains_like_the_trial(tmp_path: Path) -> None:
     assert "640 training and 160 validation images" in output
     assert accuracy(output) == pytest.approx(best.value, abs=0.15)
     assert 0.0 <= accuracy(output, "test") <= 1.0
+    # A val_loss study's value can be compared too: the script prints both scores.
+    assert 0.0 < accuracy(output, "validation", "loss") < 10.0
+    assert 0.0 < accuracy(output, "test", "loss") < 10.0
 
 
 def test_exporting_needs_cifar100_and_a_real_trial(tmp_path: Path) -> None:

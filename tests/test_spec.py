@@ -68,6 +68,16 @@ def test_value_out_of_bounds_is_rejected() -> None:
         load_spec_text(with_params('dropout = "on"\ndropout_rate = 1.5'))
 
 
+def test_cosine_restarts_that_shrink_their_cycles_are_rejected() -> None:
+    """Below 1 the learning rate is NaN once the cycles run out; at 1 they repeat."""
+    restarts = 'schedule = "cosine_restarts"\nfirst_decay_steps = 100\n'
+    with pytest.raises(SpecError, match=r"t_mul must be in \[1.0, inf\], got 0.5"):
+        load_spec_text(with_params(restarts + "t_mul = 0.5"))
+    with pytest.raises(SpecError, match=r"t_mul"):
+        load_spec_text(with_params(restarts + "t_mul = { low = 0.5, high = 2.0 }"))
+    assert load_spec_text(with_params(restarts + "t_mul = 1.0")).space["t_mul"] == 1.0
+
+
 def test_non_positive_learning_rate_is_rejected() -> None:
     with pytest.raises(SpecError, match=r"learning_rate must be in \(0.0"):
         load_spec_text(
