@@ -160,12 +160,46 @@ def _reason(err: Exception) -> str:
 
 
 def _scaler(x_train: np.ndarray, scaling: str) -> Any:
+    """A function from raw images to scaled float32 ones, in `aligned_empty` arrays, computed
+    in slices so that no full-size temporary is made (the same numbers as whole-array math)."""
     if scaling == "rescale":
-        return lambda x: np.asarray(x, dtype=np.float32) / np.float32(255.0)
+
+        def rescale(x: np.ndarray) -> np.ndarray:
+            out = aligned_empty(x.shape, np.float32)
+            np.divide(np.asarray(x), np.float32(255.0), out=out, dtype=np.float32)
+            return out
+
+        return rescale
     # Per-channel statistics of the training split only, so validation and test stay unseen.
     pixels = x_train.reshape(-1, x_train.shape[-1]).astype(np.float64)
     mean, std = pixels.mean(axis=0), pixels.std(axis=0) + 1e-7
-    return lambda x: ((np.asarray(x, dtype=np.float32) - mean) / std).astype(np.float32)
+
+    def standardize(x: np.ndarray) -> np.ndarray:
+        out = aligned_empty(x.shape, np.float32)
+        for start in range(0, len(x), SCALING_SLICE):
+            part = np.asarray(x[start : start + SCALING_SLICE], dtype=np.float32)
+            out[start : start + SCALING_SLICE] = (part - mean) / std
+        return out
+
+    return standardize
+
+
+SCALING_SLICE = 1000
+ALIGNMENT = 64
+"""Bytes: what TensorFlow's CPU kernels require of a buffer it takes without copying (Eigen's
+largest alignment)."""
+
+
+def aligned_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """An uninitialized array whose data starts on an `ALIGNMENT`-byte boundary.
+
+    It is a view of a byte buffer it does not own, so `hpo.pipeline.hold` can lend TensorFlow
+    a second view of the same buffer, without a copy, and still let the array be freed.
+    """
+    size = math.prod(shape) * np.dtype(dtype).itemsize
+    buffer = np.empty(size + ALIGNMENT, dtype=np.uint8)
+    start = -buffer.ctypes.data % ALIGNMENT
+    return buffer[start : start + size].view(dtype).reshape(shape)
 
 
 def make_synthetic(n_samples: int, n_classes: int, image_size: int, seed: int) -> Arrays:

@@ -9,13 +9,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from hpo.data import ALIGNMENT
+
 _HELD: dict[int, tuple[weakref.ref[np.ndarray], tf.Tensor]] = {}
 
 
 def hold(array: np.ndarray) -> tf.Tensor:
     """`array` as a host tensor in the dtype the model reads, converted once per process.
 
-    The tensor lives as long as the array does: a dataset loaded once serves every trial.
+    The tensor lives as long as the array does: a dataset loaded once serves every trial. An
+    array `hpo.data` scaled (`aligned_empty`) is lent to TensorFlow without a copy; any other
+    is copied (a copy of the training images costs twice their size).
     """
     key = id(array)
     held = _HELD.get(key)
@@ -23,9 +27,32 @@ def hold(array: np.ndarray) -> tf.Tensor:
         return held[1]
     dtype = keras.backend.floatx() if np.issubdtype(array.dtype, np.floating) else "int32"
     with tf.device("/CPU:0"):
-        tensor = tf.constant(array, dtype=dtype)
+        tensor = _lent(array, dtype)
+        if tensor is None:
+            tensor = tf.constant(array, dtype=dtype)
     _HELD[key] = (weakref.ref(array, lambda _: _HELD.pop(key, None)), tensor)
     return tensor
+
+
+def _lent(array: np.ndarray, dtype: str) -> tf.Tensor | None:
+    """A tensor over `array`'s own memory (DLPack), or None where TensorFlow cannot take it.
+
+    TensorFlow aborts the process on a buffer that is not aligned, so that is checked first.
+    The tensor keeps alive what it was made from; it is made from a second view of `array`'s
+    buffer, never from `array` itself, which would then outlive every use and never be freed.
+    Only arrays that do not own their memory qualify (a second view of an owner would keep
+    the owner alive); `hpo.data.aligned_empty` makes such arrays.
+    """
+    if (
+        array.dtype != np.dtype(dtype)
+        or array.base is None
+        or not array.flags.c_contiguous
+        or not array.flags.writeable
+        or array.ctypes.data % ALIGNMENT
+        or array.size == 0
+    ):
+        return None
+    return tf.experimental.dlpack.from_dlpack(array.view().__dlpack__())
 
 
 def training_batches(

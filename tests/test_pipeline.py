@@ -72,3 +72,36 @@ def test_a_seed_variable_gives_the_batches_of_the_seed_it_holds(numbered: Pair) 
         seed.assign(value)
         expected = epochs_of(training_batches(*numbered, batch_size=5, seed=value), 2, 5)
         assert epochs_of(dataset, 2, 5) == expected
+
+
+def test_scaled_images_are_lent_to_tensorflow_without_a_copy_and_freed_with_the_array() -> None:
+    import gc
+    import weakref
+
+    from hpo.data import ALIGNMENT, aligned_empty
+    from hpo.pipeline import _HELD
+
+    x = aligned_empty((50, 4, 4, 3), np.float32)
+    assert x.ctypes.data % ALIGNMENT == 0 and x.base is not None
+    x[...] = 0.25
+    held = hold(x)
+    x[0, 0, 0, 0] = 7.0  # the tensor reads the array's own memory
+    assert float(held[0, 0, 0, 0]) == 7.0
+    gone = weakref.ref(x)
+    n_held = len(_HELD)
+    del x, held
+    gc.collect()
+    assert gone() is None and len(_HELD) == n_held - 1  # the tensor did not keep it alive
+
+
+def test_other_arrays_are_copied() -> None:
+    from hpo.data import aligned_empty
+
+    owner = np.full((50, 4, 4, 3), 0.25, np.float32)  # owns its memory
+    # A view 4 bytes past an aligned start: TensorFlow would abort the process if lent it.
+    unaligned = aligned_empty((50 * 48 + 1,), np.float32)[1:].reshape(50, 4, 4, 3)
+    unaligned[...] = 0.25
+    for x in (owner, unaligned):
+        held = hold(x)
+        x[0, 0, 0, 0] = 7.0
+        assert float(held[0, 0, 0, 0]) == 0.25
