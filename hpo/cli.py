@@ -106,6 +106,8 @@ def create(
     url = storage or spec.storage or storage_url()
     try:
         study = create_study(spec, url)
+    except HpoError:
+        raise
     except Exception as err:  # named here: the URL may be the spec's
         failure = storage_failure(err, url)
         if failure is None:

@@ -3,6 +3,7 @@ failed and retried, and never a trial past the target."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -83,9 +84,12 @@ def optimize(
                     if trial.user_attrs.get(FIXED_RUN):
                         requeue(study, trial)
                 else:
-                    again = requeue(study, trial)
-                    reason = "interrupted" + ("; put back in the queue" if again else "")
-                    trial.set_user_attr("fail_reason", reason)
+                    # A storage that refuses these writes must not turn the interrupt into
+                    # an error that `study.optimize` catches and goes on after.
+                    with contextlib.suppress(Exception):
+                        again = requeue(study, trial)
+                        reason = "interrupted" + ("; put back in the queue" if again else "")
+                        trial.set_user_attr("fail_reason", reason)
                 raise
             finally:
                 if waits:  # only a heartbeat fails a running trial from elsewhere

@@ -32,6 +32,8 @@ class Knob:
         choices: the allowed values of a categorical knob.
         low, high: the allowed range of a numeric knob.
         open_low, open_high: whether `low` or `high` itself is excluded.
+        stored_low: where `low` was raised after specs were stored with the old bound, that
+            bound (excluded), so their studies stay readable.
         parent, when: the knob only applies when knob `parent` takes a value in `when`.
         doc: one line for the README and error messages.
     """
@@ -44,6 +46,7 @@ class Knob:
     high: float = math.inf
     open_low: bool = False
     open_high: bool = False
+    stored_low: float | None = None
     parent: str | None = None
     when: tuple[ParamValue, ...] = ()
 
@@ -139,6 +142,7 @@ KNOBS: dict[str, Knob] = {
         2.0,
         "cycle length multiplier of cosine restarts (at least 1)",
         low=1.0,
+        stored_low=0.0,
         parent="schedule",
         when=("cosine_restarts",),
     ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib.util
 import inspect
@@ -424,6 +425,8 @@ class _Validator:
                 raise self.fail(f"{where} must be one of {list(knob.choices)}, got {value!r}")
             return value
         value = self.typed(value, int if knob.kind == "int" else (int, float), where)
+        if self.stored and knob.stored_low is not None:
+            knob = dataclasses.replace(knob, low=knob.stored_low, open_low=True)
         above = value < knob.high if knob.open_high else value <= knob.high
         below = value > knob.low if knob.open_low else value >= knob.low
         if not (below and above) or (knob.kind == "float" and not math.isfinite(value)):

@@ -202,12 +202,15 @@ def storage_failure(err: BaseException, url: str) -> str | None:
 
     The chain is searched because a failed write can surface as the error it caused in
     Optuna's own clean-up (an UnboundLocalError after a `tell` that failed). The line is the
-    first of what failed at the bottom of the chain, with `url`'s password hidden.
+    first of what failed at the bottom of the chain from the storage's error down, with
+    `url`'s password hidden.
     """
     chain = exception_chain(err)
-    if not any(isinstance(e, storage_errors()) for e in chain):
+    failed = storage_errors()
+    first = next((i for i, e in enumerate(chain) if isinstance(e, failed)), None)
+    if first is None:
         return None
-    cause = [e for e in chain if isinstance(e, Exception)][-1]
+    cause = [e for e in chain[first:] if isinstance(e, Exception)][-1]
     lines = str(cause).strip().splitlines()
     reason = lines[0] if lines else type(cause).__name__
     return f"the storage failed: {redact(reason, url)}"

@@ -42,13 +42,17 @@ ABLATION_SUFFIX = ":ablation"
 def create_study(spec: Spec, url: str) -> optuna.Study:
     """Create `spec`'s study in the storage, store the spec with it, enqueue its named trials."""
     storage = open_storage(url, create=True)
+    exists = HpoError(
+        f"study '{spec.name}' already exists in {mask(url)}; run it with "
+        f"`hpo study run {spec.name}` or remove it with `hpo study delete {spec.name}`"
+    )
     if spec.name in study_names(storage):
-        raise HpoError(
-            f"study '{spec.name}' already exists in {mask(url)}; run it with "
-            f"`hpo study run {spec.name}` or remove it with `hpo study delete {spec.name}`"
-        )
+        raise exists
     direction = optuna.study.StudyDirection[spec.direction.upper()]
-    study = optuna.create_study(study_name=spec.name, storage=storage, direction=direction)
+    try:
+        study = optuna.create_study(study_name=spec.name, storage=storage, direction=direction)
+    except optuna.exceptions.DuplicatedStudyError as err:  # another `create` won the race
+        raise exists from err
     try:
         # The spec's own storage URL is only needed here: its credentials are not stored.
         study.set_user_attr(SPEC_ATTR, redact(spec.text, spec.storage))

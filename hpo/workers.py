@@ -342,8 +342,10 @@ def work(job: Job, conn: Connection, data_ready: Event | None) -> None:
         from hpo.secrets import redact
         from hpo.storage import storage_failure
 
-        text = str(err) if isinstance(err, HpoError) else f"{type(err).__name__}: {err}"
-        text = storage_failure(err, job.url) or text
+        if isinstance(err, HpoError):
+            text = str(err)
+        else:
+            text = storage_failure(err, job.url) or f"{type(err).__name__}: {err}"
         conn.send(("error", redact(text.strip().splitlines()[0] if text.strip() else "", job.url)))
         sys.exit(1)
     finally:

@@ -240,6 +240,26 @@ def test_a_storage_that_fails_as_a_trial_ends_is_one_line_and_keeps_the_trial(
     assert [t.state for t in trials] == [TrialState.RUNNING]  # its heartbeat will fail it
 
 
+def test_a_create_that_loses_the_race_for_its_name_says_the_study_exists(
+    tmp_path: Path, tiny_spec_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    assert hpo("study", "create", str(tiny_spec_file), "--storage", url).exit_code == 0
+    # Another `create` committed the name between this one's check and its write.
+    monkeypatch.setattr("hpo.study.study_names", lambda storage: [])
+    result = hpo("study", "create", str(tiny_spec_file), "--storage", url)
+    one_line_error(result, "study 'tiny' already exists")
+
+
+def test_create_on_a_file_that_is_no_database_names_the_storage(
+    tmp_path: Path, tiny_spec_file: Path
+) -> None:
+    text = tmp_path / "notes.db"
+    text.write_text("not a database\n" * 100)
+    result = hpo("study", "create", str(tiny_spec_file), "--storage", f"sqlite:///{text}")
+    one_line_error(result, f"cannot open storage sqlite:///{text}", "file is not a database")
+
+
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     from hpo.errors import HpoError
 

@@ -158,6 +158,29 @@ def test_ctrl_c_during_the_objective_fails_that_trial_at_once() -> None:
     assert [t.state for t in study.trials] == [TrialState.FAIL]
 
 
+def test_ctrl_c_stops_the_run_even_when_the_storage_refuses_to_record_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from optuna.exceptions import StorageInternalError
+
+    study = optuna.create_study()
+    record = optuna.Trial.set_user_attr
+
+    def refusing(trial: optuna.Trial, key: str, value: object) -> None:
+        if key == "fail_reason":
+            raise StorageInternalError("attempt to write a readonly database")
+        record(trial, key, value)
+
+    monkeypatch.setattr(optuna.Trial, "set_user_attr", refusing)
+
+    def objective(trial: optuna.Trial) -> float:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        optimize(study, objective, 3)
+    assert len(study.trials) == 1
+
+
 class FinishingSampler(optuna.samplers.RandomSampler):
     """While `study.ask` creates a trial, another worker finishes one (once)."""
 

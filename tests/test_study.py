@@ -8,10 +8,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpo.errors import HpoError, StudyNotFoundError
+from hpo.errors import HpoError, SpecError, StudyNotFoundError
 from hpo.spec import load_spec_text
 from hpo.storage import open_storage
-from hpo.study import create_study, load_study
+from hpo.study import SPEC_ATTR, create_study, load_study
 
 from .conftest import TINY_SPEC
 
@@ -98,3 +98,17 @@ def test_a_study_runs_on_mysql(tiny_spec_text: str) -> None:
         assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 2
     finally:
         optuna.delete_study(study_name=name, storage=open_storage(MYSQL))
+
+
+def test_a_study_stored_before_a_bound_was_raised_still_loads(sqlite_url: str) -> None:
+    """`t_mul` below 1 was accepted once; new specs refuse it, stored ones keep working."""
+    spec = load_spec_text(TINY_SPEC)
+    study = create_study(spec, sqlite_url)
+    old = TINY_SPEC.replace(
+        "[params]", '[params]\nschedule = "cosine_restarts"\nfirst_decay_steps = 10\nt_mul = 0.5'
+    )
+    with pytest.raises(SpecError, match="t_mul must be in"):
+        load_spec_text(old)
+    study.set_user_attr(SPEC_ATTR, old)
+    _, stored = load_study("tiny", sqlite_url)
+    assert stored.space["t_mul"] == 0.5
