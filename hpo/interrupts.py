@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -17,8 +18,9 @@ class HeldInterrupts:
     write (a trial's `report`) would leave a trial RUNNING for good or a storage session broken.
     So a signal is only noted while that bookkeeping runs, and raised by the handler it replaced
     once the objective or a wait is running outside storage code (retried every RETRY_S while a
-    write is under way), or at the next trial boundary. Only Python handlers are held (SIGINT's
-    default one, the CLI's SIGTERM); ignored signals stay ignored.
+    write is under way, or after a finalizer swallowed it), or at the next trial boundary.
+    Only Python handlers are held (SIGINT's default one, the CLI's SIGTERM); ignored signals
+    stay ignored.
     """
 
     RETRY_S = 0.05
@@ -29,12 +31,15 @@ class HeldInterrupts:
         self.raised: int | None = None
         self.open = False
         self.retry: threading.Timer | None = None
+        self.saved_hook: Any = None
 
     def __enter__(self) -> HeldInterrupts:
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 if callable(signal.getsignal(signum)):
                     self.saved[signum] = signal.signal(signum, self._note)
+            self.saved_hook = sys.unraisablehook
+            sys.unraisablehook = self._unraisable
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -42,17 +47,30 @@ class HeldInterrupts:
             self.retry.cancel()
         for signum, handler in self.saved.items():
             signal.signal(signum, handler)
+        if self.saved_hook is not None:
+            sys.unraisablehook = self.saved_hook
         if exc_info[0] is None:
             self.raise_pending()
+
+    def _unraisable(self, unraisable: Any) -> None:
+        """An interrupt raised inside a finalizer (a weakref callback, `__del__`), where Python
+        ignores exceptions: deliver it again, where it will most likely land in plain code."""
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and self.raised is not None:
+            self._retry(self.raised)
+        elif self.saved_hook is not None:
+            self.saved_hook(unraisable)
+
+    def _retry(self, signum: int) -> None:
+        self.retry = threading.Timer(self.RETRY_S, os.kill, (os.getpid(), signum))
+        self.retry.daemon = True
+        self.retry.start()
 
     def _note(self, signum: int, frame: Any) -> None:
         self.pending = signum
         if not self.open:
             return
         if _in_storage_code(frame):
-            self.retry = threading.Timer(self.RETRY_S, os.kill, (os.getpid(), signum))
-            self.retry.daemon = True
-            self.retry.start()
+            self._retry(signum)
             return
         self.raised = signum
         self.raise_pending()

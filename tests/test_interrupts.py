@@ -77,6 +77,25 @@ def test_an_interrupt_swallowed_in_the_objective_is_still_owed() -> None:
         assert held.pending == signal.SIGINT
 
 
+def test_an_interrupt_a_finalizer_swallowed_is_delivered_again_at_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Python ignores an exception raised in a finalizer (a weakref callback, `__del__`); a
+    Ctrl-C that lands in one must still stop the objective, not wait for its end."""
+
+    class Finalized:
+        def __del__(self) -> None:
+            interrupt()  # the handler runs in here, and Python swallows what it raises
+
+    began = time.monotonic()
+    with HeldInterrupts() as held, pytest.raises(KeyboardInterrupt), held.delivered():
+        Finalized()
+        time.sleep(3)
+        pytest.fail("the objective went on after Ctrl-C")
+    assert time.monotonic() - began < 2
+    assert "Exception ignored" not in capsys.readouterr().err
+
+
 def test_sigterm_goes_to_the_handler_it_was_meant_for(sigterm_raises: None) -> None:
     with pytest.raises(SystemExit), HeldInterrupts() as held:
         os.kill(os.getpid(), signal.SIGTERM)
