@@ -159,6 +159,12 @@ def _reason(err: Exception) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
+SCALING_SLICE = 1000
+ALIGNMENT = 64
+"""Bytes: what TensorFlow's CPU kernels require of a buffer it takes without copying (Eigen's
+largest alignment)."""
+
+
 def _scaler(x_train: np.ndarray, scaling: str) -> Any:
     """A function from raw images to scaled float32 ones, in `aligned_empty` arrays, computed
     in slices so that no full-size temporary is made (the same numbers as whole-array math)."""
@@ -182,12 +188,6 @@ def _scaler(x_train: np.ndarray, scaling: str) -> Any:
         return out
 
     return standardize
-
-
-SCALING_SLICE = 1000
-ALIGNMENT = 64
-"""Bytes: what TensorFlow's CPU kernels require of a buffer it takes without copying (Eigen's
-largest alignment)."""
 
 
 def aligned_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:

@@ -334,6 +334,11 @@ class _Validator:
         if not table and where == "[pruner]":
             return Component(DEFAULT_PRUNER.type, dict(DEFAULT_PRUNER.args))
         name, args = self.component(table, PRUNERS, where, "median")
+        factor = args.get("reduction_factor", 3)
+        if name == "hyperband" and not self.stored and isinstance(factor, int) and factor < 2:
+            # Optuna checks it only when Hyperband makes its brackets: with `max_resource`
+            # "auto", once a trial completes, as a ZeroDivisionError in every worker.
+            raise self.fail(f"{where} reduction_factor must be >= 2, got {factor}")
         if name == "patient":
             if not isinstance(args.get("wrapped"), Mapping):
                 raise self.fail(f"{where} type 'patient' needs a table 'wrapped' naming a pruner")

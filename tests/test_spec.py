@@ -78,6 +78,18 @@ def test_cosine_restarts_that_shrink_their_cycles_are_rejected() -> None:
     assert load_spec_text(with_params(restarts + "t_mul = 1.0")).space["t_mul"] == 1.0
 
 
+def test_hyperband_needs_a_reduction_factor_of_at_least_two() -> None:
+    def hyperband(extra: str) -> str:
+        return TINY_SPEC.replace('[pruner]\ntype = "none"', f'[pruner]\ntype = "hyperband"{extra}')
+
+    assert load_spec_text(hyperband("\nreduction_factor = 2")).pruner.args == {
+        "reduction_factor": 2
+    }
+    for factor in (1, 0, -2):
+        with pytest.raises(SpecError, match=rf"reduction_factor must be >= 2, got {factor}"):
+            load_spec_text(hyperband(f"\nreduction_factor = {factor}"))
+
+
 def test_non_positive_learning_rate_is_rejected() -> None:
     with pytest.raises(SpecError, match=r"learning_rate must be in \(0.0"):
         load_spec_text(
