@@ -84,8 +84,8 @@ def open_storage(
     except HpoError:
         raise
     except Exception as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise StorageError(f"cannot open storage {mask(url)}: {redact(reason, url)}") from err
+        reason = redact(_first_line(err), url)
+        raise StorageError(f"cannot open storage {mask(url)}: {reason}") from err
 
 
 def _journal_file(path: str, create: bool) -> BaseStorage:
@@ -211,9 +211,13 @@ def storage_failure(err: BaseException, url: str) -> str | None:
     if first is None:
         return None
     cause = [e for e in chain[first:] if isinstance(e, Exception)][-1]
-    lines = str(cause).strip().splitlines()
-    reason = lines[0] if lines else type(cause).__name__
-    return f"the storage failed: {redact(reason, url)}"
+    return f"the storage failed: {redact(_first_line(cause), url)}"
+
+
+def _first_line(err: BaseException) -> str:
+    """The first line of what `err` says, or its type's name if it says nothing."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
 
 
 def storage_errors() -> tuple[type[BaseException], ...]:
