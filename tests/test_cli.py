@@ -273,7 +273,8 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
 def test_ctrl_c_records_the_running_trial_as_failed_and_exits_130(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
     spec = tmp_path / "slow.toml"
-    spec.write_text(TINY_SPEC.replace("epochs = 2", "epochs = 400"))
+    # Far more epochs than the test can wait for: the trial is still training when Ctrl-C comes.
+    spec.write_text(TINY_SPEC.replace("epochs = 2", "epochs = 100000"))
     env = {**os.environ, "HPO_STORAGE": url}
     command = [sys.executable, "-m", "hpo", "study"]
     subprocess.run([*command, "create", str(spec)], env=env, check=True, capture_output=True)
@@ -284,13 +285,18 @@ def test_ctrl_c_records_the_running_trial_as_failed_and_exits_130(tmp_path: Path
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 120
-    study = optuna.load_study(study_name="tiny", storage=url)
-    while time.monotonic() < deadline and not study.get_trials(states=(TrialState.RUNNING,)):
+    try:
+        deadline = time.monotonic() + 120
+        study = optuna.load_study(study_name="tiny", storage=url)
+        while time.monotonic() < deadline and not any(
+            t.intermediate_values for t in study.get_trials(states=(TrialState.RUNNING,))
+        ):
+            time.sleep(0.2)
         time.sleep(0.5)
-    time.sleep(2)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=60)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
     assert process.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     (trial,) = optuna.load_study(study_name="tiny", storage=url).trials
