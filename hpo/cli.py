@@ -439,4 +439,18 @@ def dashboard(
 
 
 def main() -> None:
-    app()
+    """Run the command line. A usage error (an unknown option, a value of the wrong type) is one
+    line on stderr naming the problem, exit code 2, like every other error."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        sys.exit(1)
+    except typer.TyperException as err:
+        message = err.format_message()
+        if message:  # empty: a group named without a command, whose help is already shown
+            context = getattr(err, "ctx", None)
+            hint = f" (see '{context.command_path} --help')" if context is not None else ""
+            typer.echo(f"error: {message.rstrip('.')}{hint}", err=True)
+        sys.exit(err.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -15,7 +15,7 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from hpo.cli import app
+from hpo.cli import app, main
 
 from .conftest import REPO, TINY_SPEC
 
@@ -99,6 +99,49 @@ def test_bad_spec_is_one_line_naming_file_key_and_rule(tmp_path: Path, sqlite_ur
     bad.write_text(TINY_SPEC.replace("epochs = 2", "epochs = 0"))
     result = hpo("study", "create", str(bad), "--storage", sqlite_url)
     one_line_error(result, "bad.toml", "epochs", "must be in")
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragments"),
+    [
+        (["study", "run", "tiny", "--n-trials", "abc"], ["'--n-trials'", "hpo study run --help"]),
+        (["study", "nope"], ["No such command 'nope'", "hpo study --help"]),
+        (["--bogus"], ["No such option: --bogus"]),
+        (["study", "run"], ["Missing argument 'name'"]),
+    ],
+)
+def test_a_usage_error_is_one_line(
+    argv: list[str],
+    fragments: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["hpo", *argv])
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    assert stopped.value.code == 2
+    out, err = capsys.readouterr()
+    message = err.strip()
+    assert not out and message.startswith("error: ") and "\n" not in message, err
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_main_keeps_the_exit_codes_of_help_and_of_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv, code in (
+        (["--help"], 0),
+        (["study"], 2),  # a group alone shows its help
+        (["study", "show", "nope", "--storage", f"sqlite:///{tmp_path / 's.db'}"], 2),
+    ):
+        monkeypatch.setattr(sys, "argv", ["hpo", *argv])
+        with pytest.raises(SystemExit) as stopped:
+            main()
+        assert stopped.value.code == code, argv
+    out, err = capsys.readouterr()
+    assert "Create, run and inspect studies." in out
+    assert err.strip().splitlines()[-1].startswith("error: SQLite file "), err
 
 
 def test_unknown_study_lists_the_known_ones(tiny_spec_file: Path, sqlite_url: str) -> None:
