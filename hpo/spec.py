@@ -7,6 +7,7 @@ import difflib
 import importlib.util
 import inspect
 import math
+import re
 import tomllib
 import warnings
 from collections.abc import Callable, Mapping
@@ -56,6 +57,25 @@ _ANNOTATED: dict[str, tuple[type, ...]] = {
     "dict": (Mapping,),
     "Mapping": (Mapping,),
 }
+
+
+def _alternatives(annotation: str) -> list[str]:
+    """The alternatives of a union annotation, split at its top-level `|` only:
+    `dict[str, int | float] | None` is `dict[str, int | float]` and `None`."""
+    alternatives, depth, start = [], 0, 0
+    for at, char in enumerate(annotation):
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "|" and depth == 0:
+            alternatives.append(annotation[start:at].strip())
+            start = at + 1
+    return [*alternatives, annotation[start:].strip()]
+
+
+def _spellable(alternative: str) -> bool:
+    """Whether TOML can spell a value of this type: `list[float]` and `dict[str, Any]` yes,
+    `list[FrozenTrial]` (an array of what no spec can write) no."""
+    names = re.findall(r"[A-Za-z_][\w.]*", alternative)
+    return all(name in _ANNOTATED or name in ("Any", "None") for name in names)
 
 
 @dataclass(frozen=True)
@@ -372,10 +392,15 @@ class _Validator:
             annotation = parameter.annotation
             if not isinstance(annotation, str):
                 annotation = inspect.formatannotation(annotation)
-            words = [word.strip().split("[")[0] for word in annotation.split("|")]
-            if "Any" in words:
+            alternatives = _alternatives(annotation)
+            if "Any" in alternatives:
                 continue
-            kinds = tuple(kind for word in words for kind in _ANNOTATED.get(word, ()))
+            kinds = tuple(
+                kind
+                for alternative in alternatives
+                if _spellable(alternative)
+                for kind in _ANNOTATED.get(alternative.split("[")[0].strip(), ())
+            )
             if not kinds:
                 raise self.fail(
                     f"{where} {key} cannot be set in a spec (Optuna takes {annotation})"

@@ -8,7 +8,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from hpo.errors import SpecError
-from hpo.spec import load_spec, load_spec_text
+from hpo.spec import _alternatives, _spellable, load_spec, load_spec_text
 
 from .conftest import REPO, TINY_SPEC
 
@@ -370,6 +370,20 @@ def test_a_sampler_argument_no_toml_value_can_be_is_rejected() -> None:
     # TPE calls `gamma` as a function: a number here failed the first trial after start-up.
     with pytest.raises(SpecError, match=r"\[sampler\] gamma cannot be set in a spec"):
         load_spec_text('name = "x"\n[sampler]\ntype = "tpe"\ngamma = 0.25\n')
+
+
+def test_an_array_of_what_no_spec_can_write_is_rejected() -> None:
+    # CMA-ES takes `source_trials` as Optuna trial objects: an array of numbers passed as "an
+    # array" and failed inside Optuna.
+    with pytest.raises(SpecError, match=r"\[sampler\] source_trials cannot be set in a spec"):
+        load_spec_text('name = "x"\n[sampler]\ntype = "cmaes"\nsource_trials = [1, 2]\n')
+
+
+def test_union_annotations_split_at_their_top_level_only() -> None:
+    assert _alternatives("dict[str, int | float] | None") == ["dict[str, int | float]", "None"]
+    assert _spellable("dict[str, int | float]") and _spellable("Sequence[float]")
+    assert _spellable("dict[str, Any]") and not _spellable("list[FrozenTrial]")
+    assert not _spellable("Callable[[int], int]")
 
 
 def test_a_pruner_value_that_fails_only_at_the_first_trial_is_refused_at_load() -> None:
