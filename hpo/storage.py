@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +25,7 @@ HEARTBEAT_INTERVAL = 30
 HEARTBEAT_ENV = "HPO_HEARTBEAT_INTERVAL"
 SQLITE_TIMEOUT_S = 60
 CONNECT_TIMEOUT_S = 10
-"""Seconds a PostgreSQL server has to answer a new connection."""
+"""Seconds a PostgreSQL or MySQL server has to answer a new connection."""
 MAX_RETRIES = 3
 """Copies of a trial whose process died that are retried before it is left failed."""
 
@@ -128,6 +129,8 @@ def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
         engine_kwargs["pool_pre_ping"] = True
         url = _with_installed_driver(url)
         engine_kwargs["connect_args"] = _connect_timeout(url)
+        if url.startswith("mysql+pymysql://"):
+            _bound_pymysql_connects()
     heartbeat: dict[str, Any] = {}
     if heartbeat_interval:
         heartbeat = {
@@ -161,6 +164,44 @@ def _connect_timeout(url: str) -> dict[str, Any]:
     } & set(os.environ):
         return {}
     return {"connect_timeout": CONNECT_TIMEOUT_S}
+
+
+def _bound_pymysql_connects() -> None:
+    """Give every PyMySQL connection CONNECT_TIMEOUT_S to finish its handshake.
+
+    PyMySQL's `connect_timeout` bounds only the TCP connect: a server that accepts and never
+    sends its greeting (a hung server, a port that is not MySQL's) would hang the command for
+    good, and `read_timeout` would also cut every long query. So the connect runs in a thread
+    of its own and is given up after the timeout (its thread, blocked on the socket, ends with
+    the process).
+    """
+    from sqlalchemy import event
+    from sqlalchemy.dialects.mysql.pymysql import MySQLDialect_pymysql
+
+    if not event.contains(MySQLDialect_pymysql, "do_connect", _connect_within_timeout):
+        event.listen(MySQLDialect_pymysql, "do_connect", _connect_within_timeout)
+
+
+def _connect_within_timeout(dialect: Any, record: Any, cargs: Any, cparams: Any) -> Any:
+    """SQLAlchemy's `do_connect` hook: the DBAPI connection, or an error after the timeout."""
+    outcome: dict[str, Any] = {}
+
+    def connect() -> None:
+        try:
+            outcome["connection"] = dialect.connect(*cargs, **cparams)
+        except BaseException as err:
+            outcome["error"] = err
+
+    thread = threading.Thread(target=connect, name="hpo-mysql-connect", daemon=True)
+    thread.start()
+    thread.join(CONNECT_TIMEOUT_S)
+    if thread.is_alive():
+        raise dialect.loaded_dbapi.OperationalError(
+            2013, f"the server did not answer within {CONNECT_TIMEOUT_S} s"
+        )
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["connection"]
 
 
 def _holds_optuna_tables(file: Path) -> bool:

@@ -84,8 +84,9 @@ def test_unreachable_server_is_one_line_without_the_password() -> None:
     assert "topsecret" not in message and "\n" not in message
 
 
+@pytest.mark.parametrize("scheme", ["postgresql", "mysql"])
 def test_a_server_that_never_answers_is_one_line_after_the_connect_timeout(
-    monkeypatch: pytest.MonkeyPatch,
+    scheme: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import socket
     import threading
@@ -97,7 +98,7 @@ def test_a_server_that_never_answers_is_one_line_after_the_connect_timeout(
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen()
-        url = f"postgresql://hpo:pw@127.0.0.1:{silent.getsockname()[1]}/hpo"
+        url = f"{scheme}://hpo:pw@127.0.0.1:{silent.getsockname()[1]}/hpo"
         found: list[BaseException] = []
 
         def open_it() -> None:
@@ -111,7 +112,7 @@ def test_a_server_that_never_answers_is_one_line_after_the_connect_timeout(
         opener.join(timeout=30)
         assert not opener.is_alive(), "opening a silent server hangs"
     assert len(found) == 1 and isinstance(found[0], StorageError), found
-    assert "cannot open storage postgresql://hpo:***@" in str(found[0])
+    assert f"cannot open storage {scheme}://hpo:***@" in str(found[0])
 
 
 def test_the_connect_timeout_goes_only_where_libpq_takes_it_and_nothing_sets_one(
