@@ -4,6 +4,7 @@ timeouts, heartbeat and checks that keep a command from hanging or writing where
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 import warnings
@@ -97,7 +98,25 @@ def _journal_file(path: str, create: bool) -> BaseStorage:
         if not create:
             raise StorageError(f"journal file {file} does not exist")
         file.parent.mkdir(parents=True, exist_ok=True)
+    elif file.is_file() and not _is_journal(file):
+        # Optuna skips a last line it cannot read (a write cut short), so it would append a
+        # study to someone else's file and fail on every later read.
+        raise StorageError(f"{file} is not an Optuna journal (its first line is no journal entry)")
     return JournalStorage(JournalFileBackend(str(file)))
+
+
+def _is_journal(file: Path) -> bool:
+    """Whether `file` is empty or starts with an entry of Optuna's journal (a JSON object with
+    an operation code)."""
+    with file.open("rb") as handle:
+        first = handle.readline()
+    if not first.strip():
+        return not first  # empty file: a new journal; a blank first line: not one
+    try:
+        entry = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(entry, dict) and "op_code" in entry
 
 
 def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
@@ -120,9 +139,15 @@ def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
                     f"SQLite file {file} does not exist (no study was created there)"
                 )
             file.parent.mkdir(parents=True, exist_ok=True)
-        elif not create and not _holds_optuna_tables(file):
-            # Opening it through Optuna would add Optuna's tables to someone else's database.
-            raise StorageError(f"SQLite file {file} holds no studies (it has no Optuna tables)")
+        else:
+            tables = _table_names(file)
+            # Opening it through Optuna would add Optuna's tables to someone else's database
+            # (an empty file is a new one, for `create`).
+            if not _OPTUNA_TABLES.issubset(tables) and (tables or not create):
+                raise StorageError(
+                    f"SQLite file {file} holds no studies (it has no Optuna tables)"
+                    + ("; give a file of its own" if create else "")
+                )
         # Several local workers write the same file: wait for the lock instead of failing.
         engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
     else:
@@ -204,8 +229,11 @@ def _connect_within_timeout(dialect: Any, record: Any, cargs: Any, cparams: Any)
     return outcome["connection"]
 
 
-def _holds_optuna_tables(file: Path) -> bool:
-    """Whether the SQLite file has Optuna's tables, read without adding any.
+_OPTUNA_TABLES = frozenset({"studies", "version_info"})
+
+
+def _table_names(file: Path) -> set[str]:
+    """The tables of a SQLite file, read without adding any.
 
     Read-write (`mode=rw` never creates a file): a read-only connection cannot roll back the
     journal a writer killed mid-commit leaves, which the next read-write open does.
@@ -214,11 +242,8 @@ def _holds_optuna_tables(file: Path) -> bool:
 
     uri = file.resolve().as_uri() + "?mode=rw"
     with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=SQLITE_TIMEOUT_S)) as db:
-        found = db.execute(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
-            "AND name IN ('studies', 'version_info')"
-        ).fetchone()
-    return bool(found and found[0] == 2)
+        rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    return {name for (name,) in rows}
 
 
 def _with_installed_driver(url: str, find: Callable[[str], object] | None = None) -> str:

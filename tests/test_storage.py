@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import optuna
@@ -148,6 +149,37 @@ def test_journal_file_storage_works(tmp_path: Path) -> None:
     create_study(load_spec_text(TINY_SPEC), url)
     study, _ = load_study("tiny", url)
     assert study.study_name == "tiny"
+
+
+def test_a_file_that_is_no_journal_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    # Optuna skips a last line it cannot read: it appended a study to the text and every
+    # later read failed.
+    text = tmp_path / "notes.log"
+    text.write_text("hello, these are my notes\n")
+    for create in (True, False):
+        with pytest.raises(StorageError, match="notes.log is not an Optuna journal"):
+            open_storage(f"journal:{text}", create=create)
+    assert text.read_text() == "hello, these are my notes\n"
+    empty = tmp_path / "empty.log"
+    empty.touch()
+    create_study(load_spec_text(TINY_SPEC), f"journal:{empty}")
+    assert load_study("tiny", f"journal:{empty}")[0].study_name == "tiny"
+
+
+def test_create_refuses_a_sqlite_file_of_someone_else(tmp_path: Path) -> None:
+    import sqlite3
+
+    theirs = tmp_path / "shop.db"
+    with contextlib.closing(sqlite3.connect(theirs)) as db:
+        db.execute("CREATE TABLE customers (name TEXT)")
+    with pytest.raises(StorageError, match="shop.db holds no studies .*; give a file of its own"):
+        create_study(load_spec_text(TINY_SPEC), f"sqlite:///{theirs}")
+    with contextlib.closing(sqlite3.connect(theirs)) as db:
+        tables = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    assert tables == [("customers",)]
+    new = tmp_path / "new.db"
+    new.touch()  # an empty file is a new database
+    create_study(load_spec_text(TINY_SPEC), f"sqlite:///{new}")
 
 
 def test_heartbeat_interval_comes_from_the_environment(
