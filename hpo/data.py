@@ -89,13 +89,21 @@ def load_dataset(spec: DataSpec, path: str | Path | None = None) -> Dataset:
 
 @functools.lru_cache(maxsize=2)
 def _load_dataset(spec: DataSpec, source: str) -> Dataset:
-    if source == "synthetic":
-        arrays = make_synthetic(spec.n_samples, spec.n_classes, spec.image_size, spec.seed)
-    elif source == "keras":
-        arrays = download_cifar100()
-    else:
-        arrays = read_cifar100(Path(source))
-    return prepare(arrays, spec, source)
+    try:
+        if source == "synthetic":
+            arrays = make_synthetic(spec.n_samples, spec.n_classes, spec.image_size, spec.seed)
+        elif source == "keras":
+            arrays = download_cifar100()
+        else:
+            arrays = read_cifar100(Path(source))
+        return prepare(arrays, spec, source)
+    except MemoryError as err:
+        size = (
+            f"{spec.n_samples} synthetic images of {spec.image_size}x{spec.image_size}"
+            if source == "synthetic"
+            else f"the images of {source}"
+        )
+        raise DataError(f"not enough memory to hold {size} ({err})") from err
 
 
 def prepare(arrays: Arrays, spec: DataSpec, source: str) -> Dataset:

@@ -29,7 +29,8 @@ from hpo.space import KNOBS, Knob, Param, ParamValue, complete_params
 
 METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}
 
-NAME_RULE = "must be non-empty without spaces or '/'"
+MAX_NAME = 128
+NAME_RULE = f"must be 1-{MAX_NAME} printable characters without spaces or '/'"
 MAX_SEED = 2**32 - 1
 """The largest seed a NumPy random state takes: scikit-learn's `random_state`, Optuna's samplers."""
 
@@ -42,6 +43,17 @@ _TOML_TYPES: dict[type, str] = {
     str: "a string",
     list: "an array",
     Mapping: "a table",
+}
+
+# Arguments Optuna checks only once trials have run (TPE after its start-up trials, Hyperband
+# when it makes its brackets, with `max_resource = "auto"` once a trial completes): the least
+# each may be, checked at load so that the study's workers do not each fail on it.
+_LEAST: dict[tuple[str, str], int] = {
+    ("tpe", "n_startup_trials"): 0,
+    ("tpe", "n_ei_candidates"): 1,
+    ("tpe", "prior_weight"): 0,
+    ("hyperband", "min_resource"): 1,
+    ("hyperband", "reduction_factor"): 2,
 }
 
 # The types a spec may give a sampler's or pruner's argument, by the words of its annotation
@@ -354,11 +366,6 @@ class _Validator:
         if not table and where == "[pruner]":
             return Component(DEFAULT_PRUNER.type, dict(DEFAULT_PRUNER.args))
         name, args = self.component(table, PRUNERS, where, "median")
-        factor = args.get("reduction_factor", 3)
-        if name == "hyperband" and not self.stored and isinstance(factor, int) and factor < 2:
-            # Optuna checks it only when Hyperband makes its brackets: with `max_resource`
-            # "auto", once a trial completes, as a ZeroDivisionError in every worker.
-            raise self.fail(f"{where} reduction_factor must be >= 2, got {factor}")
         if name == "patient":
             if not isinstance(args.get("wrapped"), Mapping):
                 raise self.fail(f"{where} type 'patient' needs a table 'wrapped' naming a pruner")
@@ -379,6 +386,10 @@ class _Validator:
         self.keys(args, allowed, f"{where} (type {name!r})")
         if not self.stored:
             self.arguments(registry[name], args, where)
+            for key, value in args.items():
+                least = _LEAST.get((name, key))
+                if least is not None and isinstance(value, int | float) and value < least:
+                    raise self.fail(f"{where} {key} must be >= {least}, got {value}")
         return name, args
 
     def arguments(
@@ -443,9 +454,20 @@ class _Validator:
             raise self.fail(f"{where} cannot have both `log` and `step`")
         if log and low <= 0:
             raise self.fail(f"{where} with `log = true` needs low > 0, got low={low}")
-        if knob.kind == "int":
-            return IntDistribution(int(low), int(high), log=log, step=int(step or 1))
-        return FloatDistribution(low, high, log=log, step=None if step is None else float(step))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if knob.kind == "int":
+                dist: Param = IntDistribution(int(low), int(high), log=log, step=int(step or 1))
+            else:
+                dist = FloatDistribution(
+                    low, high, log=log, step=None if step is None else float(step)
+                )
+        if caught and not self.stored:
+            # Optuna would lower `high` to the last whole step, with a warning on every load.
+            raise self.fail(
+                f"{where} step {step} must divide high - low, got low={low} high={high}"
+            )
+        return dist
 
     def value(self, knob: Knob, value: Any, where: str) -> ParamValue:
         if knob.kind == "bool":
@@ -524,8 +546,11 @@ def _study_in_memory(direction: str, sampler: Any, pruner: Any) -> optuna.Study:
 
 
 def is_study_name(name: str) -> bool:
-    """Whether `name` can name a study: its report is written to reports/NAME.md."""
-    return bool(name) and not any(c.isspace() or c == "/" for c in name)
+    """Whether `name` can name a study: its report is written to reports/NAME.md, and a command
+    line must be able to spell it (no control characters)."""
+    return 0 < len(name) <= MAX_NAME and all(
+        c.isprintable() and not c.isspace() and c != "/" for c in name
+    )
 
 
 def _toml_type(value: Any) -> str:

@@ -406,9 +406,9 @@ def test_a_study_created_under_another_name_goes_by_that_name(
     result = hpo("study", "create", str(tiny_spec_file), "--name", "other", "--storage", sqlite_url)
     assert result.exit_code == 0, result.output
     assert load_study("other", sqlite_url, heartbeat_interval=None)[1].name == "other"
-    for bad in ("../escape", "two words", ""):
+    for bad in ("../escape", "two words", "", "nul\x00byte", "bell\x07", "x" * 129):
         result = hpo("study", "create", str(tiny_spec_file), "--name", bad, "--storage", sqlite_url)
-        one_line_error(result, "--name must be non-empty without spaces or '/'")
+        one_line_error(result, "--name must be 1-128 printable characters without spaces or '/'")
     assert [s.study_name for s in optuna.get_all_study_summaries(sqlite_url)] == ["other"]
 
 

@@ -325,6 +325,13 @@ def test_a_split_the_synthetic_data_cannot_hold_is_a_data_error(spec: DataSpec, 
         load_dataset(spec)
 
 
+def test_data_too_large_for_memory_is_a_data_error() -> None:
+    # 10**11 labels alone need 745 GiB: numpy refuses the allocation with a MemoryError.
+    spec = DataSpec(dataset="synthetic", n_samples=10**11, n_classes=4, image_size=4)
+    with pytest.raises(DataError, match=r"not enough memory to hold 100000000000 synthetic"):
+        load_dataset(spec)
+
+
 def test_a_file_too_small_for_a_stratified_split_is_a_data_error(tmp_path: Path) -> None:
     path = tmp_path / "c.npz"
     path.write_bytes(npz_bytes(small_cifar(n_train=150)))

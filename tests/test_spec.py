@@ -90,6 +90,46 @@ def test_hyperband_needs_a_reduction_factor_of_at_least_two() -> None:
             load_spec_text(hyperband(f"\nreduction_factor = {factor}"))
 
 
+@pytest.mark.parametrize(
+    ("section", "table", "rule"),
+    [
+        ("pruner", 'type = "hyperband"\nmin_resource = 0', "min_resource must be >= 1, got 0"),
+        ("sampler", 'type = "tpe"\nn_ei_candidates = 0', "n_ei_candidates must be >= 1, got 0"),
+        ("sampler", 'type = "tpe"\nprior_weight = -1.0', "prior_weight must be >= 0, got -1.0"),
+        ("sampler", 'type = "tpe"\nn_startup_trials = -3', "n_startup_trials must be >= 0"),
+    ],
+)
+def test_a_value_optuna_checks_only_after_trials_ran_is_refused_at_load(
+    section: str, table: str, rule: str
+) -> None:
+    # Each passed `create` and failed every trial once TPE's start-up trials were done or
+    # Hyperband made its brackets.
+    with pytest.raises(SpecError, match=rf"\[{section}\] {rule}"):
+        load_spec_text(f'name = "x"\n[{section}]\n{table}\n')
+
+
+def test_a_step_that_does_not_divide_the_range_is_refused() -> None:
+    # Optuna lowers `high` to the last whole step and warns on every command that loads it.
+    bad = TINY_SPEC.replace("log = true }", "step = 1.0 }")
+    with pytest.raises(SpecError, match=r"learning_rate step 1.0 must divide high - low"):
+        load_spec_text(bad)
+    with pytest.raises(SpecError, match=r"batch_size step 30 must divide high - low"):
+        load_spec_text(
+            TINY_SPEC.replace("batch_size = 50", "batch_size = { low = 50, high = 100, step = 30 }")
+        )
+    fine = TINY_SPEC.replace(
+        "low = 1e-3, high = 1e-2, log = true", "low = 0.25, high = 1.0, step = 0.25"
+    )
+    assert load_spec_text(fine).space["learning_rate"].step == 0.25
+
+
+def test_a_study_name_must_be_printable_and_short() -> None:
+    for bad in ("a\\u0000b", "x" * 129):
+        with pytest.raises(SpecError, match=r"'name' must be 1-128 printable characters"):
+            load_spec_text(TINY_SPEC.replace('name = "tiny"', f'name = "{bad}"'))
+    assert load_spec_text(TINY_SPEC.replace('name = "tiny"', f'name = "{"x" * 128}"')).name
+
+
 def test_non_positive_learning_rate_is_rejected() -> None:
     with pytest.raises(SpecError, match=r"learning_rate must be in \(0.0"):
         load_spec_text(
