@@ -250,7 +250,7 @@ class _Validator:
         if "name" not in raw:
             raise self.fail("missing key 'name'")
         name = self.typed(raw["name"], str, "'name'")
-        if not is_study_name(name):
+        if not is_study_name(name) and not self.stored:  # the rule has grown since some studies
             raise self.fail(f"'name' {NAME_RULE}, got {name!r}")
         n_trials = raw.get("n_trials")
         if n_trials is not None and self.typed(n_trials, int, "'n_trials'") < 1:
@@ -434,7 +434,11 @@ class _Validator:
             choices = value["choices"]
             if not isinstance(choices, list) or not choices:
                 raise self.fail(f"{where} choices must be a non-empty list, got {choices!r}")
-            return CategoricalDistribution([self.value(knob, c, where) for c in choices])
+            values = [self.value(knob, c, where) for c in choices]
+            twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
+            if twice is not None and not self.stored:
+                raise self.fail(f"{where} choices list {twice!r} twice")
+            return CategoricalDistribution(values)
         if knob.kind not in ("float", "int"):
             raise self.fail(f"{where} is {knob.kind}: search it with `choices`, not a range")
         self.keys(value, {"low", "high", "log", "step"}, where)
@@ -514,6 +518,8 @@ class _Validator:
             if "name" not in entry:
                 raise self.fail(f"{where} needs a 'name'")
             name = self.typed(entry["name"], str, f"{where} name")
+            if not name.strip() and not self.stored:
+                raise self.fail(f"{where} name must not be empty")
             if name in names:
                 raise self.fail(f"{where} name {name!r} is used twice")
             names.add(name)

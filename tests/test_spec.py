@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,34 @@ def test_a_step_that_does_not_divide_the_range_is_refused() -> None:
         "low = 1e-3, high = 1e-2, log = true", "low = 0.25, high = 1.0, step = 0.25"
     )
     assert load_spec_text(fine).space["learning_rate"].step == 0.25
+
+
+def test_a_choice_listed_twice_and_an_unnamed_enqueued_trial_are_refused() -> None:
+    twice = TINY_SPEC.replace("batch_size = 50", "batch_size = { choices = [50, 100, 50] }")
+    with pytest.raises(SpecError, match=r"\[params\] batch_size choices list 50 twice"):
+        load_spec_text(twice)
+    unnamed = TINY_SPEC + '\n[[enqueue]]\nname = " "\nparams = { learning_rate = 0.005 }\n'
+    with pytest.raises(SpecError, match=r"\[\[enqueue\]\] #1 name must not be empty"):
+        load_spec_text(unnamed)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        TINY_SPEC.replace("batch_size = 50", "batch_size = { choices = [50, 50] }"),
+        TINY_SPEC.replace("log = true }", "step = 1.0 }"),
+        TINY_SPEC + '\n[[enqueue]]\nname = ""\n',
+        TINY_SPEC.replace('type = "none"', 'type = "hyperband"\nmin_resource = 0'),
+        TINY_SPEC.replace('name = "tiny"', 'name = "bell\\u0007"'),
+    ],
+    ids=["choice-twice", "step", "unnamed-enqueued", "min-resource", "name"],
+)
+def test_rules_added_since_a_study_was_made_do_not_lock_it_out(text: str) -> None:
+    with pytest.raises(SpecError):
+        load_spec_text(text)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_spec_text(text, stored=True)
 
 
 def test_a_study_name_must_be_printable_and_short() -> None:
