@@ -448,7 +448,12 @@ def main() -> None:
         sys.exit(1)
     except typer.TyperException as err:
         message = err.format_message()
-        if message:  # empty: a group named without a command, whose help is already shown
+        if type(err).__name__ == "NoArgsIsHelpError":
+            # A group named without a command: its help, which rich output already printed
+            # (the message is then empty), plain output not.
+            if message:
+                typer.echo(message, err=True)
+        else:
             context = getattr(err, "ctx", None)
             hint = f" (see '{context.command_path} --help')" if context is not None else ""
             typer.echo(f"error: {message.rstrip('.')}{hint}", err=True)

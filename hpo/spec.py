@@ -9,6 +9,7 @@ import inspect
 import math
 import re
 import tomllib
+import unicodedata
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from hpo.space import KNOBS, Knob, Param, ParamValue, complete_params
 METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}
 
 MAX_NAME = 128
-NAME_RULE = f"must be 1-{MAX_NAME} printable characters without spaces or '/'"
+NAME_RULE = f"must be 1-{MAX_NAME} characters without spaces, control characters or '/'"
 MAX_SEED = 2**32 - 1
 """The largest seed a NumPy random state takes: scikit-learn's `random_state`, Optuna's samplers."""
 
@@ -388,8 +389,12 @@ class _Validator:
             self.arguments(registry[name], args, where)
             for key, value in args.items():
                 least = _LEAST.get((name, key))
-                if least is not None and isinstance(value, int | float) and value < least:
-                    raise self.fail(f"{where} {key} must be >= {least}, got {value}")
+                if least is None or not isinstance(value, int | float):
+                    continue
+                if not (math.isfinite(value) and value >= least):
+                    raise self.fail(
+                        f"{where} {key} must be a finite number >= {least}, got {value}"
+                    )
         return name, args
 
     def arguments(
@@ -458,14 +463,18 @@ class _Validator:
             raise self.fail(f"{where} cannot have both `log` and `step`")
         if log and low <= 0:
             raise self.fail(f"{where} with `log = true` needs low > 0, got low={low}")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            if knob.kind == "int":
-                dist: Param = IntDistribution(int(low), int(high), log=log, step=int(step or 1))
-            else:
-                dist = FloatDistribution(
-                    low, high, log=log, step=None if step is None else float(step)
-                )
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                if knob.kind == "int":
+                    low, high = int(low), int(high)
+                    dist: Param = IntDistribution(low, high, log=log, step=int(step or 1))
+                else:
+                    dist = FloatDistribution(
+                        low, high, log=log, step=None if step is None else float(step)
+                    )
+        except (ValueError, ArithmeticError) as err:  # a step too fine for Optuna's decimals
+            raise self.fail(f"{where} step {step} is out of reach: {type(err).__name__}") from err
         if caught and not self.stored:
             # Optuna would lower `high` to the last whole step, with a warning on every load.
             raise self.fail(
@@ -519,7 +528,7 @@ class _Validator:
                 raise self.fail(f"{where} needs a 'name'")
             name = self.typed(entry["name"], str, f"{where} name")
             if not name.strip() and not self.stored:
-                raise self.fail(f"{where} name must not be empty")
+                raise self.fail(f"{where} name must not be blank, got {name!r}")
             if name in names:
                 raise self.fail(f"{where} name {name!r} is used twice")
             names.add(name)
@@ -554,8 +563,8 @@ def _study_in_memory(direction: str, sampler: Any, pruner: Any) -> optuna.Study:
 def is_study_name(name: str) -> bool:
     """Whether `name` can name a study: its report is written to reports/NAME.md, and a command
     line must be able to spell it (no control characters)."""
-    return 0 < len(name) <= MAX_NAME and all(
-        c.isprintable() and not c.isspace() and c != "/" for c in name
+    return 0 < len(name) <= MAX_NAME and not any(
+        c.isspace() or c == "/" or unicodedata.category(c) == "Cc" for c in name
     )
 
 

@@ -105,11 +105,15 @@ def _journal_file(path: str, create: bool) -> BaseStorage:
     return JournalStorage(JournalFileBackend(str(file)))
 
 
+_FIRST_ENTRY_MAX = 1 << 16
+"""Bytes read of a journal's first line: its first entry creates a study, a short line."""
+
+
 def _is_journal(file: Path) -> bool:
     """Whether `file` is empty or starts with an entry of Optuna's journal (a JSON object with
     an operation code)."""
     with file.open("rb") as handle:
-        first = handle.readline()
+        first = handle.readline(_FIRST_ENTRY_MAX)
     if not first.strip():
         return not first  # empty file: a new journal; a blank first line: not one
     try:
@@ -141,9 +145,12 @@ def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
             file.parent.mkdir(parents=True, exist_ok=True)
         else:
             tables = _table_names(file)
-            # Opening it through Optuna would add Optuna's tables to someone else's database
-            # (an empty file is a new one, for `create`).
-            if not _OPTUNA_TABLES.issubset(tables) and (tables or not create):
+            # Opening it through Optuna would add Optuna's tables to someone else's database.
+            # For `create`, a file with none of its own tables (empty, or SQLite's bookkeeping
+            # only) is a new one, and one with some of Optuna's a `create` cut short.
+            theirs = {t for t in tables if not t.startswith("sqlite_")}
+            new = not theirs or bool(theirs & _OPTUNA_TABLES)
+            if not _OPTUNA_TABLES.issubset(tables) and not (create and new):
                 raise StorageError(
                     f"SQLite file {file} holds no studies (it has no Optuna tables)"
                     + ("; give a file of its own" if create else "")
@@ -154,8 +161,8 @@ def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
         engine_kwargs["pool_pre_ping"] = True
         url = _with_installed_driver(url)
         engine_kwargs["connect_args"] = _connect_timeout(url)
-        if url.startswith("mysql+pymysql://"):
-            _bound_pymysql_connects()
+        if url.startswith(("mysql", "mariadb")):
+            _bound_mysql_connects()
     heartbeat: dict[str, Any] = {}
     if heartbeat_interval:
         heartbeat = {
@@ -191,20 +198,21 @@ def _connect_timeout(url: str) -> dict[str, Any]:
     return {"connect_timeout": CONNECT_TIMEOUT_S}
 
 
-def _bound_pymysql_connects() -> None:
-    """Give every PyMySQL connection CONNECT_TIMEOUT_S to finish its handshake.
+def _bound_mysql_connects() -> None:
+    """Give every MySQL or MariaDB connection CONNECT_TIMEOUT_S to finish its handshake.
 
     PyMySQL's `connect_timeout` bounds only the TCP connect: a server that accepts and never
     sends its greeting (a hung server, a port that is not MySQL's) would hang the command for
     good, and `read_timeout` would also cut every long query. So the connect runs in a thread
-    of its own and is given up after the timeout (its thread, blocked on the socket, ends with
-    the process).
+    of its own and is given up after the timeout (a connection that completes later is
+    dropped; a thread still blocked on the socket ends with the process). The hook is on the
+    dialects' common base, so every driver of both gets it.
     """
     from sqlalchemy import event
-    from sqlalchemy.dialects.mysql.pymysql import MySQLDialect_pymysql
+    from sqlalchemy.dialects.mysql.base import MySQLDialect
 
-    if not event.contains(MySQLDialect_pymysql, "do_connect", _connect_within_timeout):
-        event.listen(MySQLDialect_pymysql, "do_connect", _connect_within_timeout)
+    if not event.contains(MySQLDialect, "do_connect", _connect_within_timeout):
+        event.listen(MySQLDialect, "do_connect", _connect_within_timeout)
 
 
 def _connect_within_timeout(dialect: Any, record: Any, cargs: Any, cparams: Any) -> Any:
@@ -230,6 +238,7 @@ def _connect_within_timeout(dialect: Any, record: Any, cargs: Any, cparams: Any)
 
 
 _OPTUNA_TABLES = frozenset({"studies", "version_info"})
+"""Tables every Optuna SQLite storage has; the check needs only these two."""
 
 
 def _table_names(file: Path) -> set[str]:

@@ -140,8 +140,18 @@ def test_main_keeps_the_exit_codes_of_help_and_of_errors(
             main()
         assert stopped.value.code == code, argv
     out, err = capsys.readouterr()
-    assert "Create, run and inspect studies." in out
+    assert "Create a study from SPEC" in out  # `hpo study`'s own help, not the top level's
     assert err.strip().splitlines()[-1].startswith("error: SQLite file "), err
+
+
+def test_a_group_alone_shows_its_help_without_rich_output_too() -> None:
+    env = {**os.environ, "TYPER_USE_RICH": "0"}
+    shown = subprocess.run(
+        [sys.executable, "-m", "hpo", "study"], env=env, capture_output=True, text=True
+    )
+    assert shown.returncode == 2
+    assert "Create a study from SPEC" in shown.stdout + shown.stderr
+    assert "error:" not in shown.stdout + shown.stderr
 
 
 def test_unknown_study_lists_the_known_ones(tiny_spec_file: Path, sqlite_url: str) -> None:
@@ -408,7 +418,7 @@ def test_a_study_created_under_another_name_goes_by_that_name(
     assert load_study("other", sqlite_url, heartbeat_interval=None)[1].name == "other"
     for bad in ("../escape", "two words", "", "nul\x00byte", "bell\x07", "x" * 129):
         result = hpo("study", "create", str(tiny_spec_file), "--name", bad, "--storage", sqlite_url)
-        one_line_error(result, "--name must be 1-128 printable characters without spaces or '/'")
+        one_line_error(result, "--name must be 1-128 characters without spaces, control characters")
     assert [s.study_name for s in optuna.get_all_study_summaries(sqlite_url)] == ["other"]
 
 

@@ -87,17 +87,33 @@ def test_hyperband_needs_a_reduction_factor_of_at_least_two() -> None:
         "reduction_factor": 2
     }
     for factor in (1, 0, -2):
-        with pytest.raises(SpecError, match=rf"reduction_factor must be >= 2, got {factor}"):
+        with pytest.raises(
+            SpecError, match=rf"reduction_factor must be a finite number >= 2, got {factor}"
+        ):
             load_spec_text(hyperband(f"\nreduction_factor = {factor}"))
 
 
 @pytest.mark.parametrize(
     ("section", "table", "rule"),
     [
-        ("pruner", 'type = "hyperband"\nmin_resource = 0', "min_resource must be >= 1, got 0"),
-        ("sampler", 'type = "tpe"\nn_ei_candidates = 0', "n_ei_candidates must be >= 1, got 0"),
-        ("sampler", 'type = "tpe"\nprior_weight = -1.0', "prior_weight must be >= 0, got -1.0"),
-        ("sampler", 'type = "tpe"\nn_startup_trials = -3', "n_startup_trials must be >= 0"),
+        (
+            "pruner",
+            'type = "hyperband"\nmin_resource = 0',
+            "min_resource must be a finite number >= 1, got 0",
+        ),
+        (
+            "sampler",
+            'type = "tpe"\nn_ei_candidates = 0',
+            "n_ei_candidates must be a finite number >= 1, got 0",
+        ),
+        (
+            "sampler",
+            'type = "tpe"\nprior_weight = -1.0',
+            "prior_weight must be a finite number >= 0, got -1.0",
+        ),
+        ("sampler", 'type = "tpe"\nn_startup_trials = -3', "n_startup_trials must be a finite"),
+        ("sampler", 'type = "tpe"\nprior_weight = nan', "prior_weight must be a finite number"),
+        ("sampler", 'type = "tpe"\nprior_weight = inf', "prior_weight must be a finite number"),
     ],
 )
 def test_a_value_optuna_checks_only_after_trials_ran_is_refused_at_load(
@@ -114,7 +130,7 @@ def test_a_step_that_does_not_divide_the_range_is_refused() -> None:
     bad = TINY_SPEC.replace("log = true }", "step = 1.0 }")
     with pytest.raises(SpecError, match=r"learning_rate step 1.0 must divide high - low"):
         load_spec_text(bad)
-    with pytest.raises(SpecError, match=r"batch_size step 30 must divide high - low"):
+    with pytest.raises(SpecError, match=r"batch_size step 30 must divide high - low, got low=50 "):
         load_spec_text(
             TINY_SPEC.replace("batch_size = 50", "batch_size = { low = 50, high = 100, step = 30 }")
         )
@@ -124,12 +140,25 @@ def test_a_step_that_does_not_divide_the_range_is_refused() -> None:
     assert load_spec_text(fine).space["learning_rate"].step == 0.25
 
 
+def test_a_step_too_fine_for_optuna_is_one_line() -> None:
+    tiny_step = TINY_SPEC.replace("log = true }", "step = 1e-40 }")
+    with pytest.raises(SpecError, match=r"learning_rate step 1e-40 is out of reach"):
+        load_spec_text(tiny_step)
+
+
+def test_the_readme_spec_loads() -> None:
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    spec = load_spec_text(block, source="README.md")
+    assert spec.name == "regularization" and [e.name for e in spec.enqueue] == ["baseline"]
+
+
 def test_a_choice_listed_twice_and_an_unnamed_enqueued_trial_are_refused() -> None:
     twice = TINY_SPEC.replace("batch_size = 50", "batch_size = { choices = [50, 100, 50] }")
     with pytest.raises(SpecError, match=r"\[params\] batch_size choices list 50 twice"):
         load_spec_text(twice)
     unnamed = TINY_SPEC + '\n[[enqueue]]\nname = " "\nparams = { learning_rate = 0.005 }\n'
-    with pytest.raises(SpecError, match=r"\[\[enqueue\]\] #1 name must not be empty"):
+    with pytest.raises(SpecError, match=r"\[\[enqueue\]\] #1 name must not be blank"):
         load_spec_text(unnamed)
 
 
@@ -152,11 +181,13 @@ def test_rules_added_since_a_study_was_made_do_not_lock_it_out(text: str) -> Non
         load_spec_text(text, stored=True)
 
 
-def test_a_study_name_must_be_printable_and_short() -> None:
-    for bad in ("a\\u0000b", "x" * 129):
-        with pytest.raises(SpecError, match=r"'name' must be 1-128 printable characters"):
+def test_a_study_name_has_no_control_characters_and_is_short() -> None:
+    for bad in ("a\\u0000b", "bell\\u0007", "x" * 129):
+        with pytest.raises(SpecError, match=r"'name' must be 1-128 characters without spaces"):
             load_spec_text(TINY_SPEC.replace('name = "tiny"', f'name = "{bad}"'))
-    assert load_spec_text(TINY_SPEC.replace('name = "tiny"', f'name = "{"x" * 128}"')).name
+    # letters of any script, emoji, and the joiners some words need
+    for good in ("x" * 128, "étude_中文", "run🚀", "می‌خواهم"):
+        assert load_spec_text(TINY_SPEC.replace('name = "tiny"', f'name = "{good}"')).name == good
 
 
 def test_non_positive_learning_rate_is_rejected() -> None:

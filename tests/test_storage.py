@@ -85,7 +85,7 @@ def test_unreachable_server_is_one_line_without_the_password() -> None:
     assert "topsecret" not in message and "\n" not in message
 
 
-@pytest.mark.parametrize("scheme", ["postgresql", "mysql"])
+@pytest.mark.parametrize("scheme", ["postgresql", "mysql", "mariadb+pymysql"])
 def test_a_server_that_never_answers_is_one_line_after_the_connect_timeout(
     scheme: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -180,6 +180,14 @@ def test_create_refuses_a_sqlite_file_of_someone_else(tmp_path: Path) -> None:
     new = tmp_path / "new.db"
     new.touch()  # an empty file is a new database
     create_study(load_spec_text(TINY_SPEC), f"sqlite:///{new}")
+    # SQLite's own bookkeeping (left by a dropped AUTOINCREMENT table) is no one's table
+    kept = tmp_path / "kept.db"
+    with contextlib.closing(sqlite3.connect(kept)) as db:
+        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT)")
+        db.execute("INSERT INTO t DEFAULT VALUES")
+        db.commit()
+        db.execute("DROP TABLE t")
+    create_study(load_spec_text(TINY_SPEC), f"sqlite:///{kept}")
 
 
 def test_heartbeat_interval_comes_from_the_environment(
