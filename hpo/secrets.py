@@ -62,5 +62,13 @@ def redact(text: str, url: str | None) -> str:
         return text
     text = text.replace(url, mask(url))
     for password in sorted(passwords(url), key=len, reverse=True):
-        text = text.replace(password, HIDDEN)
+        text = re.sub(_standing_alone(password), HIDDEN, text)
     return text
+
+
+def _standing_alone(password: str) -> str:
+    """A pattern for `password` where it is not part of a longer word: a one-letter password
+    `p` is hidden in `password "p"`, not in `pymysql`."""
+    before = r"(?<!\w)" if re.match(r"\w", password[0]) else ""
+    after = r"(?!\w)" if re.match(r"\w", password[-1]) else ""
+    return before + re.escape(password) + after

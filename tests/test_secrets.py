@@ -47,6 +47,11 @@ def test_redact_hides_a_password_however_free_text_spells_it() -> None:
     assert redact("nothing here", url) == "nothing here"
     assert redact("pw s3cr/et", "postgresql://alice:s3cr/et@db/x") == "pw ***"
     assert redact("no url", None) == "no url"
+    # a short password is hidden where it stands alone, not inside the words around it
+    assert (
+        redact("(pymysql.err.OperationalError) password p for u:p@db", "mysql://u:p@db/x")
+        == "(pymysql.err.OperationalError) password *** for u:***@db"
+    )
 
 
 def test_an_unreachable_storage_names_it_without_the_password() -> None:
