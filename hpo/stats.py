@@ -8,7 +8,7 @@ without it, trained with the same seeds. Everything here works on the per-seed d
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,8 +21,6 @@ POWER = 0.8
 """Power asked of the number of seeds that would settle an inconclusive comparison."""
 MAX_SEEDS = 100_000
 """Beyond this many seeds, "seeds to settle" is not given."""
-SEARCH_BLOCK = 64
-"""Seed counts whose power is computed at once while searching for the least sufficient."""
 
 HELPS, HURTS, NO_EFFECT, INCONCLUSIVE = "helps", "hurts", "no effect", "inconclusive"
 
@@ -165,8 +163,14 @@ def judge(effects: Sequence[Effect], delta: float = DELTA, alpha: float = ALPHA)
 
 
 def _corrected(effect: Effect, level: float) -> tuple[float, float]:
-    if effect.sd == 0 or math.isnan(effect.sd):
-        return effect.low, effect.high  # no spread: exactly zero, or no interval at all
+    if math.isnan(effect.sd):
+        return effect.low, effect.high  # no interval at all
+    if effect.sd == 0:
+        # No spread. All zero: exactly no difference. One shift on every seed: that value,
+        # once the sign-flip test rules out chance at this level (else no interval yet).
+        if effect.mean == 0 or 2.0 ** (1 - effect.n) < 1 - level:
+            return effect.mean, effect.mean
+        return math.nan, math.nan
     from scipy import stats
 
     half = stats.t.ppf(0.5 + level / 2, effect.n - 1) * effect.sd / math.sqrt(effect.n)
@@ -175,35 +179,59 @@ def _corrected(effect: Effect, level: float) -> tuple[float, float]:
 
 def seeds_to_settle(effect: Effect, delta: float, alpha: float) -> int | None:
     """Seeds in all for the comparison to conclude with power `POWER`, if its mean difference
-    and spread are what was observed; None where they are not numbers.
+    and spread are what was observed; None where they are not numbers or past MAX_SEEDS.
 
-    Concluding an effect needs the interval's half-width below |mean|; concluding "no effect"
-    needs it below delta - |mean|. The nearer of the two is taken: the smallest n whose paired
-    t-test at level `alpha` (two-sided) reaches that gap with probability `POWER`, from the
-    noncentral t distribution (the normal approximation, n = ((z_{1-alpha/2} + z_power)
-    sd / gap)^2, asks for too few at the small n it gives). Differences without spread are
-    settled by the sign-flip test, which needs 2^(1-n) < alpha.
+    Two conclusions are open, and the one reached with fewer seeds is given:
+    - an effect ("helps"/"hurts", mean != 0): the paired t-test at level `alpha` (two-sided)
+      rejects a zero mean; its power is the noncentral t's tail (the normal approximation,
+      n = ((z_{1-alpha/2} + z_power) sd / mean)^2, asks for too few at small n);
+    - "no effect" (|mean| < delta): the interval at level 1 - alpha lies inside +-delta, that
+      is both one-sided tests of TOST at alpha/2 reject; its power is taken as
+      P(lower rejects) + P(upper rejects) - 1, a lower bound of the chance that both do
+      (close at the power asked), so the count is enough, not short.
+    Differences without spread are settled by the sign-flip test, which needs 2^(1-n) < alpha.
     """
     size = abs(effect.mean)
-    gap = max(size, delta - size)
-    if not (math.isfinite(gap) and math.isfinite(effect.sd)) or gap <= 0:
+    if not (math.isfinite(size) and math.isfinite(effect.sd)):
         return None
     least = max(effect.n + 1, 2)
     if effect.sd == 0:
         return max(least, math.floor(1 + math.log2(1 / alpha)) + 1)
     from scipy import stats
 
-    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(POWER)
-    n = max(least, math.floor((z * effect.sd / gap) ** 2))
-    while n <= MAX_SEEDS:
-        ns = np.arange(n, n + SEARCH_BLOCK)
-        critical = stats.t.ppf(1 - alpha / 2, ns - 1)
-        power = stats.nct.sf(critical, ns - 1, gap * np.sqrt(ns) / effect.sd)
-        enough = np.flatnonzero(power >= POWER)
-        if enough.size:
-            return int(ns[enough[0]])
-        n += SEARCH_BLOCK
-    return None
+    sd = effect.sd
+
+    def effect_power(n: int) -> float:
+        critical = stats.t.ppf(1 - alpha / 2, n - 1)
+        return float(stats.nct.sf(critical, n - 1, size * math.sqrt(n) / sd))
+
+    def no_effect_power(n: int) -> float:
+        critical = stats.t.ppf(1 - alpha / 2, n - 1)
+        lower = stats.nct.sf(critical, n - 1, (size + delta) * math.sqrt(n) / sd)
+        upper = stats.nct.cdf(-critical, n - 1, (size - delta) * math.sqrt(n) / sd)
+        return float(lower + upper - 1)
+
+    found = [
+        _least_n(power, least)
+        for power, open_ in ((effect_power, size > 0), (no_effect_power, size < delta))
+        if open_
+    ]
+    reached = [n for n in found if n is not None]
+    return min(reached) if reached else None
+
+
+def _least_n(power: Callable[[int], float], least: int) -> int | None:
+    """The least n >= `least` with power(n) >= POWER (power rising with n), or None past
+    MAX_SEEDS: doubling, then halving the bracket."""
+    low, high = least - 1, least
+    while power(high) < POWER:
+        if high >= MAX_SEEDS:
+            return None
+        low, high = high, min(2 * high, MAX_SEEDS)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if power(middle) >= POWER else (middle, high)
+    return high
 
 
 def expected_best(
