@@ -20,7 +20,16 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.ablation import DESIGNS, Comparison, Plan, plan_ablation
 from hpo.errors import HpoError
 from hpo.secrets import mask
-from hpo.stats import DELTA, Effect, Verdict, judge, paired_effect, t_interval
+from hpo.stats import (
+    DELTA,
+    INCONCLUSIVE,
+    MAX_SEEDS,
+    Effect,
+    Verdict,
+    judge,
+    paired_effect,
+    t_interval,
+)
 from hpo.storage import open_storage
 from hpo.study import (
     ABLATION_SUFFIX,
@@ -213,10 +222,21 @@ def _effect(
     runs: Mapping[tuple[str, int], Mapping[str, Any]],
     metric: str,
 ) -> Effect:
+    return paired_scores(c.with_, c.without, seeds, runs, metric)
+
+
+def paired_scores(
+    with_: str,
+    without: str,
+    seeds: Sequence[int],
+    runs: Mapping[tuple[str, int], Mapping[str, Any]],
+    metric: str = "test_accuracy",
+) -> Effect:
+    """The effect of variant `with_` against variant `without`, paired by seed."""
     pairs = [
-        (runs[(c.with_, s)][metric], runs[(c.without, s)][metric])
+        (runs[(with_, s)][metric], runs[(without, s)][metric])
         for s in seeds
-        if (c.with_, s) in runs and (c.without, s) in runs
+        if (with_, s) in runs and (without, s) in runs
     ]
     # A run whose score was not a number (stored by hand, or by an older version) pairs with
     # nothing: it would make the whole comparison's mean and spread NaN.
@@ -257,15 +277,15 @@ def verdict_lines(analysis: Analysis) -> list[str]:
     lines = [
         f"ablation of '{analysis.plan.of}': {analysis.n_done}/{analysis.n_runs} runs, "
         f"{len(analysis.seeds)} paired seeds; effects on test accuracy in points "
-        f"(higher is better), 95% t intervals, Holm-corrected verdicts, "
-        f"no effect = within +-{100 * analysis.delta:.1f}"
+        f"(higher is better), family-wise 95% t intervals, Holm-corrected verdicts, "
+        f"no effect = within +-{100 * analysis.delta:.1f}; in order of the validation effect"
     ]
     for design in DESIGNS:
         rows = analysis.rows_of(design)
         if not rows:
             continue
         lines.append(f"{design}:")
-        for row in sorted(rows, key=lambda r: -_or_zero(r.test.effect.mean)):
+        for row in sorted(rows, key=validation_order):
             lines.append(f"  {row.comparison.technique:<20} {verdict_text(row.test)}")
     return lines
 
@@ -275,18 +295,33 @@ def verdict_text(v: Verdict) -> str:
     e = v.effect
     if e.n < 2:
         return f"{e.n} paired seeds: too few -> inconclusive"
+    interval = (
+        f"[{100 * v.low:+.1f}, {100 * v.high:+.1f}]"
+        if math.isfinite(v.low) and math.isfinite(v.high)
+        else "[no interval]"
+    )
     text = (
-        f"{100 * e.mean:+5.1f} [{100 * e.low:+.1f}, {100 * e.high:+.1f}] pp, "
+        f"{100 * e.mean:+5.1f} {interval} pp, "
         f"P(better) {e.p_better:.2f}, p(Holm) {v.p_holm:.3f} -> {v.label}"
     )
-    if v.n_seeds_needed is not None:
-        text += f" (about {v.n_seeds_needed} seeds would settle it)"
+    if v.label == INCONCLUSIVE:
+        text += f" ({seeds_to_settle_text(v)})"
     return text
+
+
+def seeds_to_settle_text(v: Verdict) -> str:
+    """`about 40 seeds would settle it`, or that more than MAX_SEEDS would be needed."""
+    if v.n_seeds_needed is None:
+        return f"more than {MAX_SEEDS:,} seeds would be needed at this spread"
+    return f"about {v.n_seeds_needed} seeds would settle it"
+
+
+def validation_order(row: Row) -> float:
+    """The key that orders an ablation's rows: the validation effect, largest first (the test
+    set orders and picks nothing)."""
+    value = row.val.effect.mean
+    return -(0.0 if math.isnan(value) else value)
 
 
 def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
-
-
-def _or_zero(value: float) -> float:
-    return 0.0 if math.isnan(value) else value

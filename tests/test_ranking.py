@@ -73,7 +73,7 @@ def test_technique_that_helps_by_a_known_margin_ranks_first() -> None:
     rows = ranked(spec_for(), 120, {"dropout": 0.05}, noise=0.01, seed=3)
     first = rows[0]
     assert first.technique.name == "dropout"
-    assert first.verdict == "helps"
+    assert first.verdict == "better with it"
     assert first.effect == pytest.approx(0.05, abs=0.01)
     assert first.interval is not None and 0.03 < first.interval[0] < 0.05 < first.interval[1]
 
@@ -83,13 +83,13 @@ def test_technique_without_effect_gets_an_interval_spanning_zero() -> None:
     for name in ("weight_decay", "schedule=cosine"):
         low, high = rows[name].interval  # type: ignore[misc]
         assert low < 0 < high, name
-        assert rows[name].verdict.startswith("no clear effect")
+        assert rows[name].verdict.startswith("no clear difference")
 
 
 def test_harmful_option_ranks_last_and_is_called_so() -> None:
     rows = ranked(spec_for(), 150, {"initializer=random_normal": -0.1}, noise=0.01, seed=4)
     assert rows[-1].technique.name == "initializer=random_normal"
-    assert rows[-1].verdict == "hurts"
+    assert rows[-1].verdict == "worse with it"
 
 
 def test_lower_is_better_for_val_loss() -> None:
@@ -97,7 +97,7 @@ def test_lower_is_better_for_val_loss() -> None:
     rows = ranked(spec, 120, {"dropout": -0.05}, noise=0.01, seed=5)
     assert rows[0].technique.name == "dropout"
     assert rows[0].difference < 0 < rows[0].effect
-    assert rows[0].verdict == "helps"
+    assert rows[0].verdict == "better with it"
 
 
 def test_too_few_trials_say_so_and_rank_after_conclusions() -> None:

@@ -7,7 +7,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hpo.ablate import Analysis, Row, Scores, ablation_name, variant_scores
+from hpo.ablate import (
+    Analysis,
+    Row,
+    Scores,
+    ablation_name,
+    seeds_to_settle_text,
+    validation_order,
+    variant_scores,
+)
 from hpo.ablation import ADD_ONE_IN, DESIGNS, LEAVE_ONE_OUT
 from hpo.report.markdown import DASH, table
 from hpo.stats import ALPHA, INCONCLUSIVE, Verdict
@@ -35,8 +43,8 @@ def interval_points(low: float, high: float) -> str:
 
 
 def verdict_cell(v: Verdict) -> str:
-    if v.label == INCONCLUSIVE and v.n_seeds_needed is not None:
-        return f"inconclusive: about {v.n_seeds_needed} seeds would settle it"
+    if v.label == INCONCLUSIVE and v.effect.n >= 2:
+        return f"inconclusive: {seeds_to_settle_text(v)}"
     return v.label
 
 
@@ -86,15 +94,18 @@ def section(
         "on the model it ends with (early stopping's restored weights where it restores "
         "them), on validation and on the test set; every choice was made on validation "
         "before. Effects are **test accuracy in points, with minus without (higher is "
-        "better)**: the mean paired difference over seeds with its 95% t interval, P(better) "
+        "better)**: the mean paired difference over seeds with its family-wise 95% t "
+        "interval (Bonferroni: each comparison's at 1 - 5%/m, m the comparisons of its "
+        "design, so all of a design's intervals hold together 95% of the time), P(better) "
         "the share of seeds where the variant with the technique scored higher, and sd the "
-        "seed-to-seed spread of the difference. Verdicts use Holm's correction over the "
-        "comparisons of one design (family-wise error "
-        f"{ALPHA:.0%}): **no effect** when the Bonferroni-corrected interval lies within "
+        "seed-to-seed spread of the difference. Verdicts hold at a family-wise error of "
+        f"{ALPHA:.0%} within each design: **no effect** when that interval lies within "
         f"±{100 * analysis.delta:.1f} points (any effect is smaller than that); else "
-        "**helps** / **hurts** when the corrected paired t-test rejects no difference; "
-        "otherwise **inconclusive**, with the seeds that would settle it at the observed "
-        "spread (80% power).",
+        "**helps** / **hurts** when the paired t-test rejects no difference after Holm's "
+        "step-down correction (more powerful than the interval: it can reject where the "
+        "interval still touches zero); otherwise **inconclusive**, with the seeds that "
+        "would settle it at the observed spread (80% power). Rows are in order of the "
+        "validation effect; the test set orders and picks nothing.",
         headline(analysis, runs),
     ]
     for design in DESIGNS:
@@ -104,7 +115,7 @@ def section(
         lines += [f"### {design.capitalize()}", f"Question: {QUESTIONS[design]}."]
         lines.append(_table(rows))
     if "effects" in figures:
-        lines.append(f"![Paired differences with 95% intervals]({figures['effects']})")
+        lines.append(f"![Paired differences with family-wise 95% intervals]({figures['effects']})")
     gaps = [d for d in DESIGNS if f"gap_{d}" in figures]
     if gaps:
         lines += [
@@ -121,41 +132,38 @@ def section(
 
 
 def _table(rows: Sequence[Row]) -> str:
-    ordered = sorted(rows, key=lambda r: -_or(r.test.effect.mean))
     body = [
         [
-            i,
             r.comparison.technique,
             r.comparison.changes,
+            points(r.val.effect.mean),
+            interval_points(r.val.low, r.val.high),
+            r.val.label,
             points(r.test.effect.mean),
-            interval_points(r.test.effect.low, r.test.effect.high),
+            interval_points(r.test.low, r.test.high),
             points(r.test.effect.sd, sign=False),
             f"{r.test.effect.p_better:.2f}" if math.isfinite(r.test.effect.p_better) else DASH,
             _p(r.test.p_holm),
-            points(r.val.effect.mean),
-            interval_points(r.val.effect.low, r.val.effect.high),
-            r.val.label,
             r.test.effect.n,
             f"**{verdict_cell(r.test)}**",
         ]
-        for i, r in enumerate(ordered, start=1)
+        for r in sorted(rows, key=validation_order)
     ]
     headers = [
-        "rank",
         "technique",
         "what it changes",
+        "Δ val (pp)",
+        "val interval (family-wise 95%)",
+        "val verdict",
         "Δ test (pp)",
-        "95% interval",
+        "interval (family-wise 95%)",
         "sd (pp)",
         "P(better)",
         "p (Holm)",
-        "Δ val (pp)",
-        "val 95% interval",
-        "val verdict",
         "seeds",
         "verdict (test)",
     ]
-    return table(headers, body, numeric=[0, 3, 5, 6, 7, 8, 11])
+    return table(headers, body, numeric=[2, 5, 7, 8, 9, 10])
 
 
 def _p(p: float) -> str:
@@ -164,17 +172,14 @@ def _p(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def _or(value: float) -> float:
-    return 0.0 if math.isnan(value) else value
-
-
 def draw_effects(analysis: Analysis, path: Path) -> Path:
-    """Each comparison's mean paired difference on test accuracy with its 95% interval."""
+    """Each comparison's mean paired difference on test accuracy with its family-wise 95%
+    interval, the one its verdict reads, in order of the validation effect."""
     from hpo.report.figures import plot_effects
 
     groups = []
     for design in DESIGNS:
-        rows = sorted(analysis.rows_of(design), key=lambda r: _or(r.test.effect.mean))
+        rows = sorted(analysis.rows_of(design), key=validation_order, reverse=True)
         if rows:
             groups.append(
                 (
@@ -183,8 +188,8 @@ def draw_effects(analysis: Analysis, path: Path) -> Path:
                         (
                             r.comparison.technique,
                             100 * r.test.effect.mean,
-                            100 * r.test.effect.low,
-                            100 * r.test.effect.high,
+                            100 * r.test.low,
+                            100 * r.test.high,
                             r.test.label,
                         )
                         for r in rows
@@ -217,7 +222,7 @@ def draw_gaps(
             out[metric] = grid
         return out
 
-    rows = sorted(analysis.rows_of(design), key=lambda r: -_or(r.test.effect.mean))
+    rows = sorted(analysis.rows_of(design), key=validation_order)
     panels = [
         (
             f"{r.comparison.technique} ({points(r.test.effect.mean)} pp, {r.test.label})",

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hpo.ablate import Analysis, Row, variant_scores
+from hpo.ablate import Analysis, Row, paired_scores, seeds_to_settle_text, variant_scores
 from hpo.ablation import ADD_ONE_IN, LEAVE_ONE_OUT, describe_changes
 from hpo.report.ablation_section import interval_points, points
 from hpo.report.markdown import DASH, table
-from hpo.stats import HELPS, HURTS, INCONCLUSIVE, NO_EFFECT
+from hpo.stats import ALPHA, HELPS, HURTS, INCONCLUSIVE, NO_EFFECT, Verdict, judge
 
 WORDS = {HELPS: "helps", HURTS: "hurts", NO_EFFECT: "no effect", INCONCLUSIVE: "unknown"}
 
@@ -45,7 +45,8 @@ def answer(
     sentences = [
         f"On its own against the baseline (where the study tested it so; else taken out of the "
         f"best configuration), over {_pairs(analysis)}, in test accuracy "
-        "points (higher is better):"
+        "points (higher is better), with family-wise 95% intervals; each design's verdicts "
+        f"hold at a family-wise error of {ALPHA:.0%}:"
     ]
     for label, intro in (
         (HELPS, "**Helps**"),
@@ -84,15 +85,25 @@ def _recommendation(analysis: Analysis, runs: Mapping[tuple[str, int], Mapping[s
         f"{points(val[chosen].mean, False)}%; the test set chose nothing"
     )
     expect = (
-        f"Expect {points(test.mean, False)}% test accuracy (sd {points(test.sd, False)} points "
-        f"from seed to seed, over {test.n} seeds)"
+        f"Expect about {points(test.mean, False)}% test accuracy (sd {points(test.sd, False)} "
+        f"points from seed to seed, over {test.n} seeds; a little optimistic, as the runs "
+        "that chose it on validation are the ones scored)"
     )
     if chosen == plan.baseline:
         text = f"**Use** the baseline ({how}). {expect}."
     else:
         changes = describe_changes(plan.variant(plan.baseline).params, plan.variant(chosen).params)
+        against = _against_baseline(analysis, runs, chosen)
+        verb = "**Use**" if against.label == HELPS else "**Nothing is shown to beat the baseline.**"
+        lead = (
+            f"{verb} `{chosen}`"
+            if against.label == HELPS
+            else f"{verb} The validation choice would be `{chosen}`"
+        )
         text = (
-            f"**Use** `{chosen}` ({how}), which changes from the baseline: {changes}. "
+            f"{lead} ({how}), which changes from the baseline: {changes}. Against the "
+            f"baseline on test, paired over the same seeds: {points(against.effect.mean)} "
+            f"{interval_points(against.low, against.high)} points, {WORDS[against.label]}. "
             f"{expect}, against {points(base.mean, False)}% (sd {points(base.sd, False)}) "
             "for the baseline."
         )
@@ -104,6 +115,16 @@ def _recommendation(analysis: Analysis, runs: Mapping[tuple[str, int], Mapping[s
             "score picked it."
         )
     return text
+
+
+def _against_baseline(
+    analysis: Analysis, runs: Mapping[tuple[str, int], Mapping[str, Any]], chosen: str
+) -> Verdict:
+    """The chosen variant against the baseline on test accuracy, paired by seed, judged on
+    its own (one comparison, made after the choice on validation)."""
+    effect = paired_scores(chosen, analysis.plan.baseline, analysis.seeds, runs)
+    [verdict] = judge([effect], delta=analysis.delta)
+    return verdict
 
 
 def _pairs(analysis: Analysis) -> str:
@@ -118,9 +139,9 @@ def _pairs(analysis: Analysis) -> str:
 
 def _named(technique: str, row: Row) -> str:
     e, v = row.test.effect, row.test
-    text = f"{technique} {points(e.mean)} {interval_points(e.low, e.high)}"
-    if v.label == INCONCLUSIVE and v.n_seeds_needed is not None:
-        text += f", about {v.n_seeds_needed} seeds would settle it"
+    text = f"{technique} {points(e.mean)} {interval_points(v.low, v.high)}"
+    if v.label == INCONCLUSIVE and e.n >= 2:
+        text += f", {seeds_to_settle_text(v)}"
     return text
 
 
@@ -148,8 +169,8 @@ def _table(by_technique: Mapping[str, Mapping[str, Row]]) -> str:
 def _cell(row: Row | None) -> str:
     if row is None:
         return DASH
-    e = row.test.effect
-    return f"{WORDS[row.test.label]}: {points(e.mean)} {interval_points(e.low, e.high)}"
+    v = row.test
+    return f"{WORDS[v.label]}: {points(v.effect.mean)} {interval_points(v.low, v.high)}"
 
 
 def _why(designs: Mapping[str, Row]) -> str:
@@ -159,9 +180,9 @@ def _why(designs: Mapping[str, Row]) -> str:
             continue
         if row.test.effect.n < 2:
             reasons.append(f"{design}: fewer than 2 paired seeds")
-        elif row.test.n_seeds_needed is not None:
+        else:
             reasons.append(
-                f"{design}: spread {points(row.test.effect.sd, False)} points, about "
-                f"{row.test.n_seeds_needed} seeds would settle it"
+                f"{design}: spread {points(row.test.effect.sd, False)} points, "
+                f"{seeds_to_settle_text(row.test)}"
             )
     return "; ".join(reasons) or DASH

@@ -196,7 +196,10 @@ def effects_figure(
         ax.axvspan(-delta, delta, color="0.85", zorder=0)
         ax.set_yticks(y, [name for name, *_ in rows], fontsize=11)
         ax.set_xlabel("test accuracy, with minus without (percentage points; higher is better)")
-        ax.set_title(f"{design}: mean paired difference over seeds, 95% interval", fontsize=12)
+        ax.set_title(
+            f"{design}: mean paired difference over seeds, family-wise 95% interval",
+            fontsize=12,
+        )
     handles = [
         plt.Line2D([], [], color=c, marker="o", ls="", label=v) for v, c in VERDICT_COLORS.items()
     ]

@@ -81,11 +81,12 @@ class Row:
         low, high = (
             self.interval if self.higher_is_better else (-self.interval[1], -self.interval[0])
         )
+        # Not the ablation's verdicts: an unpaired, uncorrected hint from the search's trials.
         if low > 0:
-            return "helps"
+            return "better with it"
         if high < 0:
-            return "hurts"
-        return "no clear effect (interval spans 0)"
+            return "worse with it"
+        return "no clear difference (interval spans 0)"
 
 
 def find_techniques(spec: Spec) -> list[Technique]:

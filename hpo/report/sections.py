@@ -222,7 +222,7 @@ def ranking(facts: Facts) -> list[str]:
         f"median without{unit.score_unit}",
         f"Δ mean{unit.diff_unit}",
         f"{CONFIDENCE:.0%} interval{unit.diff_unit}",
-        "verdict",
+        "screening hint",
     ]
     rows = [
         [
