@@ -81,6 +81,8 @@ WRONG = ("helps", "hurts")
 
 
 def trained(n_replications: int, n_seeds: int) -> None:
+    from scipy import stats
+
     from hpo.ablate import analyze, collect_runs, load_ablation, prepare_ablation
     from hpo.runner import run_study
     from hpo.spec import load_spec_text
@@ -119,8 +121,15 @@ def trained(n_replications: int, n_seeds: int) -> None:
         wrong = sum(counts[w] for w in WRONG) if technique != "l2_one" else None
         line = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
         if wrong is not None:
-            verdict = "ok" if wrong / n_replications <= 0.05 else "ABOVE 5%"
-            print(f"  {technique:<26} {line}: helps/hurts {wrong / n_replications:.0%} [{verdict}]")
+            # Above 5% only if a calibrated test would show this many false alarms in fewer
+            # than 1% of runs of the benchmark (one-sided binomial test): "at most 1 of 20"
+            # would fail a calibrated test 26% of the time.
+            chance = stats.binomtest(wrong, n_replications, 0.05, alternative="greater").pvalue
+            verdict = "ok" if chance >= 0.01 else "ABOVE 5%"
+            print(
+                f"  {technique:<26} {line}: helps/hurts {wrong / n_replications:.0%} "
+                f"(P(this many | 5%) {chance:.2f}) [{verdict}]"
+            )
         else:
             rate = counts["hurts"] / n_replications
             verdict = "ok" if rate >= 0.95 else "BELOW 95%"

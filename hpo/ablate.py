@@ -22,6 +22,8 @@ from hpo.errors import HpoError
 from hpo.secrets import mask
 from hpo.stats import (
     DELTA,
+    HELPS,
+    HURTS,
     INCONCLUSIVE,
     MAX_SEEDS,
     Effect,
@@ -306,7 +308,23 @@ def verdict_text(v: Verdict) -> str:
     )
     if v.label == INCONCLUSIVE:
         text += f" ({seeds_to_settle_text(v)})"
+    if touches_zero(v):
+        text += f" ({TOUCHES_ZERO})"
     return text
+
+
+TOUCHES_ZERO = "Holm's test rejects no difference; the simultaneous interval still touches zero"
+
+
+def touches_zero(v: Verdict) -> bool:
+    """A helps/hurts whose family-wise interval still holds zero: Holm's step-down test is
+    more powerful than the Bonferroni interval, so the two can disagree near the line."""
+    return (
+        v.label in (HELPS, HURTS)
+        and math.isfinite(v.low)
+        and math.isfinite(v.high)
+        and v.low <= 0 <= v.high
+    )
 
 
 def seeds_to_settle_text(v: Verdict) -> str:
@@ -316,11 +334,11 @@ def seeds_to_settle_text(v: Verdict) -> str:
     return f"about {v.n_seeds_needed} seeds would settle it"
 
 
-def validation_order(row: Row) -> float:
-    """The key that orders an ablation's rows: the validation effect, largest first (the test
-    set orders and picks nothing)."""
+def validation_order(row: Row) -> tuple[bool, float]:
+    """The key that orders an ablation's rows: the validation effect, largest first, rows
+    without one last (the test set orders and picks nothing)."""
     value = row.val.effect.mean
-    return -(0.0 if math.isnan(value) else value)
+    return (math.isnan(value), 0.0 if math.isnan(value) else -value)
 
 
 def _finite(value: Any) -> bool:

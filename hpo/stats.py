@@ -7,6 +7,7 @@ without it, trained with the same seeds. Everything here works on the per-seed d
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ POWER = 0.8
 """Power asked of the number of seeds that would settle an inconclusive comparison."""
 MAX_SEEDS = 100_000
 """Beyond this many seeds, "seeds to settle" is not given."""
+QUANTILES = 2048
+"""Points of the sample variance's distribution averaged over in `settle_power`."""
 
 HELPS, HURTS, NO_EFFECT, INCONCLUSIVE = "helps", "hurts", "no effect", "inconclusive"
 
@@ -58,8 +61,8 @@ class Verdict:
         low, high: the interval at level 1 - alpha/m (Bonferroni, m comparisons), used to
             call "no effect": the whole interval must lie inside +-delta.
         label: helps, hurts, no effect or inconclusive.
-        n_seeds_needed: for an inconclusive comparison, the seeds in all that would settle it
-            with 80% power at the observed spread; None otherwise.
+        delta: the margin of "no effect".
+        level: alpha/m, the level of each comparison's interval and test.
     """
 
     effect: Effect
@@ -67,7 +70,17 @@ class Verdict:
     low: float
     high: float
     label: str
-    n_seeds_needed: int | None
+    delta: float
+    level: float
+
+    @functools.cached_property
+    def n_seeds_needed(self) -> int | None:
+        """For an inconclusive comparison with two seeds or more, the seeds in all that would
+        settle it with 80% power at the observed spread; None otherwise. Computed when asked
+        (tens of milliseconds): a family judged only for its labels does not pay it."""
+        if self.label != INCONCLUSIVE or self.effect.n < 2:
+            return None
+        return seeds_to_settle(self.effect, self.delta, self.level)
 
 
 def paired_effect(with_: Sequence[float], without: Sequence[float]) -> Effect:
@@ -148,17 +161,22 @@ def judge(effects: Sequence[Effect], delta: float = DELTA, alpha: float = ALPHA)
     verdicts = []
     for effect, p_holm in zip(effects, adjusted, strict=True):
         if effect.n < 2:
-            verdicts.append(Verdict(effect, p_holm, math.nan, math.nan, INCONCLUSIVE, None))
+            verdicts.append(
+                Verdict(effect, p_holm, math.nan, math.nan, INCONCLUSIVE, delta, alpha / m)
+            )
             continue
         d_low, d_high = _corrected(effect, 1 - alpha / m)
+        if effect.sd == 0 and p_holm < alpha:
+            # One shift on every seed, which the corrected sign-flip test says is no chance:
+            # the shift itself is the effect, and inside the margin it is "no effect".
+            d_low = d_high = effect.mean
         if -delta < d_low and d_high < delta:
             label = NO_EFFECT
         elif p_holm < alpha and effect.mean != 0:
             label = HELPS if effect.mean > 0 else HURTS
         else:
             label = INCONCLUSIVE
-        needed = seeds_to_settle(effect, delta, alpha / m) if label == INCONCLUSIVE else None
-        verdicts.append(Verdict(effect, p_holm, d_low, d_high, label, needed))
+        verdicts.append(Verdict(effect, p_holm, d_low, d_high, label, delta, alpha / m))
     return verdicts
 
 
@@ -173,23 +191,20 @@ def _corrected(effect: Effect, level: float) -> tuple[float, float]:
         return math.nan, math.nan
     from scipy import stats
 
-    half = stats.t.ppf(0.5 + level / 2, effect.n - 1) * effect.sd / math.sqrt(effect.n)
+    half = float(stats.t.ppf(0.5 + level / 2, effect.n - 1)) * effect.sd / math.sqrt(effect.n)
     return effect.mean - half, effect.mean + half
 
 
 def seeds_to_settle(effect: Effect, delta: float, alpha: float) -> int | None:
-    """Seeds in all for the comparison to conclude with power `POWER`, if its mean difference
-    and spread are what was observed; None where they are not numbers or past MAX_SEEDS.
+    """Seeds in all for the comparison to reach a verdict with probability `POWER`, if its
+    mean difference and spread are what was observed; None where they are not numbers or
+    past MAX_SEEDS.
 
-    Two conclusions are open, and the one reached with fewer seeds is given:
-    - an effect ("helps"/"hurts", mean != 0): the paired t-test at level `alpha` (two-sided)
-      rejects a zero mean; its power is the noncentral t's tail (the normal approximation,
-      n = ((z_{1-alpha/2} + z_power) sd / mean)^2, asks for too few at small n);
-    - "no effect" (|mean| < delta): the interval at level 1 - alpha lies inside +-delta, that
-      is both one-sided tests of TOST at alpha/2 reject; its power is taken as
-      P(lower rejects) + P(upper rejects) - 1, a lower bound of the chance that both do
-      (close at the power asked), so the count is enough, not short.
-    Differences without spread are settled by the sign-flip test, which needs 2^(1-n) < alpha.
+    A verdict is either conclusion: an effect (the paired t-test at level `alpha` rejects a
+    zero mean) or "no effect" (the interval at level 1 - `alpha` lies inside +-`delta`). The
+    chance that n seeds reach one of them is computed exactly (`settle_power`), so a mean
+    between the two, which either conclusion may settle, is not charged for both. Differences
+    without spread are settled by the sign-flip test, which needs 2^(1-n) < alpha.
     """
     size = abs(effect.mean)
     if not (math.isfinite(size) and math.isfinite(effect.sd)):
@@ -197,32 +212,39 @@ def seeds_to_settle(effect: Effect, delta: float, alpha: float) -> int | None:
     least = max(effect.n + 1, 2)
     if effect.sd == 0:
         return max(least, math.floor(1 + math.log2(1 / alpha)) + 1)
-    from scipy import stats
+    return _least_n(lambda n: settle_power(n, size, effect.sd, delta, alpha), least)
 
-    sd = effect.sd
 
-    def effect_power(n: int) -> float:
-        critical = stats.t.ppf(1 - alpha / 2, n - 1)
-        return float(stats.nct.sf(critical, n - 1, size * math.sqrt(n) / sd))
+def settle_power(n: int, mean: float, sd: float, delta: float, alpha: float) -> float:
+    """The chance that n paired seeds whose differences are normal with `mean` and `sd` give
+    a verdict at level `alpha`: |mean difference| above the t-test's threshold, or the whole
+    interval inside +-`delta`.
 
-    def no_effect_power(n: int) -> float:
-        critical = stats.t.ppf(1 - alpha / 2, n - 1)
-        lower = stats.nct.sf(critical, n - 1, (size + delta) * math.sqrt(n) / sd)
-        upper = stats.nct.cdf(-critical, n - 1, (size - delta) * math.sqrt(n) / sd)
-        return float(lower + upper - 1)
+    Given the sample sd s, the test rejects where |x| > a = t s / sqrt(n) (t the t quantile
+    at 1 - alpha/2) and "no effect" holds where |x| < delta - a; the mean x is normal,
+    independent of s. So the chance of neither is P(max(delta - a, 0) <= |x| <= a), averaged
+    over s: s^2 (n-1) / sd^2 is chi-squared with n - 1 degrees of freedom, taken at
+    QUANTILES evenly spaced quantiles (the midpoint rule on its distribution; within 0.002 of
+    adaptive quadrature, checked by simulation in tests/test_stats.py).
+    """
+    from scipy import special, stats
 
-    found = [
-        _least_n(power, least)
-        for power, open_ in ((effect_power, size > 0), (no_effect_power, size < delta))
-        if open_
-    ]
-    reached = [n for n in found if n is not None]
-    return min(reached) if reached else None
+    df = n - 1
+    critical = float(stats.t.ppf(1 - alpha / 2, df))
+    se = sd / math.sqrt(n)
+    v = special.chdtri(df, (np.arange(QUANTILES) + 0.5) / QUANTILES)
+    a = critical * se * np.sqrt(v / df)
+    b = np.maximum(delta - a, 0.0)
+    between = special.ndtr((a - mean) / se) - special.ndtr((b - mean) / se)
+    between += special.ndtr((-b - mean) / se) - special.ndtr((-a - mean) / se)
+    return 1.0 - float(np.mean(np.where(b < a, between, 0.0)))
 
 
 def _least_n(power: Callable[[int], float], least: int) -> int | None:
     """The least n >= `least` with power(n) >= POWER (power rising with n), or None past
     MAX_SEEDS: doubling, then halving the bracket."""
+    if least > MAX_SEEDS:
+        return None
     low, high = least - 1, least
     while power(high) < POWER:
         if high >= MAX_SEEDS:

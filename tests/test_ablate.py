@@ -68,12 +68,14 @@ def test_known_answers_hold_on_disjoint_seed_sets(tmp_path: Path, sqlite_url: st
         assert verdicts["l2_one"].label == HURTS
         assert verdicts["l2_one"].effect.mean < -0.05
         assert verdicts["dropout_zero"].label not in (HELPS, HURTS)
-        # A placebo with spread: independent runs of the baseline, half the seeds against
-        # the other half (dropout at rate 0 is the baseline bit for bit: all zero).
-        first = [runs[("baseline", s)]["test_accuracy"] for s in part[:5]]
-        second = [runs[("baseline", s)]["test_accuracy"] for s in part[5:]]
-        [placebo] = judge([paired_effect(first, second)])
-        assert placebo.effect.sd > 0 and placebo.label not in (HELPS, HURTS)
+    # A placebo with spread: independent runs of the baseline, half the seeds against the
+    # other half (dropout at rate 0 is the baseline bit for bit: all zero). One check of a
+    # 5% event on fixed runs: deterministic here, a 1-in-20 failure where other numerics
+    # change the runs.
+    first = [runs[("baseline", s)]["test_accuracy"] for s in seeds[:15]]
+    second = [runs[("baseline", s)]["test_accuracy"] for s in seeds[15:]]
+    [placebo] = judge([paired_effect(first, second)])
+    assert placebo.effect.sd > 0 and placebo.label not in (HELPS, HURTS)
     everything = {r.comparison.technique: r.test for r in analyze(plan, seeds, runs).rows}
     assert everything["dropout_zero"].label == NO_EFFECT
     assert "l2_one" in result.output and "hurts" in result.output

@@ -344,9 +344,16 @@ def test_missing_data_leaves_the_activation_figure_out_with_the_reason(
     assert not (tmp_path / "fake" / "activations.png").exists()
 
 
-def add_fake_ablation(url: str, name: str, effects: dict[str, float], n_seeds: int = 10) -> None:
+def add_fake_ablation(
+    url: str,
+    name: str,
+    effects: dict[str, float],
+    n_seeds: int = 10,
+    val_effects: dict[str, float] | None = None,
+) -> None:
     """An ablation of study `name` whose runs are made up: each comparison's `with` side
-    scores its set effect above its `without` side, plus a little noise per seed."""
+    scores its set effect above its `without` side, plus a little noise per seed; on
+    validation by `val_effects` where given, else the same."""
     import numpy as np
     from optuna.trial import TrialState, create_trial
 
@@ -357,13 +364,17 @@ def add_fake_ablation(url: str, name: str, effects: dict[str, float], n_seeds: i
     seeds = companion.user_attrs["seeds"]
     luck = {s: rng.normal(0.2, 0.02) for s in seeds}
     shift = {plan.baseline: 0.0}
+    val_shift = {plan.baseline: 0.0}
     for c in plan.comparisons:
         shift[c.with_] = effects.get(c.technique, 0.0)
+        val_shift[c.with_] = (val_effects or effects).get(c.technique, 0.0)
     for variant in plan.variants:
         for s in seeds:
-            score = luck[s] + shift.get(variant.key, 0.0) + rng.normal(0, 0.002)
+            noise = rng.normal(0, 0.002)
+            score = luck[s] + shift.get(variant.key, 0.0) + noise
+            val = luck[s] + val_shift.get(variant.key, 0.0) + noise
             attrs = {"fixed_run": True, "variant": variant.key, "seed": s}
-            attrs |= {"val_accuracy": score, "test_accuracy": score}
+            attrs |= {"val_accuracy": val, "test_accuracy": score}
             companion.add_trial(
                 create_trial(state=TrialState.COMPLETE, value=score, user_attrs=attrs)
             )
@@ -391,7 +402,8 @@ def test_the_ablation_leads_the_ranking_with_its_known_answers(
     assert rows[0].startswith("| dropout |") and "| **helps** |" in rows[0]
     assert rows[1].startswith("| l2 |") and "| **no effect** |" in rows[1]
     assert rows[2].startswith("| sd_one |") and "| **hurts** |" in rows[2]
-    low, high = (float(x) for x in rows[0].split("| [")[1].split("]")[0].split(", "))
+    cells = [c.strip() for c in rows[0].split("|")[1:-1]]
+    low, high = (float(x) for x in cells[6].strip("[]").split(", "))  # the test interval
     assert low < 3.0 < high  # the set effect, in points, inside its interval
     assert "10 of 10 runs" not in section and "10 paired seeds" in section
     assert "(r/effects.png)" in text and (tmp_path / "r" / "effects.png").exists()
@@ -405,6 +417,32 @@ def test_the_ablation_leads_the_ranking_with_its_known_answers(
 
     spread = re.search(r"varies by about (\d\.\d) points from seed", answer)
     assert spread is not None and 1.0 <= float(spread.group(1)) <= 3.0
+
+
+def test_rows_follow_the_validation_effect_not_the_test_effect(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    text = LESSON.replace(
+        'dropout = { choices = ["off", "on"] }',
+        'dropout = { choices = ["off", "on"] }\nweight_decay = { choices = ["off", "on"] }\n',
+    )
+    text += '[[enqueue]]\nname = "l2"\nparams = { weight_decay = "on" }\n'
+    add_fake_experiments(
+        make_study(sqlite_url, text),
+        load_spec_text(text),
+        {"baseline": 0.3, "dropout": 0.3, "l2": 0.3},
+    )
+    # On test dropout is ahead; on validation l2 is: the rows and the figure follow validation.
+    add_fake_ablation(
+        sqlite_url,
+        "mini-lesson",
+        {"dropout": 0.03, "l2": -0.02},
+        val_effects={"dropout": -0.01, "l2": 0.02},
+    )
+    path = write_report("mini-lesson", sqlite_url, tmp_path / "r.md", echo=lambda _: None)
+    section = path.read_text().split("controlled ablation")[1].split(SCREENING)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")][2:]
+    assert [r.split("|")[1].strip() for r in rows] == ["l2", "dropout"]
 
 
 def test_the_answer_recommends_only_what_beats_the_baseline(
@@ -423,9 +461,11 @@ def test_the_answer_recommends_only_what_beats_the_baseline(
         "**Nothing is shown to beat the baseline.** The validation choice would be `dropout`"
         in answer
     ) or "**Use** the baseline" in answer
-    assert "Against the baseline on test, paired over the same seeds" in answer or (
+    # one verdict per comparison: the chosen variant's own row, not a second test of it
+    assert "Against the baseline on test, paired over 10 seeds" in answer or (
         "**Use** the baseline" in answer
     )
+    assert "(its add-one-in verdict)" in answer or "**Use** the baseline" in answer
 
 
 def test_the_effects_figure_is_wide_and_labelled(tmp_path: Path) -> None:

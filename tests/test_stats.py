@@ -20,6 +20,7 @@ from hpo.stats import (
     judge,
     paired_effect,
     seeds_to_settle,
+    settle_power,
 )
 
 
@@ -104,28 +105,41 @@ def test_the_seeds_to_settle_an_effect_find_it_four_times_in_five() -> None:
     assert found(8) < 0.75
 
 
-@pytest.mark.parametrize(("sd", "m"), [(0.01, 1), (0.005, 1), (0.01, 8)])
-def test_the_seeds_to_settle_no_effect_find_it_four_times_in_five(sd: float, m: int) -> None:
-    # A technique with no effect: "no effect" needs both ends of the interval inside the
-    # margin. Powering one end only asked for 34 seeds at 1 point of spread, which settle it
-    # about 61% of the time.
+def settled_share(mean: float, sd: float, n_seeds: int, m: int, seed: int) -> float:
+    """Of 4,000 simulated comparisons, the share that reach a verdict at level ALPHA/m: an
+    effect (the t-test rejects) or no effect (the interval inside the margin)."""
+    from scipy import stats
+
+    d = np.random.default_rng(seed).normal(mean, sd, (4000, n_seeds))
+    centre = d.mean(axis=1)
+    half = stats.t.ppf(1 - ALPHA / m / 2, n_seeds - 1) * d.std(axis=1, ddof=1)
+    half /= math.sqrt(n_seeds)
+    no_effect = (centre - half > -DELTA) & (centre + half < DELTA)
+    return float((no_effect | (np.abs(centre) > half)).mean())
+
+
+@pytest.mark.parametrize(
+    ("mean", "sd", "m"),
+    [(0.0, 0.01, 1), (0.0, 0.005, 1), (0.0, 0.01, 8), (0.002, 0.01, 1), (0.004, 0.01, 1)],
+)
+def test_the_seeds_to_settle_reach_a_verdict_four_times_in_five(
+    mean: float, sd: float, m: int
+) -> None:
+    # At mean 0 only "no effect" can settle it, which needs both ends of the interval inside
+    # the margin: powering one end asked for 34 seeds at 1 point of spread, which settle it
+    # about 61% of the time. Between the margin and zero either verdict may come, and the
+    # count is for the first of them.
     e = paired_effect([0.21, 0.20, 0.22], [0.20, 0.20, 0.20])
-    e = type(e)(3, 0.0, sd, e.low, e.high, e.p, e.p_better)
+    e = type(e)(3, mean, sd, e.low, e.high, e.p, e.p_better)
     n = seeds_to_settle(e, DELTA, ALPHA / m)
     assert n is not None
-    rng = np.random.default_rng(5)
-
-    def settled(n_seeds: int) -> float:
-        from scipy import stats
-
-        d = rng.normal(0.0, sd, (4000, n_seeds))
-        half = stats.t.ppf(1 - ALPHA / m / 2, n_seeds - 1) * d.std(axis=1, ddof=1)
-        half /= math.sqrt(n_seeds)
-        inside = (d.mean(axis=1) - half > -DELTA) & (d.mean(axis=1) + half < DELTA)
-        return float(inside.mean())
-
-    assert settled(n) >= 0.77
-    assert settled(int(0.8 * n)) < 0.72
+    assert settle_power(n, mean, sd, DELTA, ALPHA / m) >= 0.8
+    assert settled_share(mean, sd, n, m, seed=5) >= 0.77
+    assert settled_share(mean, sd, int(0.8 * n), m, seed=6) < 0.75
+    for n_seeds in (n, int(0.8 * n)):  # the formula against the simulation
+        assert settle_power(n_seeds, mean, sd, DELTA, ALPHA / m) == pytest.approx(
+            settled_share(mean, sd, n_seeds, m, seed=7), abs=0.025
+        )
 
 
 def test_an_effect_on_the_margin_is_rarely_called_no_effect() -> None:
@@ -142,6 +156,10 @@ def test_an_effect_on_the_margin_is_rarely_called_no_effect() -> None:
     # Seen: 0.29% of 2,400; with the level of one comparison (alpha = 0.4 for eight) 2.2%,
     # with a 90% interval 4.6%.
     assert np.mean(calls) <= 0.01
+    # And the rule does say "no effect" where it is true: the same spread, no effect at all.
+    base = rng.normal(0.2, 0.02, 10)
+    found = [paired_effect(base + rng.normal(0, 0.002, 10), base) for _ in range(8)]
+    assert [v.label for v in judge(found)] == [NO_EFFECT] * 8
 
 
 def test_a_consistent_shift_inside_the_margin_is_no_effect() -> None:
@@ -153,6 +171,31 @@ def test_a_consistent_shift_inside_the_margin_is_no_effect() -> None:
     jitter = np.random.default_rng(7).normal(0, 0.0001, 10)
     [v] = judge([paired_effect(without + 0.0001 + jitter, without)])
     assert v.label == NO_EFFECT
+
+
+def test_a_consistent_shift_that_holm_establishes_is_judged_by_its_size() -> None:
+    # Six equal shifts (sign-flip p 2^-5 = 0.031) beside a clear effect: Holm rejects at
+    # 2 x 0.031 only for the clear one first, then at 1 x 0.031 for the shift; the Bonferroni
+    # interval (at 1 - 0.05/2) still has none. The shift is tiny: "no effect", not "helps".
+    without = np.linspace(0.2, 0.3, 6)
+    clear = paired_effect(without + 0.05 + np.linspace(0, 0.001, 6), without)
+    tiny = paired_effect(without + 0.0001, without)
+    verdicts = judge([clear, tiny])
+    assert verdicts[1].p_holm < ALPHA
+    assert [v.label for v in verdicts] == [HELPS, NO_EFFECT]
+
+
+def test_the_words_for_no_count_and_no_interval() -> None:
+    from hpo.ablate import seeds_to_settle_text, verdict_text
+
+    # 60 points of spread and no effect against a 0.5-point margin: past MAX_SEEDS seeds
+    e = paired_effect([0.2, 0.5, 0.1, 0.6], [0.4, 0.2, 0.5, 0.1])
+    [v] = judge([type(e)(4, 0.0, 0.6, -0.9, 0.9, 1.0, 0.5)])
+    assert v.label == INCONCLUSIVE and v.n_seeds_needed is None
+    assert seeds_to_settle_text(v) == "more than 100,000 seeds would be needed at this spread"
+    shift = paired_effect([0.21, 0.31], [0.2, 0.3])  # no spread, too few seeds for a test
+    [w] = judge([shift])
+    assert "[no interval]" in verdict_text(w) and "about 6 seeds would settle it" in verdict_text(w)
 
 
 def test_no_seeds_to_settle_a_comparison_without_numbers() -> None:

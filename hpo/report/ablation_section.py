@@ -33,7 +33,8 @@ def points(value: float, sign: bool = True) -> str:
     """A fraction of accuracy as points with one decimal: 0.0123 -> +1.2."""
     if not math.isfinite(value):
         return DASH
-    return f"{100 * value:+.1f}" if sign else f"{100 * value:.1f}"
+    shown = round(100 * value, 1) + 0.0  # + 0.0: no "-0.0" for a value that rounds to zero
+    return f"{shown:+.1f}" if sign else f"{shown:.1f}"
 
 
 def interval_points(low: float, high: float) -> str:

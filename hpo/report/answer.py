@@ -9,11 +9,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hpo.ablate import Analysis, Row, paired_scores, seeds_to_settle_text, variant_scores
+from hpo.ablate import (
+    TOUCHES_ZERO,
+    Analysis,
+    Row,
+    paired_scores,
+    seeds_to_settle_text,
+    touches_zero,
+    variant_scores,
+)
 from hpo.ablation import ADD_ONE_IN, LEAVE_ONE_OUT, describe_changes
 from hpo.report.ablation_section import interval_points, points
 from hpo.report.markdown import DASH, table
-from hpo.stats import ALPHA, HELPS, HURTS, INCONCLUSIVE, NO_EFFECT, Verdict, judge
+from hpo.stats import ALPHA, HELPS, HURTS, INCONCLUSIVE, NO_EFFECT, Verdict, judge, paired_effect
 
 WORDS = {HELPS: "helps", HURTS: "hurts", NO_EFFECT: "no effect", INCONCLUSIVE: "unknown"}
 
@@ -93,17 +101,23 @@ def _recommendation(analysis: Analysis, runs: Mapping[tuple[str, int], Mapping[s
         text = f"**Use** the baseline ({how}). {expect}."
     else:
         changes = describe_changes(plan.variant(plan.baseline).params, plan.variant(chosen).params)
-        against = _against_baseline(analysis, runs, chosen)
-        verb = "**Use**" if against.label == HELPS else "**Nothing is shown to beat the baseline.**"
+        against, source = _against_baseline(analysis, runs, chosen)
         lead = (
-            f"{verb} `{chosen}`"
+            f"**Use** `{chosen}`"
             if against.label == HELPS
-            else f"{verb} The validation choice would be `{chosen}`"
+            else "**Nothing is shown to beat the baseline.** The validation choice would be "
+            f"`{chosen}`"
         )
+        if against.effect.n == 0:
+            versus = "Against the baseline on test: no paired runs yet."
+        else:
+            versus = (
+                f"Against the baseline on test, paired over {against.effect.n} seeds: "
+                f"{points(against.effect.mean)} {interval_points(against.low, against.high)} "
+                f"points, {WORDS[against.label]} ({source})."
+            )
         text = (
-            f"{lead} ({how}), which changes from the baseline: {changes}. Against the "
-            f"baseline on test, paired over the same seeds: {points(against.effect.mean)} "
-            f"{interval_points(against.low, against.high)} points, {WORDS[against.label]}. "
+            f"{lead} ({how}), which changes from the baseline: {changes}. {versus} "
             f"{expect}, against {points(base.mean, False)}% (sd {points(base.sd, False)}) "
             "for the baseline."
         )
@@ -119,12 +133,26 @@ def _recommendation(analysis: Analysis, runs: Mapping[tuple[str, int], Mapping[s
 
 def _against_baseline(
     analysis: Analysis, runs: Mapping[tuple[str, int], Mapping[str, Any]], chosen: str
-) -> Verdict:
-    """The chosen variant against the baseline on test accuracy, paired by seed, judged on
-    its own (one comparison, made after the choice on validation)."""
-    effect = paired_scores(chosen, analysis.plan.baseline, analysis.seeds, runs)
-    [verdict] = judge([effect], delta=analysis.delta)
-    return verdict
+) -> tuple[Verdict, str]:
+    """The chosen variant against the baseline on test accuracy, paired by seed, and where
+    that verdict comes from.
+
+    Validation chose the variant from all of them, and validation and test score the same
+    runs, so a test of the chosen one alone would carry the choice's luck. Where the variant
+    is one side of a comparison with the baseline (add one in), its row's verdict is the
+    answer: it holds together with its whole family, whichever row the choice picked. Else
+    the comparison is judged as one of as many as there were variants to choose from
+    (Holm and the interval at 1 - alpha/K), which no choice among them can loosen.
+    """
+    plan = analysis.plan
+    for row in analysis.rows:
+        if (row.comparison.with_, row.comparison.without) == (chosen, plan.baseline):
+            return row.test, f"its {row.comparison.design} verdict"
+    effect = paired_scores(chosen, plan.baseline, analysis.seeds, runs)
+    k = max(1, len(plan.variants) - 1)
+    family = [effect, *[paired_effect([], [])] * (k - 1)]
+    verdict = judge(family, delta=analysis.delta)[0]
+    return verdict, f"judged as one of the {k} variants validation chose from"
 
 
 def _pairs(analysis: Analysis) -> str:
@@ -142,6 +170,8 @@ def _named(technique: str, row: Row) -> str:
     text = f"{technique} {points(e.mean)} {interval_points(v.low, v.high)}"
     if v.label == INCONCLUSIVE and e.n >= 2:
         text += f", {seeds_to_settle_text(v)}"
+    if touches_zero(v):
+        text += f" ({TOUCHES_ZERO})"
     return text
 
 

@@ -183,6 +183,9 @@ def effects_figure(
         y = np.arange(len(rows))
         for i, (_, mean, low, high, label) in enumerate(rows):
             color = VERDICT_COLORS.get(label, "black")
+            if not (np.isfinite(low) and np.isfinite(high)):
+                ax.plot(mean, i, "x", color=color, markersize=9, mew=2)  # no interval yet
+                continue
             ax.errorbar(
                 mean,
                 i,
