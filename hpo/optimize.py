@@ -65,8 +65,10 @@ def optimize(
 
     with HeldInterrupts() as interrupts:
         taken: list[FrozenTrial] = []
+        started: list[optuna.trial.Trial] = []
 
         def guarded(trial: optuna.trial.Trial) -> float:
+            started[:] = [trial]
             try:
                 surplus = _surplus(study, trial, target, fixed_only)
                 if surplus:
@@ -121,9 +123,13 @@ def optimize(
                 study.optimize(
                     guarded, n_trials=1, callbacks=[*callbacks, failures], catch=(Exception,)
                 )
-            except ValueError:
+            except (ValueError, AssertionError):
                 # Optuna refuses to record a trial another worker already failed (this one lost
                 # its heartbeat: a cut link, a paused machine). Its result here is discarded.
+                # Failed between the objective's end and Optuna's tell, the refusal comes as
+                # Optuna's "Should not reach" assertion, and the check above missed it.
+                if waits and not taken and started:
+                    taken.extend(_finished_elsewhere(study, started[0]))
                 if not taken:
                     raise
                 lost = taken.pop()

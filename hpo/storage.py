@@ -156,7 +156,8 @@ def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
                     + ("; give a file of its own" if create else "")
                 )
         # Several local workers write the same file: wait for the lock instead of failing.
-        engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
+        # The driver's own transactions are off: `_begin_immediate` opens every one.
+        engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S, "isolation_level": None}
     else:
         engine_kwargs["pool_pre_ping"] = True
         url = _with_installed_driver(url)
@@ -172,7 +173,24 @@ def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
                 max_retry=MAX_RETRIES
             ),
         }
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+    storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+    if url.startswith("sqlite:"):
+        from sqlalchemy import event
+
+        event.listen(storage.engine, "begin", _begin_immediate)
+    return storage
+
+
+def _begin_immediate(connection: Any) -> None:
+    """Open a SQLite transaction holding the write lock from its first statement.
+
+    SQLite ignores SELECT ... FOR UPDATE, and Python's driver starts a transaction only at
+    the first write, so two processes could both read a queued trial as WAITING and both
+    take it (one run trained twice, and one process's result refused). A transaction that
+    takes the lock before it reads makes Optuna's check-and-set atomic, as FOR UPDATE makes
+    it on PostgreSQL and MySQL. Other writers wait for the lock (the busy timeout).
+    """
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _connect_timeout(url: str) -> dict[str, Any]:

@@ -128,6 +128,43 @@ def test_a_trial_left_running_before_its_first_heartbeat_is_failed_and_retried(
     assert "fail_reason" not in retry.user_attrs
 
 
+def test_a_trial_failed_elsewhere_just_before_its_tell_is_discarded_not_a_crash(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another worker fails the trial as stale after this worker last looked and before
+    # Optuna's tell: Optuna then raises its "Should not reach" assertion, not a ValueError.
+    import hpo.optimize
+
+    monkeypatch.setenv("HPO_HEARTBEAT_INTERVAL", "1")
+    create_study(load_spec_text(TINY_SPEC), sqlite_url)
+    study, _ = load_study("tiny", sqlite_url)
+    elsewhere = open_storage(sqlite_url, heartbeat_interval=None)
+    looked = hpo.optimize._finished_elsewhere
+    late = []
+
+    def look_then_lose(study: optuna.Study, trial: optuna.Trial) -> list[FrozenTrial]:
+        found = looked(study, trial)
+        if trial.number == 0 and not late:
+            late.append(trial.number)
+            elsewhere.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        return found
+
+    monkeypatch.setattr(hpo.optimize, "_finished_elsewhere", look_then_lose)
+    ended = []
+    optimize(
+        study,
+        lambda trial: trial.suggest_float("learning_rate", 1e-3, 1e-2, log=True),
+        n_trials=2,
+        callbacks=[lambda study, trial: ended.append(trial)],
+    )
+    trials = study.get_trials(deepcopy=False)
+    assert trials[0].state == TrialState.FAIL
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 2
+    # The trial line says why this worker's result was dropped.
+    assert ended[0].number == 0 and ended[0].state == TrialState.FAIL
+    assert "lost its heartbeat" in ended[0].user_attrs["fail_reason"]
+
+
 class InterruptingSampler(optuna.samplers.RandomSampler):
     """Sends Ctrl-C to this process from inside `study.ask`, after the trial was created."""
 
