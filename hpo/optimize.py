@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import HpoError
@@ -121,13 +122,18 @@ def optimize(
                 continue
             try:
                 study.optimize(
-                    guarded, n_trials=1, callbacks=[*callbacks, failures], catch=(Exception,)
+                    guarded,
+                    n_trials=1,
+                    # Once told, the trial is this worker's: no error after it is a lost trial.
+                    callbacks=[lambda study, trial: started.clear(), *callbacks, failures],
+                    catch=(Exception,),
                 )
-            except (ValueError, AssertionError):
+            except (ValueError, AssertionError, UpdateFinishedTrialError):
                 # Optuna refuses to record a trial another worker already failed (this one lost
                 # its heartbeat: a cut link, a paused machine). Its result here is discarded.
                 # Failed between the objective's end and Optuna's tell, the refusal comes as
-                # Optuna's "Should not reach" assertion, and the check above missed it.
+                # Optuna's "Should not reach" assertion (a value), or as the storage's
+                # UpdateFinishedTrialError (pruned, or failed), and the check above missed it.
                 if waits and not taken and started:
                     taken.extend(_finished_elsewhere(study, started[0]))
                 if not taken:
@@ -216,7 +222,6 @@ def fail_trial(study: optuna.Study, trial: FrozenTrial, reason: str, retry: bool
     named experiment) still goes back to the queue, as an interrupted one does. False where
     the trial had already finished (another worker failed it first).
     """
-    from optuna.exceptions import UpdateFinishedTrialError
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     storage = study._storage
@@ -229,7 +234,7 @@ def fail_trial(study: optuna.Study, trial: FrozenTrial, reason: str, retry: bool
     if retry:
         # `trial` was read before the reason was set: the copy does not inherit it.
         RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(study, trial)
-    else:
+    elif not trial.user_attrs.get(REQUEUED):  # else its process put it back before it died
         requeue(study, trial)
     return True
 

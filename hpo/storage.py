@@ -8,12 +8,13 @@ import json
 import os
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import optuna
 from optuna.storages import BaseStorage
+from optuna.trial import TrialState
 
 from hpo.errors import HpoError, StorageError
 from hpo.secrets import mask, redact
@@ -124,40 +125,15 @@ def _is_journal(file: Path) -> bool:
 
 
 def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
+    from sqlalchemy.engine import make_url
+
     engine_kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite:") and url.partition("://")[2].removeprefix("/").strip() in (
-        "",
-        ":memory:",
-    ):
-        # `sqlite://`, `sqlite:///` and `sqlite:///:memory:` are a database in memory, gone
-        # when the command ends, and its study with it.
-        raise StorageError(
-            f"{url} names no file: give one, e.g. sqlite:///studies/hpo.db (relative) or "
-            "sqlite:////abs/path/hpo.db"
-        )
-    if url.startswith("sqlite:///"):
-        file = Path(url.removeprefix("sqlite:///"))
-        if not file.exists():
-            if not create:
-                raise StorageError(
-                    f"SQLite file {file} does not exist (no study was created there)"
-                )
-            file.parent.mkdir(parents=True, exist_ok=True)
-        else:
-            tables = _table_names(file)
-            # Opening it through Optuna would add Optuna's tables to someone else's database.
-            # For `create`, a file with none of its own tables (empty, or SQLite's bookkeeping
-            # only) is a new one, and one with some of Optuna's a `create` cut short.
-            theirs = {t for t in tables if not t.startswith("sqlite_")}
-            new = not theirs or bool(theirs & _OPTUNA_TABLES)
-            if not _OPTUNA_TABLES.issubset(tables) and not (create and new):
-                raise StorageError(
-                    f"SQLite file {file} holds no studies (it has no Optuna tables)"
-                    + ("; give a file of its own" if create else "")
-                )
+    parsed = make_url(url)
+    sqlite = parsed.get_backend_name() == "sqlite"
+    if sqlite:
+        _check_sqlite_file(url, parsed.get_driver_name(), parsed.database, create)
         # Several local workers write the same file: wait for the lock instead of failing.
-        # The driver's own transactions are off: `_begin_immediate` opens every one.
-        engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S, "isolation_level": None}
+        engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
     else:
         engine_kwargs["pool_pre_ping"] = True
         url = _with_installed_driver(url)
@@ -173,24 +149,82 @@ def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
                 max_retry=MAX_RETRIES
             ),
         }
-    storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
-    if url.startswith("sqlite:"):
+    kind = _SQLiteStorage if sqlite else optuna.storages.RDBStorage
+    return kind(url, engine_kwargs=engine_kwargs, **heartbeat)
+
+
+def _check_sqlite_file(url: str, driver: str, database: str | None, create: bool) -> None:
+    """Refuse a SQLite URL that names no file, a file that is missing (unless `create`), or a
+    file that holds someone else's tables."""
+    if driver != "pysqlite":
+        raise StorageError(
+            f"{mask(url)}: hpo opens SQLite files through Python's sqlite3 only: give "
+            "sqlite:///PATH"
+        )
+    if (database or "").strip() in ("", ":memory:"):
+        # `sqlite://`, `sqlite:///` and `sqlite:///:memory:` are a database in memory, gone
+        # when the command ends, and its study with it.
+        raise StorageError(
+            f"{url} names no file: give one, e.g. sqlite:///studies/hpo.db (relative) or "
+            "sqlite:////abs/path/hpo.db"
+        )
+    file = Path(str(database))
+    if not file.exists():
+        if not create:
+            raise StorageError(f"SQLite file {file} does not exist (no study was created there)")
+        file.parent.mkdir(parents=True, exist_ok=True)
+        return
+    tables = _table_names(file)
+    # Opening it through Optuna would add Optuna's tables to someone else's database.
+    # For `create`, a file with none of its own tables (empty, or SQLite's bookkeeping
+    # only) is a new one, and one with some of Optuna's a `create` cut short.
+    theirs = {t for t in tables if not t.startswith("sqlite_")}
+    new = not theirs or bool(theirs & _OPTUNA_TABLES)
+    if not _OPTUNA_TABLES.issubset(tables) and not (create and new):
+        raise StorageError(
+            f"SQLite file {file} holds no studies (it has no Optuna tables)"
+            + ("; give a file of its own" if create else "")
+        )
+
+
+_LOCKING = threading.local()
+"""Set while this thread changes a trial's state through a `_SQLiteStorage`."""
+
+
+class _SQLiteStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage on a SQLite file, whose trial state changes are atomic across
+    processes.
+
+    Optuna changes a trial's state by reading it and writing it in one transaction, with
+    SELECT ... FOR UPDATE so that a second process waits: that is how exactly one worker takes
+    a queued (WAITING) trial, and how exactly one fails a stale one. SQLite ignores FOR
+    UPDATE, and Python's driver begins a transaction only at its first write, so two processes
+    could both read a queued trial as WAITING and both take it (one run trained twice, the
+    second result refused). Here that one transaction begins IMMEDIATE: it takes the write
+    lock before it reads, and the other process waits within the busy timeout. Every other
+    transaction is left as the driver makes it, so reads (a whole study, the dashboard's) take
+    no write lock and never hold up a heartbeat.
+    """
+
+    def __init__(self, url: str, **kwargs: Any) -> None:
         from sqlalchemy import event
 
-        event.listen(storage.engine, "begin", _begin_immediate)
-    return storage
+        super().__init__(url, **kwargs)
+        event.listen(self.engine, "begin", _begin_immediate_when_locking)
+
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        _LOCKING.on = True
+        try:
+            return super().set_trial_state_values(trial_id, state, values)
+        finally:
+            _LOCKING.on = False
 
 
-def _begin_immediate(connection: Any) -> None:
-    """Open a SQLite transaction holding the write lock from its first statement.
-
-    SQLite ignores SELECT ... FOR UPDATE, and Python's driver starts a transaction only at
-    the first write, so two processes could both read a queued trial as WAITING and both
-    take it (one run trained twice, and one process's result refused). A transaction that
-    takes the lock before it reads makes Optuna's check-and-set atomic, as FOR UPDATE makes
-    it on PostgreSQL and MySQL. Other writers wait for the lock (the busy timeout).
-    """
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+def _begin_immediate_when_locking(connection: Any) -> None:
+    if getattr(_LOCKING, "on", False):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _connect_timeout(url: str) -> dict[str, Any]:

@@ -128,35 +128,41 @@ def test_a_trial_left_running_before_its_first_heartbeat_is_failed_and_retried(
     assert "fail_reason" not in retry.user_attrs
 
 
-def test_a_trial_failed_elsewhere_just_before_its_tell_is_discarded_not_a_crash(
-    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Another worker fails the trial as stale after this worker last looked and before
-    # Optuna's tell: Optuna then raises its "Should not reach" assertion, not a ValueError.
-    import hpo.optimize
+class FailingElsewhereSampler(optuna.samplers.RandomSampler):
+    """Another worker fails trial 0 as stale while Optuna's tell of it is under way (after
+    Optuna checked that it is RUNNING, before it stores the end)."""
 
+    def __init__(self, elsewhere: optuna.storages.BaseStorage) -> None:
+        super().__init__(seed=0)
+        self.elsewhere = elsewhere
+
+    def after_trial(self, study, trial, state, values) -> None:  # type: ignore[no-untyped-def]
+        if trial.number == 0:
+            self.elsewhere.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+
+
+@pytest.mark.parametrize("outcome", ["value", "pruned", "error"])
+def test_a_trial_failed_elsewhere_during_its_tell_is_discarded_not_a_crash(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, outcome: str
+) -> None:
+    # Optuna then raises its "Should not reach" assertion (a value) or the storage's
+    # UpdateFinishedTrialError (pruned, or an error), not the ValueError of a trial failed
+    # before its tell began.
     monkeypatch.setenv("HPO_HEARTBEAT_INTERVAL", "1")
     create_study(load_spec_text(TINY_SPEC), sqlite_url)
     study, _ = load_study("tiny", sqlite_url)
-    elsewhere = open_storage(sqlite_url, heartbeat_interval=None)
-    looked = hpo.optimize._finished_elsewhere
-    late = []
+    study.sampler = FailingElsewhereSampler(open_storage(sqlite_url, heartbeat_interval=None))
 
-    def look_then_lose(study: optuna.Study, trial: optuna.Trial) -> list[FrozenTrial]:
-        found = looked(study, trial)
-        if trial.number == 0 and not late:
-            late.append(trial.number)
-            elsewhere.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        return found
+    def objective(trial: optuna.Trial) -> float:
+        value = trial.suggest_float("learning_rate", 1e-3, 1e-2, log=True)
+        if trial.number == 0 and outcome == "pruned":
+            raise optuna.TrialPruned()
+        if trial.number == 0 and outcome == "error":
+            raise RuntimeError("diverged")
+        return value
 
-    monkeypatch.setattr(hpo.optimize, "_finished_elsewhere", look_then_lose)
-    ended = []
-    optimize(
-        study,
-        lambda trial: trial.suggest_float("learning_rate", 1e-3, 1e-2, log=True),
-        n_trials=2,
-        callbacks=[lambda study, trial: ended.append(trial)],
-    )
+    ended: list[FrozenTrial] = []
+    optimize(study, objective, n_trials=2, callbacks=[lambda study, t: ended.append(t)])
     trials = study.get_trials(deepcopy=False)
     assert trials[0].state == TrialState.FAIL
     assert [t.state for t in trials].count(TrialState.COMPLETE) == 2
@@ -421,6 +427,17 @@ def test_a_copy_put_back_while_its_trial_is_still_running_runs() -> None:
     requeue(study, first)  # an error or Ctrl-C: the copy is queued before the trial ends
     copy = study.ask()  # another worker pops the copy while `first` is still RUNNING
     assert _twin(study, copy) is None
+
+
+def test_a_run_put_back_by_its_process_is_not_put_back_again_when_the_process_dies() -> None:
+    from hpo.optimize import fail_trial, requeue
+
+    study = fixed_only_study(1, 1)
+    first = study.ask()
+    requeue(study, first)  # Ctrl-C: the copy is queued, then the process is killed before
+    stored = study.get_trials(deepcopy=False)[first.number]  # Optuna's tell: left RUNNING
+    assert fail_trial(study, stored, "its worker died", retry=False)
+    assert len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))) == 1
 
 
 def test_a_study_of_fixed_runs_counts_a_run_completed_twice_once() -> None:

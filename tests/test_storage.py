@@ -278,13 +278,14 @@ while True:
 """
 
 
+@pytest.mark.parametrize("scheme", ["sqlite", "sqlite+pysqlite"])
 def test_processes_taking_queued_trials_from_one_sqlite_file_take_each_once(
-    tmp_path: Path,
+    tmp_path: Path, scheme: str
 ) -> None:
     # SQLite ignores SELECT ... FOR UPDATE: without a transaction that locks before it reads,
     # two processes both read a queued trial as WAITING and both run it (measured: 18-19 of
     # 200 taken twice by 4 processes on 2 cores).
-    url = f"sqlite:///{tmp_path / 'q.db'}"
+    url = f"{scheme}:///{tmp_path / 'q.db'}"
     study = optuna.create_study(
         study_name="queue", storage=open_storage(url, create=True, heartbeat_interval=None)
     )
@@ -299,3 +300,28 @@ def test_processes_taking_queued_trials_from_one_sqlite_file_take_each_once(
     taken = [int(line) for proc in procs for line in proc.communicate(timeout=300)[0].split()]
     assert all(proc.returncode == 0 for proc in procs)
     assert sorted(taken) == list(range(200))
+
+
+def test_a_read_through_a_sqlite_storage_holds_no_write_lock(tmp_path: Path) -> None:
+    # Only a trial's state change locks the file before it reads; a long read of a whole
+    # study (a report, the dashboard) must not hold up another process's heartbeat.
+    import sqlite3
+
+    file = tmp_path / "r.db"
+    storage = open_storage(f"sqlite:///{file}", create=True, heartbeat_interval=None)
+    optuna.create_study(study_name="r", storage=storage)
+    engine = storage.engine  # type: ignore[attr-defined]
+    with engine.connect() as reading:
+        assert reading.exec_driver_sql("SELECT count(*) FROM trials").scalar() == 0
+        with contextlib.closing(sqlite3.connect(file, timeout=0.2)) as other:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("COMMIT")
+
+
+def test_a_sqlite_url_in_another_spelling_gets_the_same_checks(tmp_path: Path) -> None:
+    missing = tmp_path / "none.db"
+    with pytest.raises(StorageError, match="does not exist"):
+        open_storage(f"sqlite+pysqlite:///{missing}")
+    assert not missing.exists()
+    with pytest.raises(StorageError, match="Python's sqlite3 only"):
+        open_storage(f"sqlite+aiosqlite:///{missing}")
