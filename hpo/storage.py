@@ -28,6 +28,9 @@ HEARTBEAT_ENV = "HPO_HEARTBEAT_INTERVAL"
 SQLITE_TIMEOUT_S = 60
 CONNECT_TIMEOUT_S = 10
 """Seconds a PostgreSQL or MySQL server has to answer a new connection."""
+IDLE_IN_TRANSACTION_S = 30
+"""Seconds after which a PostgreSQL server ends a session left idle inside a transaction (its
+client lost mid-write), releasing the rows it locked."""
 MAX_RETRIES = 3
 """Copies of a trial whose process died that are retried before it is left failed."""
 
@@ -137,7 +140,7 @@ def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
     else:
         engine_kwargs["pool_pre_ping"] = True
         url = _with_installed_driver(url)
-        engine_kwargs["connect_args"] = _connect_timeout(url)
+        engine_kwargs["connect_args"] = _libpq_args(url)
         if url.startswith(("mysql", "mariadb")):
             _bound_mysql_connects()
     heartbeat: dict[str, Any] = {}
@@ -227,12 +230,18 @@ def _begin_immediate_when_locking(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _connect_timeout(url: str) -> dict[str, Any]:
-    """libpq's `connect_timeout` for a PostgreSQL URL that sets none of its own, or nothing.
+def _libpq_args(url: str) -> dict[str, Any]:
+    """libpq's `connect_timeout`, and a server-side end to a transaction left idle, for a
+    PostgreSQL URL that sets none of its own; nothing for other URLs.
 
-    A server that accepts the connection but never answers would hang every command. Only
-    libpq's drivers (psycopg, psycopg2) take the option; the URL, `PGCONNECT_TIMEOUT` and a
-    service file may set their own.
+    A server that accepts the connection but never answers would hang every command. A worker
+    whose machine is lost (a cut link, a powered-off host) in the middle of a transaction
+    leaves it open on the server, holding its row locks: every other worker's check for stale
+    trials (SELECT ... FOR UPDATE) would wait on it until the server's TCP keepalive gives up,
+    hours later. `idle_in_transaction_session_timeout` ends such a session after
+    IDLE_IN_TRANSACTION_S; hpo's own transactions never wait between statements. Only libpq's
+    drivers (psycopg, psycopg2) take these options; the URL, `PGCONNECT_TIMEOUT`, `PGOPTIONS`
+    and a service file may set their own.
     """
     from sqlalchemy.engine import make_url
 
@@ -242,12 +251,16 @@ def _connect_timeout(url: str) -> dict[str, Any]:
         "psycopg2",
     ):
         return {}
-    if {"connect_timeout", "service"} & set(parsed.query) or {
-        "PGCONNECT_TIMEOUT",
-        "PGSERVICE",
-    } & set(os.environ):
+    theirs = set(parsed.query) | {k for k in os.environ if k.startswith("PG")}
+    if theirs & {"service", "PGSERVICE"}:
         return {}
-    return {"connect_timeout": CONNECT_TIMEOUT_S}
+    args: dict[str, Any] = {}
+    if not theirs & {"connect_timeout", "PGCONNECT_TIMEOUT"}:
+        args["connect_timeout"] = CONNECT_TIMEOUT_S
+    if not theirs & {"options", "PGOPTIONS"}:
+        ms = int(IDLE_IN_TRANSACTION_S * 1000)
+        args["options"] = f"-c idle_in_transaction_session_timeout={ms}"
+    return args
 
 
 def _bound_mysql_connects() -> None:

@@ -88,6 +88,7 @@ class Relay:
         self.target = target
         self.server = socket.create_server((address, 0))
         self.port = self.server.getsockname()[1]
+        self.sockets: list[socket.socket] = []
         threading.Thread(target=self.accept, daemon=True).start()
 
     def accept(self) -> None:
@@ -97,6 +98,7 @@ class Relay:
             except OSError:
                 return
             upstream = socket.create_connection(self.target)
+            self.sockets += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self.pump, args=(a, b), daemon=True).start()
 
@@ -110,7 +112,12 @@ class Relay:
                 s.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
+        """Stop, and close every connection: the server then ends the sessions at once."""
         self.server.close()
+        for s in self.sockets:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
 
 
 def test_a_lost_hosts_trial_is_failed_retried_and_its_late_result_refused(

@@ -118,25 +118,70 @@ def test_a_server_that_never_answers_is_one_line_after_the_connect_timeout(
     assert f"cannot open storage {scheme}://hpo:***@" in str(found[0])
 
 
-def test_the_connect_timeout_goes_only_where_libpq_takes_it_and_nothing_sets_one(
+def test_libpq_options_go_only_where_libpq_takes_them_and_nothing_sets_them(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from hpo.storage import CONNECT_TIMEOUT_S, _connect_timeout
+    from hpo.storage import CONNECT_TIMEOUT_S, _libpq_args
 
-    monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
-    monkeypatch.delenv("PGSERVICE", raising=False)
-    ours = {"connect_timeout": CONNECT_TIMEOUT_S}
-    assert _connect_timeout("postgresql+psycopg://u@h/db") == ours
-    assert _connect_timeout("postgresql+psycopg2://u@h/db") == ours
+    for variable in ("PGCONNECT_TIMEOUT", "PGSERVICE", "PGOPTIONS"):
+        monkeypatch.delenv(variable, raising=False)
+    timeout = {"connect_timeout": CONNECT_TIMEOUT_S}
+    idle = {"options": "-c idle_in_transaction_session_timeout=30000"}
+    assert _libpq_args("postgresql+psycopg://u@h/db") == timeout | idle
+    assert _libpq_args("postgresql+psycopg2://u@h/db") == timeout | idle
+    assert _libpq_args("postgresql+psycopg://u@h/db?connect_timeout=3") == idle
+    assert _libpq_args("postgresql+psycopg://u@h/db?options=-c%20x%3D1") == timeout
     for url in (
         "postgresql+pg8000://u@h/db",  # its option is `timeout`: ours would break every open
-        "postgresql+psycopg://u@h/db?connect_timeout=3",
         "postgresql+psycopg://u@h/db?service=main",
         "mysql+pymysql://u@h/db",
     ):
-        assert _connect_timeout(url) == {}, url
+        assert _libpq_args(url) == {}, url
     monkeypatch.setenv("PGCONNECT_TIMEOUT", "30")
-    assert _connect_timeout("postgresql+psycopg://u@h/db") == {}
+    assert _libpq_args("postgresql+psycopg://u@h/db") == idle
+    monkeypatch.setenv("PGOPTIONS", "-c x=1")
+    assert _libpq_args("postgresql+psycopg://u@h/db") == {}
+
+
+@pytest.mark.postgres
+def test_a_transaction_a_lost_worker_left_open_stops_blocking_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A worker cut off between its write and its commit leaves the transaction open on the
+    # server, holding a lock on its trial's row; the others' stale-trial check (SELECT ...
+    # FOR UPDATE) waited on it until the server's TCP keepalive gave up, hours later.
+    import threading
+    import uuid
+
+    import sqlalchemy as sa
+    from optuna.trial import TrialState
+
+    import hpo.storage
+
+    from .test_workers import POSTGRES, server_url
+
+    monkeypatch.setattr(hpo.storage, "IDLE_IN_TRANSACTION_S", 1)
+    url = server_url(POSTGRES, "POSTGRES")
+    lost = open_storage(url, heartbeat_interval=None)
+    name = f"idle-{uuid.uuid4().hex[:8]}"
+    trial = optuna.create_study(study_name=name, storage=lost).ask()
+    cut_off = lost.engine.connect()  # type: ignore[attr-defined]
+    insert = "INSERT INTO trial_user_attributes (trial_id, key, value_json) VALUES (:t, 'k', '1')"
+    cut_off.execute(sa.text(insert), {"t": trial._trial_id})  # ... and no commit comes
+    other = open_storage(url, heartbeat_interval=None)
+    failing = threading.Thread(
+        target=other.set_trial_state_values, args=(trial._trial_id, TrialState.FAIL)
+    )
+    try:
+        failing.start()
+        failing.join(timeout=30)
+        assert not failing.is_alive(), "the open transaction still blocks the others"
+        assert other.get_trial(trial._trial_id).state == TrialState.FAIL
+    finally:
+        with contextlib.suppress(Exception):
+            cut_off.close()
+        failing.join()
+        optuna.delete_study(study_name=name, storage=other)
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite:///:memory:"])
