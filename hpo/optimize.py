@@ -128,20 +128,34 @@ def optimize(
                     callbacks=[lambda study, trial: started.clear(), *callbacks, failures],
                     catch=(Exception,),
                 )
-            except (ValueError, AssertionError, UpdateFinishedTrialError):
+            except (ValueError, AssertionError, UpdateFinishedTrialError) as err:
                 # Optuna refuses to record a trial another worker already failed (this one lost
                 # its heartbeat: a cut link, a paused machine). Its result here is discarded.
                 # Failed between the objective's end and Optuna's tell, the refusal comes as
                 # Optuna's "Should not reach" assertion (a value), or as the storage's
                 # UpdateFinishedTrialError (pruned, or failed), and the check above missed it.
-                if waits and not taken and started:
+                if waits and not taken and started and _refused_as_finished(err):
                     taken.extend(_finished_elsewhere(study, started[0]))
+                started.clear()
                 if not taken:
                     raise
                 lost = taken.pop()
                 for callback in callbacks:
                     callback(study, lost)
                 failures(study, lost)
+
+
+def _refused_as_finished(err: BaseException) -> bool:
+    """Whether `err`, or an error it was raised while handling, is Optuna refusing to record
+    a trial that is already finished (any other error is no lost trial: it is raised)."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, UpdateFinishedTrialError) or (
+            isinstance(seen, ValueError) and str(seen).startswith("Cannot tell a ")
+        ):
+            return True
+        seen = seen.__context__
+    return False
 
 
 QUEUED_ATTRS = {

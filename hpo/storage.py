@@ -140,7 +140,7 @@ def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
     else:
         engine_kwargs["pool_pre_ping"] = True
         url = _with_installed_driver(url)
-        engine_kwargs["connect_args"] = _libpq_args(url)
+        engine_kwargs["connect_args"] = _connect_timeout(url)
         if url.startswith(("mysql", "mariadb")):
             _bound_mysql_connects()
     heartbeat: dict[str, Any] = {}
@@ -152,8 +152,12 @@ def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
                 max_retry=MAX_RETRIES
             ),
         }
-    kind = _SQLiteStorage if sqlite else optuna.storages.RDBStorage
-    return kind(url, engine_kwargs=engine_kwargs, **heartbeat)
+    if sqlite:
+        return _SQLiteStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+    storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+    if make_url(url).get_backend_name() == "postgresql":
+        _end_idle_transactions(storage.engine)
+    return storage
 
 
 def _check_sqlite_file(url: str, driver: str, database: str | None, create: bool) -> None:
@@ -230,18 +234,12 @@ def _begin_immediate_when_locking(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _libpq_args(url: str) -> dict[str, Any]:
-    """libpq's `connect_timeout`, and a server-side end to a transaction left idle, for a
-    PostgreSQL URL that sets none of its own; nothing for other URLs.
+def _connect_timeout(url: str) -> dict[str, Any]:
+    """libpq's `connect_timeout` for a PostgreSQL URL that sets none of its own, or nothing.
 
-    A server that accepts the connection but never answers would hang every command. A worker
-    whose machine is lost (a cut link, a powered-off host) in the middle of a transaction
-    leaves it open on the server, holding its row locks: every other worker's check for stale
-    trials (SELECT ... FOR UPDATE) would wait on it until the server's TCP keepalive gives up,
-    hours later. `idle_in_transaction_session_timeout` ends such a session after
-    IDLE_IN_TRANSACTION_S; hpo's own transactions never wait between statements. Only libpq's
-    drivers (psycopg, psycopg2) take these options; the URL, `PGCONNECT_TIMEOUT`, `PGOPTIONS`
-    and a service file may set their own.
+    A server that accepts the connection but never answers would hang every command. Only
+    libpq's drivers (psycopg, psycopg2) take the option; the URL, `PGCONNECT_TIMEOUT` and a
+    service file may set their own.
     """
     from sqlalchemy.engine import make_url
 
@@ -251,16 +249,45 @@ def _libpq_args(url: str) -> dict[str, Any]:
         "psycopg2",
     ):
         return {}
-    theirs = set(parsed.query) | {k for k in os.environ if k.startswith("PG")}
-    if theirs & {"service", "PGSERVICE"}:
+    if {"connect_timeout", "service"} & set(parsed.query) or {
+        "PGCONNECT_TIMEOUT",
+        "PGSERVICE",
+    } & set(os.environ):
         return {}
-    args: dict[str, Any] = {}
-    if not theirs & {"connect_timeout", "PGCONNECT_TIMEOUT"}:
-        args["connect_timeout"] = CONNECT_TIMEOUT_S
-    if not theirs & {"options", "PGOPTIONS"}:
-        ms = int(IDLE_IN_TRANSACTION_S * 1000)
-        args["options"] = f"-c idle_in_transaction_session_timeout={ms}"
-    return args
+    return {"connect_timeout": CONNECT_TIMEOUT_S}
+
+
+def _end_idle_transactions(engine: Any) -> None:
+    """Have the PostgreSQL server end any of this engine's sessions left idle inside a
+    transaction for IDLE_IN_TRANSACTION_S.
+
+    A worker whose machine is lost (a cut link, a powered-off host) in the middle of a
+    transaction leaves it open on the server, holding its row locks: every other worker's
+    check for stale trials (SELECT ... FOR UPDATE) would wait on it until the server's TCP
+    keepalive gives up, hours later. hpo's own transactions never wait between statements.
+    The setting is made by a SET on each new connection, where the server, the role or the
+    URL's options set none (a startup option would be refused by connection poolers such as
+    PgBouncer); a server that refuses the SET is left as it is.
+    """
+    from sqlalchemy import event
+
+    event.listen(engine, "connect", _set_idle_in_transaction_timeout)
+    engine.dispose()  # the connections Optuna opened while setting up get it too
+
+
+def _set_idle_in_transaction_timeout(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SHOW idle_in_transaction_session_timeout")
+        if str(cursor.fetchone()[0]) == "0":
+            ms = int(IDLE_IN_TRANSACTION_S * 1000)
+            cursor.execute(f"SET idle_in_transaction_session_timeout = {ms}")
+        dbapi_connection.commit()
+    except Exception:
+        with contextlib.suppress(Exception):
+            dbapi_connection.rollback()
+    finally:
+        cursor.close()
 
 
 def _bound_mysql_connects() -> None:

@@ -171,6 +171,24 @@ def test_a_trial_failed_elsewhere_during_its_tell_is_discarded_not_a_crash(
     assert "lost its heartbeat" in ended[0].user_attrs["fail_reason"]
 
 
+class BrokenAfterTrialSampler(optuna.samplers.RandomSampler):
+    def after_trial(self, study, trial, state, values) -> None:  # type: ignore[no-untyped-def]
+        raise ValueError("a sampler bug")
+
+
+def test_an_error_after_the_objective_is_raised_not_taken_for_a_lost_trial(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Optuna still stores the trial's end when its sampler fails: the trial is finished, but
+    # by this worker, and the error must surface.
+    monkeypatch.setenv("HPO_HEARTBEAT_INTERVAL", "1")
+    create_study(load_spec_text(TINY_SPEC), sqlite_url)
+    study, _ = load_study("tiny", sqlite_url)
+    study.sampler = BrokenAfterTrialSampler(seed=0)
+    with pytest.raises(ValueError, match="a sampler bug"):
+        optimize(study, lambda trial: trial.suggest_float("x", 0, 1), n_trials=2)
+
+
 class InterruptingSampler(optuna.samplers.RandomSampler):
     """Sends Ctrl-C to this process from inside `study.ask`, after the trial was created."""
 

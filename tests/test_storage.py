@@ -118,29 +118,25 @@ def test_a_server_that_never_answers_is_one_line_after_the_connect_timeout(
     assert f"cannot open storage {scheme}://hpo:***@" in str(found[0])
 
 
-def test_libpq_options_go_only_where_libpq_takes_them_and_nothing_sets_them(
+def test_the_connect_timeout_goes_only_where_libpq_takes_it_and_nothing_sets_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from hpo.storage import CONNECT_TIMEOUT_S, _libpq_args
+    from hpo.storage import CONNECT_TIMEOUT_S, _connect_timeout
 
-    for variable in ("PGCONNECT_TIMEOUT", "PGSERVICE", "PGOPTIONS"):
-        monkeypatch.delenv(variable, raising=False)
-    timeout = {"connect_timeout": CONNECT_TIMEOUT_S}
-    idle = {"options": "-c idle_in_transaction_session_timeout=30000"}
-    assert _libpq_args("postgresql+psycopg://u@h/db") == timeout | idle
-    assert _libpq_args("postgresql+psycopg2://u@h/db") == timeout | idle
-    assert _libpq_args("postgresql+psycopg://u@h/db?connect_timeout=3") == idle
-    assert _libpq_args("postgresql+psycopg://u@h/db?options=-c%20x%3D1") == timeout
+    monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
+    monkeypatch.delenv("PGSERVICE", raising=False)
+    ours = {"connect_timeout": CONNECT_TIMEOUT_S}
+    assert _connect_timeout("postgresql+psycopg://u@h/db") == ours
+    assert _connect_timeout("postgresql+psycopg2://u@h/db") == ours
     for url in (
         "postgresql+pg8000://u@h/db",  # its option is `timeout`: ours would break every open
+        "postgresql+psycopg://u@h/db?connect_timeout=3",
         "postgresql+psycopg://u@h/db?service=main",
         "mysql+pymysql://u@h/db",
     ):
-        assert _libpq_args(url) == {}, url
+        assert _connect_timeout(url) == {}, url
     monkeypatch.setenv("PGCONNECT_TIMEOUT", "30")
-    assert _libpq_args("postgresql+psycopg://u@h/db") == idle
-    monkeypatch.setenv("PGOPTIONS", "-c x=1")
-    assert _libpq_args("postgresql+psycopg://u@h/db") == {}
+    assert _connect_timeout("postgresql+psycopg://u@h/db") == {}
 
 
 @pytest.mark.postgres
@@ -182,6 +178,24 @@ def test_a_transaction_a_lost_worker_left_open_stops_blocking_the_others(
             cut_off.close()
         failing.join()
         optuna.delete_study(study_name=name, storage=other)
+
+
+@pytest.mark.postgres
+def test_an_idle_transaction_limit_set_elsewhere_is_kept() -> None:
+    from .test_workers import POSTGRES, server_url
+
+    url = server_url(POSTGRES, "POSTGRES")
+    setting = "SHOW idle_in_transaction_session_timeout"
+    ours = open_storage(url, heartbeat_interval=None).engine  # type: ignore[attr-defined]
+    with ours.connect() as db:
+        assert db.exec_driver_sql(setting).scalar() == "30s"
+    sep = "&" if "?" in url else "?"
+    theirs = open_storage(
+        f"{url}{sep}options=-c%20idle_in_transaction_session_timeout%3D5000",
+        heartbeat_interval=None,
+    ).engine  # type: ignore[attr-defined]
+    with theirs.connect() as db:
+        assert db.exec_driver_sql(setting).scalar() == "5s"
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite:///:memory:"])
