@@ -130,19 +130,6 @@ def _is_journal(file: Path) -> bool:
 def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
     from sqlalchemy.engine import make_url
 
-    engine_kwargs: dict[str, Any] = {}
-    parsed = make_url(url)
-    sqlite = parsed.get_backend_name() == "sqlite"
-    if sqlite:
-        _check_sqlite_file(url, parsed.get_driver_name(), parsed.database, create)
-        # Several local workers write the same file: wait for the lock instead of failing.
-        engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
-    else:
-        engine_kwargs["pool_pre_ping"] = True
-        url = _with_installed_driver(url)
-        engine_kwargs["connect_args"] = _connect_timeout(url)
-        if url.startswith(("mysql", "mariadb")):
-            _bound_mysql_connects()
     heartbeat: dict[str, Any] = {}
     if heartbeat_interval:
         heartbeat = {
@@ -152,10 +139,19 @@ def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
                 max_retry=MAX_RETRIES
             ),
         }
-    if sqlite:
-        return _SQLiteStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        _check_sqlite_file(url, parsed.get_driver_name(), parsed.database, create)
+        # Several local workers write the same file: wait for the lock instead of failing.
+        sqlite_args = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
+        return _SQLiteStorage(url, engine_kwargs=sqlite_args, **heartbeat)
+    url = _with_installed_driver(url)
+    if backend in ("mysql", "mariadb"):
+        _bound_mysql_connects()
+    engine_kwargs = {"pool_pre_ping": True, "connect_args": _connect_timeout(url)}
     storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
-    if make_url(url).get_backend_name() == "postgresql":
+    if backend == "postgresql":
         _end_idle_transactions(storage.engine)
     return storage
 

@@ -97,15 +97,21 @@ def test_a_new_trial_leaves_its_place_to_a_retry_enqueued_while_it_was_made() ->
     assert _taken_before(study, retry.number) == 1
 
 
+def heartbeat_study(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> optuna.Study:
+    """The tiny study, loaded with a heartbeat every second."""
+    monkeypatch.setenv("HPO_HEARTBEAT_INTERVAL", "1")
+    create_study(load_spec_text(TINY_SPEC), sqlite_url)
+    study, _ = load_study("tiny", sqlite_url)
+    return study
+
+
 def test_a_trial_left_running_before_its_first_heartbeat_is_failed_and_retried(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A process killed between Optuna creating its trial and the first heartbeat leaves a
     # RUNNING trial with no heartbeat, which Optuna's stale check never fails: without hpo's
     # own check the study below would wait for it until the timeout.
-    monkeypatch.setenv("HPO_HEARTBEAT_INTERVAL", "1")
-    create_study(load_spec_text(TINY_SPEC), sqlite_url)
-    study, _ = load_study("tiny", sqlite_url)
+    study = heartbeat_study(sqlite_url, monkeypatch)
     # Asked as the killed process did, without ever starting its heartbeat.
     plain = open_storage(sqlite_url, heartbeat_interval=None)
     orphan = optuna.load_study(study_name="tiny", storage=plain).ask()
@@ -148,9 +154,7 @@ def test_a_trial_failed_elsewhere_during_its_tell_is_discarded_not_a_crash(
     # Optuna then raises its "Should not reach" assertion (a value) or the storage's
     # UpdateFinishedTrialError (pruned, or an error), not the ValueError of a trial failed
     # before its tell began.
-    monkeypatch.setenv("HPO_HEARTBEAT_INTERVAL", "1")
-    create_study(load_spec_text(TINY_SPEC), sqlite_url)
-    study, _ = load_study("tiny", sqlite_url)
+    study = heartbeat_study(sqlite_url, monkeypatch)
     study.sampler = FailingElsewhereSampler(open_storage(sqlite_url, heartbeat_interval=None))
 
     def objective(trial: optuna.Trial) -> float:
@@ -181,9 +185,7 @@ def test_an_error_after_the_objective_is_raised_not_taken_for_a_lost_trial(
 ) -> None:
     # Optuna still stores the trial's end when its sampler fails: the trial is finished, but
     # by this worker, and the error must surface.
-    monkeypatch.setenv("HPO_HEARTBEAT_INTERVAL", "1")
-    create_study(load_spec_text(TINY_SPEC), sqlite_url)
-    study, _ = load_study("tiny", sqlite_url)
+    study = heartbeat_study(sqlite_url, monkeypatch)
     study.sampler = BrokenAfterTrialSampler(seed=0)
     with pytest.raises(ValueError, match="a sampler bug"):
         optimize(study, lambda trial: trial.suggest_float("x", 0, 1), n_trials=2)
