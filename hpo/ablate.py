@@ -21,6 +21,7 @@ from hpo.ablation import DESIGNS, Comparison, Plan, plan_ablation
 from hpo.errors import HpoError
 from hpo.secrets import mask
 from hpo.stats import (
+    ALPHA,
     DELTA,
     HELPS,
     HURTS,
@@ -30,6 +31,7 @@ from hpo.stats import (
     Verdict,
     judge,
     paired_effect,
+    stage_alpha,
     t_interval,
 )
 from hpo.storage import open_storage
@@ -46,6 +48,8 @@ from hpo.study import (
 PLAN_ATTR = "ablation"
 SEEDS_ATTR = "seeds"
 DELTA_ATTR = "delta"
+STAGES_ATTR = "stages"
+"""The number of seeds of each analysis stage: one entry per `hpo ablate` that added seeds."""
 METRICS = ("test_accuracy", "val_accuracy")
 PENDING = (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)
 
@@ -75,7 +79,8 @@ def prepare_ablation(
     None keeps the one stored before (`DELTA` for a new ablation).
 
     Returns the companion study, its plan and the number of runs it must finish. An existing
-    ablation keeps its plan; more seeds extend it.
+    ablation keeps its plan; more seeds extend it, and begin its next analysis stage (its
+    verdicts are then tested at that stage's level, `hpo.stats.stage_alpha`).
     """
     if n_seeds < 2:
         raise HpoError(f"--seeds must be at least 2 to pair differences, got {n_seeds}")
@@ -110,9 +115,14 @@ def prepare_ablation(
         companion.set_user_attr(PLAN_ATTR, plan.to_json())
         seeds = []
     wanted = ablation_seeds(spec.seed, n_seeds)
+    # An ablation made before stages were recorded: its seeds so far were its first stage.
+    stages = list(companion.user_attrs.get(STAGES_ATTR) or ([len(seeds)] if seeds else []))
     seeds = seeds + [s for s in wanted if s not in seeds]
+    if not stages or len(seeds) > stages[-1]:
+        stages.append(len(seeds))
     n_runs = len(plan.variants) * len(seeds)
     companion.set_user_attr(SEEDS_ATTR, seeds)
+    companion.set_user_attr(STAGES_ATTR, stages)
     if delta is not None or DELTA_ATTR not in companion.user_attrs:
         companion.set_user_attr(DELTA_ATTR, DELTA if delta is None else delta)
     companion.set_user_attr(N_RUNS, n_runs)
@@ -161,6 +171,11 @@ def stored_delta(companion: optuna.Study) -> float:
     return float(companion.user_attrs.get(DELTA_ATTR, DELTA))
 
 
+def stored_stage(companion: optuna.Study) -> int:
+    """The ablation's current analysis stage: 1, plus one for each time seeds were added."""
+    return max(1, len(companion.user_attrs.get(STAGES_ATTR) or ()))
+
+
 def collect_runs(trials: Sequence[FrozenTrial]) -> dict[tuple[str, int], Mapping[str, Any]]:
     """The user attributes of each (variant, seed) run's first complete trial."""
     runs: dict[tuple[str, int], Mapping[str, Any]] = {}
@@ -190,6 +205,12 @@ class Analysis:
     n_runs: int
     n_done: int
     delta: float
+    stage: int = 1
+
+    @property
+    def alpha(self) -> float:
+        """The family-wise error this stage's verdicts are tested at (`stage_alpha`)."""
+        return stage_alpha(self.stage)
 
     def rows_of(self, design: str) -> list[Row]:
         return [r for r in self.rows if r.comparison.design == design]
@@ -200,22 +221,28 @@ def analyze(
     seeds: Sequence[int],
     runs: Mapping[tuple[str, int], Mapping[str, Any]],
     delta: float = DELTA,
+    stage: int = 1,
 ) -> Analysis:
-    """Verdicts for every comparison of `plan`, each design a family for Holm's correction.
+    """Verdicts for every comparison of `plan`, each design a family for Holm's correction,
+    tested at the level of analysis stage `stage` (`hpo.stats.stage_alpha`); the seeds that
+    would settle an inconclusive one are planned for the next stage's level.
 
     Only seeds with a finished run on both sides of a comparison pair up.
     """
+    alpha, settle = stage_alpha(stage), stage_alpha(stage + 1)
     rows: list[Row] = []
     for design in DESIGNS:
         comparisons = [c for c in plan.comparisons if c.design == design]
         verdicts = {
-            metric: judge([_effect(c, seeds, runs, metric) for c in comparisons], delta)
+            metric: judge(
+                [_effect(c, seeds, runs, metric) for c in comparisons], delta, alpha, settle
+            )
             for metric in METRICS
         }
         for i, c in enumerate(comparisons):
             rows.append(Row(c, verdicts["test_accuracy"][i], verdicts["val_accuracy"][i]))
     n_runs = len(plan.variants) * len(seeds)
-    return Analysis(plan, list(seeds), rows, n_runs, len(runs), delta)
+    return Analysis(plan, list(seeds), rows, n_runs, len(runs), delta, stage)
 
 
 def _effect(
@@ -279,7 +306,7 @@ def verdict_lines(analysis: Analysis) -> list[str]:
     lines = [
         f"ablation of '{analysis.plan.of}': {analysis.n_done}/{analysis.n_runs} runs, "
         f"{len(analysis.seeds)} paired seeds; effects on test accuracy in points "
-        f"(higher is better), family-wise 95% t intervals, Holm-corrected verdicts, "
+        f"(higher is better), {stage_text(analysis)}, "
         f"no effect = within +-{100 * analysis.delta:.1f}; in order of the validation effect"
     ]
     for design in DESIGNS:
@@ -290,6 +317,22 @@ def verdict_lines(analysis: Analysis) -> list[str]:
         for row in sorted(rows, key=validation_order):
             lines.append(f"  {row.comparison.technique:<20} {verdict_text(row.test)}")
     return lines
+
+
+def confidence(analysis: Analysis) -> str:
+    """`97.5%`: the family-wise confidence of this stage's intervals."""
+    return f"{100 * (1 - analysis.alpha):g}%"
+
+
+def stage_text(analysis: Analysis) -> str:
+    """Which analysis of the ablation this is and the level its verdicts are tested at."""
+    spent = sum(stage_alpha(k) for k in range(1, analysis.stage + 1))
+    return (
+        f"analysis {analysis.stage} of this ablation: family-wise {confidence(analysis)} t "
+        f"intervals and Holm-corrected verdicts at {100 * analysis.alpha:g}% "
+        f"({100 * spent:g}% of its {100 * ALPHA:g}% spent so far; adding seeds starts the "
+        "next analysis at half the level)"
+    )
 
 
 def verdict_text(v: Verdict) -> str:
@@ -328,10 +371,12 @@ def touches_zero(v: Verdict) -> bool:
 
 
 def seeds_to_settle_text(v: Verdict) -> str:
-    """`about 40 seeds would settle it`, or that more than MAX_SEEDS would be needed."""
+    """`about 40 seeds in all (30 more) would settle it`, or that more than MAX_SEEDS would be
+    needed."""
     if v.n_seeds_needed is None:
         return f"more than {MAX_SEEDS:,} seeds would be needed at this spread"
-    return f"about {v.n_seeds_needed} seeds would settle it"
+    more = v.n_seeds_needed - v.effect.n
+    return f"about {v.n_seeds_needed} seeds in all ({more} more) would settle it"
 
 
 def validation_order(row: Row) -> tuple[bool, float]:

@@ -132,11 +132,12 @@ def describe_changes(without: Mapping[str, Any], with_: Mapping[str, Any]) -> st
     for name in KNOBS:
         if with_.get(name) != without.get(name):
             value = with_.get(name, "unused")
-            parts.append(f"{name}={_short(value)}")
+            parts.append(f"{name}={short_value(value)}")
     return ", ".join(parts) or "nothing"
 
 
-def _short(value: Any) -> str:
+def short_value(value: Any) -> str:
+    """A knob's value as the plan's descriptions write it: floats to three digits."""
     if isinstance(value, float):
         return f"{value:.3g}"
     return str(value)

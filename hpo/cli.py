@@ -398,7 +398,14 @@ def ablate(
     resume, --workers and other machines share them. Trains, and reads the test set to score
     each run after every choice was made on validation.
     """
-    from hpo.ablate import analyze, collect_runs, prepare_ablation, stored_delta, verdict_lines
+    from hpo.ablate import (
+        analyze,
+        collect_runs,
+        prepare_ablation,
+        stored_delta,
+        stored_stage,
+        verdict_lines,
+    )
     from hpo.ablation import DESIGNS
     from hpo.storage import storage_url
 
@@ -419,7 +426,7 @@ def ablate(
     run(companion.study_name, None, timeout, data, url, workers, 10)
     seeds_used = list(companion.user_attrs["seeds"])
     runs = collect_runs(companion.get_trials(deepcopy=False))
-    analysis = analyze(plan, seeds_used, runs, stored_delta(companion))
+    analysis = analyze(plan, seeds_used, runs, stored_delta(companion), stored_stage(companion))
     typer.echo("\n".join(verdict_lines(analysis)))
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import optuna
 from optuna.trial import FixedTrial, FrozenTrial
 
-from hpo.space import complete_params, suggest_params
+from hpo.space import KNOBS, suggest_params
 from hpo.spec import Spec
 
 ATTR_PREFIX = "test:"
@@ -70,9 +70,14 @@ def seed_stream(study_seed: int, n_seeds: int) -> list[int]:
 
 
 def default_params(spec: Spec) -> dict[str, Any]:
-    """The full params of the configuration with every searched knob at its default."""
-    fixed = FixedTrial(complete_params({}, spec.space))
-    return suggest_params(fixed, spec.space)  # type: ignore[arg-type]
+    """The full params of the configuration with every searched knob at its default.
+
+    A default may lie outside its knob's searched range or choices (a study of SGD against
+    AdamW still has Adam as its default): the baseline is the lesson's configuration whether
+    or not the search could sample it.
+    """
+    defaults = {name: KNOBS[name].default for name in spec.searched()}
+    return suggest_params(FixedTrial({}), {**spec.space, **defaults})  # type: ignore[arg-type]
 
 
 def resolved_params(trial: FrozenTrial, spec: Spec) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from benchmarks.ranking_calibration import KNOWN as KNOWN_SPEC
 from hpo.ablate import analyze, collect_runs, load_ablation
 from hpo.cli import app
-from hpo.stats import HELPS, HURTS, NO_EFFECT, judge, paired_effect
+from hpo.stats import ALPHA, HELPS, HURTS, NO_EFFECT, judge, paired_effect
 from hpo.storage import open_storage
 
 from .conftest import REPO, TINY_SPEC
@@ -269,6 +269,79 @@ def test_the_answer_says_on_how_many_pairs_a_half_done_ablation_rests() -> None:
     runs = {(key, seed): runs[key, seed % 3] for key in ("baseline", "dropout") for seed in seeds}
     text = "\n".join(answer(analyze(a_plan(), seeds, runs), runs, "s"))
     assert "over 10 paired seeds," in text
+
+
+def test_adding_seeds_starts_the_next_analysis_at_half_the_level(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    from hpo.ablate import STAGES_ATTR, prepare_ablation, stored_stage, verdict_lines
+
+    name = make_study(tmp_path, sqlite_url)
+    stages = []
+    for n_seeds in (2, 2, 3, 3, 2, 5):
+        companion, _, _ = prepare_ablation(name, sqlite_url, n_seeds, techniques=["l2_one"])
+        stages.append(stored_stage(companion))
+    # Only more seeds than before begin a new analysis; the same or fewer are the same one.
+    assert stages == [1, 1, 2, 2, 2, 3]
+    assert companion.user_attrs[STAGES_ATTR] == [2, 3, 5]
+    # An ablation prepared before stages were kept: its seeds so far were its first stage.
+    companion.set_user_attr(STAGES_ATTR, [])
+    companion, _, _ = prepare_ablation(name, sqlite_url, 6, techniques=["l2_one"])
+    assert companion.user_attrs[STAGES_ATTR] == [5, 6] and stored_stage(companion) == 2
+
+    seeds = list(range(10))
+    runs = {
+        (key, seed): {"test_accuracy": 0.2 + 0.001 * seed + shift, "val_accuracy": 0.2}
+        for key, shift in (("baseline", 0.0), ("dropout", 0.004))
+        for seed in seeds
+    }
+    runs.update({("dropout", s): {"test_accuracy": 0.19, "val_accuracy": 0.2} for s in (0, 1)})
+    first, second = (analyze(a_plan(), seeds, runs, stage=k) for k in (1, 2))
+    v1, v2 = first.rows[0].test, second.rows[0].test
+    assert (v1.level, v1.settle_level, v2.level) == (ALPHA / 2, ALPHA / 4, ALPHA / 4)
+    assert v1.effect == v2.effect and v2.high - v2.low > v1.high - v1.low
+    text = "\n".join(verdict_lines(second))
+    assert "analysis 2 of this ablation: family-wise 98.75% t intervals" in text
+    assert "(3.75% of its 5% spent so far" in text
+
+
+def test_the_answer_names_what_it_did_not_compare_and_every_caveat() -> None:
+    from hpo.ablate import TOUCHES_ZERO, Analysis, Row
+    from hpo.ablation import ADD_ONE_IN, Comparison, Plan, Variant
+    from hpo.report.ablation_section import interval_points, points
+    from hpo.report.answer import answer
+    from hpo.stats import DELTA, Verdict
+
+    # The lesson's dropout experiment also widens the first layer: the answer says so, and
+    # leaves out the rate that only comes with switching dropout on.
+    with_ = {"dropout": "on", "dropout_rate": 0.1, "first_units": 140}
+    plan = Plan(
+        "s",
+        (Variant("baseline", {"dropout": "off"}), Variant("dropout", with_)),
+        (Comparison(ADD_ONE_IN, "dropout", "dropout", "baseline", "..."),),
+        0,
+        "baseline",
+        "dropout",
+    )
+    seeds = list(range(10))
+    runs = {
+        (key, seed): {"test_accuracy": 0.2 + 0.001 * seed + up, "val_accuracy": 0.2 + up}
+        for key, up in (("baseline", 0.0), ("dropout", 0.01))
+        for seed in seeds
+    }
+    effect = paired_effect([0.21] * 10, [0.2] * 10)
+    # Holm's test rejects while the simultaneous interval still holds zero (it can, m > 1).
+    helps = Verdict(effect, 0.04, -0.0004, 0.02, HELPS, DELTA, ALPHA / 4, ALPHA / 8)
+    row = Row(plan.comparisons[0], helps, helps)
+    analysis = Analysis(plan, seeds, [row], 20, 20, DELTA, 1)
+    lead, use, table = answer(analysis, runs, "s", ["dropout", "weight_decay"])[1:4]
+    assert "dropout (first_units=140, dropout=on) +1.0 [-0.0, +2.0]" in lead
+    assert "**Not compared**: weight_decay." in lead
+    assert "**Use** `dropout`" in use and TOUCHES_ZERO in use
+    assert TOUCHES_ZERO in table and "(first_units=140, dropout=on)" in table
+    # An interval's end just below zero keeps its sign.
+    assert (points(-0.0004), points(0.0), points(0.0004)) == ("-0.0", "+0.0", "+0.0")
+    assert interval_points(-0.0004, 0.02) == "[-0.0, +2.0]"
 
 
 def test_runs_queued_twice_and_two_ablates_at_once_train_each_run_once(

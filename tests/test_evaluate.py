@@ -9,8 +9,8 @@ from optuna.trial import FixedTrial
 
 from hpo.evaluate import Config, default_params, evaluation_seeds, result_key, summarize
 from hpo.objective import trial_seed
-from hpo.space import suggest_params
-from hpo.spec import load_spec
+from hpo.space import KNOBS, suggest_params
+from hpo.spec import load_spec, load_spec_text
 from hpo.testing import full_params
 
 from .conftest import REPO
@@ -40,6 +40,17 @@ def test_default_configuration_is_the_lessons_baseline() -> None:
     spec = load_spec(REPO / "studies" / "lesson.toml")
     (baseline,) = [e for e in spec.enqueue if e.name == "baseline"]
     assert default_params(spec) == suggest_params(FixedTrial(dict(baseline.params)), spec.space)
+
+
+def test_the_defaults_are_the_baseline_even_where_the_search_leaves_them_out() -> None:
+    text = (REPO / "studies" / "lesson.toml").read_text().split("[[enqueue]]")[0]
+    spec = load_spec_text(
+        text.replace("[params]", '[params]\noptimizer = { choices = ["sgd", "adamw"] }', 1)
+    )
+    assert spec.searched()["optimizer"].choices == ("sgd", "adamw")  # type: ignore[attr-defined]
+    params = default_params(spec)
+    assert params["optimizer"] == KNOBS["optimizer"].default == "adam"
+    assert params == {**default_params(load_spec_text(text)), "optimizer": "adam"}
 
 
 def test_summary_gives_mean_sample_sd_and_range() -> None:

@@ -12,13 +12,15 @@ from hpo.ablate import (
     Row,
     Scores,
     ablation_name,
+    confidence,
     seeds_to_settle_text,
+    stage_text,
     validation_order,
     variant_scores,
 )
 from hpo.ablation import ADD_ONE_IN, DESIGNS, LEAVE_ONE_OUT
 from hpo.report.markdown import DASH, table
-from hpo.stats import ALPHA, INCONCLUSIVE, Verdict
+from hpo.stats import ALPHA, INCONCLUSIVE, Verdict, stage_alpha
 
 QUESTIONS = {
     LEAVE_ONE_OUT: "what each technique contributes to the best configuration: the best "
@@ -30,11 +32,16 @@ QUESTIONS = {
 
 
 def points(value: float, sign: bool = True) -> str:
-    """A fraction of accuracy as points with one decimal: 0.0123 -> +1.2."""
+    """A fraction of accuracy as points with one decimal: 0.0123 -> +1.2, -0.0004 -> -0.0.
+
+    The sign is the value's own, also where it rounds to zero: an interval's end just below
+    zero reads "-0.0", not "+0.0". Exactly zero reads "+0.0"."""
     if not math.isfinite(value):
         return DASH
-    shown = round(100 * value, 1) + 0.0  # + 0.0: no "-0.0" for a value that rounds to zero
-    return f"{shown:+.1f}" if sign else f"{shown:.1f}"
+    shown = abs(round(100 * value, 1))
+    if not sign:
+        return f"{shown:.1f}"
+    return f"{'-' if value < 0 else '+'}{shown:.1f}"
 
 
 def interval_points(low: float, high: float) -> str:
@@ -95,17 +102,21 @@ def section(
         "on the model it ends with (early stopping's restored weights where it restores "
         "them), on validation and on the test set; every choice was made on validation "
         "before. Effects are **test accuracy in points, with minus without (higher is "
-        "better)**: the mean paired difference over seeds with its family-wise 95% t "
-        "interval (Bonferroni: each comparison's at 1 - 5%/m, m the comparisons of its "
-        "design, so all of a design's intervals hold together 95% of the time), P(better) "
+        "better)**: the mean paired difference over seeds with its family-wise "
+        f"{confidence(analysis)} t interval (Bonferroni: each comparison's at "
+        f"1 - {100 * analysis.alpha:g}%/m, m the comparisons of its design, so all of a "
+        f"design's intervals hold together {confidence(analysis)} of the time), P(better) "
         "the share of seeds where the variant with the technique scored higher, and sd the "
-        "seed-to-seed spread of the difference. Verdicts hold at a family-wise error of "
-        f"{ALPHA:.0%} within each design: **no effect** when that interval lies within "
+        f"seed-to-seed spread of the difference. This is {stage_text(analysis)}. Every "
+        "verdict an ablation gives, over all its analyses, holds at a family-wise error of "
+        f"{ALPHA:.0%} within each design (analysis k tests at {ALPHA:.0%}/2^k, so looking "
+        "again after adding seeds cannot raise it): **no effect** when the interval lies within "
         f"±{100 * analysis.delta:.1f} points (any effect is smaller than that); else "
         "**helps** / **hurts** when the paired t-test rejects no difference after Holm's "
         "step-down correction (more powerful than the interval: it can reject where the "
         "interval still touches zero); otherwise **inconclusive**, with the seeds that "
-        "would settle it at the observed spread (80% power). Rows are in order of the "
+        "would settle it at the observed spread (80% power, tested at the next analysis's "
+        f"{100 * stage_alpha(analysis.stage + 1):g}%). Rows are in order of the "
         "validation effect; the test set orders and picks nothing.",
         headline(analysis, runs),
     ]
@@ -114,9 +125,12 @@ def section(
         if not rows:
             continue
         lines += [f"### {design.capitalize()}", f"Question: {QUESTIONS[design]}."]
-        lines.append(_table(rows))
+        lines.append(_table(rows, confidence(analysis)))
     if "effects" in figures:
-        lines.append(f"![Paired differences with family-wise 95% intervals]({figures['effects']})")
+        lines.append(
+            f"![Paired differences with family-wise {confidence(analysis)} intervals]"
+            f"({figures['effects']})"
+        )
     gaps = [d for d in DESIGNS if f"gap_{d}" in figures]
     if gaps:
         lines += [
@@ -132,7 +146,7 @@ def section(
     return lines
 
 
-def _table(rows: Sequence[Row]) -> str:
+def _table(rows: Sequence[Row], level: str) -> str:
     body = [
         [
             r.comparison.technique,
@@ -154,10 +168,10 @@ def _table(rows: Sequence[Row]) -> str:
         "technique",
         "what it changes",
         "Δ val (pp)",
-        "val interval (family-wise 95%)",
+        f"val interval (family-wise {level})",
         "val verdict",
         "Δ test (pp)",
-        "interval (family-wise 95%)",
+        f"interval (family-wise {level})",
         "sd (pp)",
         "P(better)",
         "p (Holm)",
@@ -174,7 +188,7 @@ def _p(p: float) -> str:
 
 
 def draw_effects(analysis: Analysis, path: Path) -> Path:
-    """Each comparison's mean paired difference on test accuracy with its family-wise 95%
+    """Each comparison's mean paired difference on test accuracy with its family-wise
     interval, the one its verdict reads, in order of the validation effect."""
     from hpo.report.figures import plot_effects
 
@@ -197,7 +211,7 @@ def draw_effects(analysis: Analysis, path: Path) -> Path:
                     ],
                 )
             )
-    return plot_effects(groups, 100 * analysis.delta, path)
+    return plot_effects(groups, 100 * analysis.delta, path, confidence(analysis))
 
 
 def draw_gaps(

@@ -6,22 +6,34 @@ show, so the answer and the tables cannot disagree.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hpo.ablate import (
     TOUCHES_ZERO,
     Analysis,
     Row,
+    confidence,
     paired_scores,
     seeds_to_settle_text,
     touches_zero,
     variant_scores,
 )
-from hpo.ablation import ADD_ONE_IN, LEAVE_ONE_OUT, describe_changes
+from hpo.ablation import ADD_ONE_IN, LEAVE_ONE_OUT, Plan, describe_changes, short_value
 from hpo.report.ablation_section import interval_points, points
 from hpo.report.markdown import DASH, table
-from hpo.stats import ALPHA, HELPS, HURTS, INCONCLUSIVE, NO_EFFECT, Verdict, judge, paired_effect
+from hpo.space import KNOBS
+from hpo.stats import (
+    ALPHA,
+    HELPS,
+    HURTS,
+    INCONCLUSIVE,
+    NO_EFFECT,
+    Verdict,
+    judge,
+    paired_effect,
+    stage_alpha,
+)
 
 WORDS = {HELPS: "helps", HURTS: "hurts", NO_EFFECT: "no effect", INCONCLUSIVE: "unknown"}
 
@@ -30,8 +42,13 @@ def answer(
     analysis: Analysis | None,
     runs: Mapping[tuple[str, int], Mapping[str, Any]],
     name: str,
+    searched: Sequence[str] = (),
 ) -> list[str]:
-    """The Answer section: a paragraph and a table per technique, or how to get one."""
+    """The Answer section: a paragraph and a table per technique, or how to get one.
+
+    `searched` are the techniques the study searched: any that no comparison covers is named
+    as not compared, so a reader does not take silence for an answer.
+    """
     head = "## Answer"
     if analysis is None or not analysis.rows:
         return [
@@ -49,12 +66,14 @@ def answer(
     groups: dict[str, list[str]] = {HELPS: [], HURTS: [], NO_EFFECT: [], INCONCLUSIVE: []}
     for technique, rows in by_technique.items():
         row = rows.get(ADD_ONE_IN) or rows[LEAVE_ONE_OUT]
-        groups[row.test.label].append(_named(technique, row))
+        groups[row.test.label].append(_named(technique, row, plan))
     sentences = [
-        f"On its own against the baseline (where the study tested it so; else taken out of the "
-        f"best configuration), over {_pairs(analysis)}, in test accuracy "
-        "points (higher is better), with family-wise 95% intervals; each design's verdicts "
-        f"hold at a family-wise error of {ALPHA:.0%}:"
+        "Each technique or experiment switched on in the baseline, with what it changes in "
+        "brackets where that is more than one knob (where the study tested it so; else taken "
+        f"out of the best configuration), over {_pairs(analysis)}, in test accuracy "
+        f"points (higher is better), with family-wise {confidence(analysis)} intervals "
+        f"(analysis {analysis.stage} of this ablation; each design's verdicts over all its "
+        f"analyses hold at a family-wise error of {ALPHA:.0%}):"
     ]
     for label, intro in (
         (HELPS, "**Helps**"),
@@ -64,12 +83,20 @@ def answer(
     ):
         if groups[label]:
             sentences.append(f"{intro}: {'; '.join(groups[label])}.")
+    missing = [t for t in searched if t not in by_technique]
+    if missing:
+        sentences.append(
+            f"**Not compared**: {', '.join(missing)}. The study searched them, but no "
+            "comparison of this ablation switches them (the best configuration does not use "
+            "them, and no add-one-in comparison turns them on): this report says nothing "
+            "about them."
+        )
     recommend = _recommendation(analysis, runs)
     return [
         head,
         " ".join(sentences),
         recommend,
-        _table(by_technique),
+        _table(by_technique, plan),
         f"One run's test accuracy varies by about {points(base.sd, False)} points from seed "
         "to seed (the baseline's sd): a single comparison of two runs cannot tell effects of "
         "that size apart, which is why each verdict pairs many seeds.",
@@ -111,10 +138,11 @@ def _recommendation(analysis: Analysis, runs: Mapping[tuple[str, int], Mapping[s
         if against.effect.n == 0:
             versus = "Against the baseline on test: no paired runs yet."
         else:
+            zero = f"; {TOUCHES_ZERO}" if touches_zero(against) else ""
             versus = (
                 f"Against the baseline on test, paired over {against.effect.n} seeds: "
                 f"{points(against.effect.mean)} {interval_points(against.low, against.high)} "
-                f"points, {WORDS[against.label]} ({source})."
+                f"points, {WORDS[against.label]} ({source}{zero})."
             )
         text = (
             f"{lead} ({how}), which changes from the baseline: {changes}. {versus} "
@@ -151,7 +179,7 @@ def _against_baseline(
     effect = paired_scores(chosen, plan.baseline, analysis.seeds, runs)
     k = max(1, len(plan.variants) - 1)
     family = [effect, *[paired_effect([], [])] * (k - 1)]
-    verdict = judge(family, delta=analysis.delta)[0]
+    verdict = judge(family, analysis.delta, analysis.alpha, stage_alpha(analysis.stage + 1))[0]
     return verdict, f"judged as one of the {k} variants validation chose from"
 
 
@@ -165,9 +193,9 @@ def _pairs(analysis: Analysis) -> str:
     return f"{span} paired seeds of the {planned} planned (runs are missing)"
 
 
-def _named(technique: str, row: Row) -> str:
+def _named(technique: str, row: Row, plan: Plan) -> str:
     e, v = row.test.effect, row.test
-    text = f"{technique} {points(e.mean)} {interval_points(v.low, v.high)}"
+    text = f"{_title(technique, row, plan)} {points(e.mean)} {interval_points(v.low, v.high)}"
     if v.label == INCONCLUSIVE and e.n >= 2:
         text += f", {seeds_to_settle_text(v)}"
     if touches_zero(v):
@@ -175,13 +203,30 @@ def _named(technique: str, row: Row) -> str:
     return text
 
 
-def _table(by_technique: Mapping[str, Mapping[str, Row]]) -> str:
+def _title(technique: str, row: Row, plan: Plan) -> str:
+    """The technique's name, with what its comparison changes where that is more than one
+    knob (an experiment that also widens a layer, early stopping with its longer budget)."""
+    changes = _main_changes(plan, row)
+    return f"{technique} ({changes})" if "," in changes else technique
+
+
+def _main_changes(plan: Plan, row: Row) -> str:
+    """What the comparison's `with` side sets otherwise than its `without` side, leaving out
+    the knobs that only come with another change (the dropout rate of switching dropout on)."""
+    with_ = plan.variant(row.comparison.with_).params
+    without = plan.variant(row.comparison.without).params
+    differ = [k for k in KNOBS if with_.get(k) != without.get(k)]
+    own = [k for k in differ if KNOBS[k].parent not in differ]
+    return ", ".join(f"{k}={short_value(with_.get(k, 'unused'))}" for k in own) or "nothing"
+
+
+def _table(by_technique: Mapping[str, Mapping[str, Row]], plan: Plan) -> str:
     rows = []
     for technique, designs in by_technique.items():
         rows.append(
             [
                 technique,
-                *(_cell(designs.get(d)) for d in (ADD_ONE_IN, LEAVE_ONE_OUT)),
+                *(_cell(designs.get(d), plan) for d in (ADD_ONE_IN, LEAVE_ONE_OUT)),
                 _why(designs),
             ]
         )
@@ -196,11 +241,17 @@ def _table(by_technique: Mapping[str, Mapping[str, Row]]) -> str:
     )
 
 
-def _cell(row: Row | None) -> str:
+def _cell(row: Row | None, plan: Plan) -> str:
     if row is None:
         return DASH
     v = row.test
-    return f"{WORDS[v.label]}: {points(v.effect.mean)} {interval_points(v.low, v.high)}"
+    text = f"{WORDS[v.label]}: {points(v.effect.mean)} {interval_points(v.low, v.high)}"
+    changes = _main_changes(plan, row)
+    if "," in changes:
+        text += f" ({changes})"
+    if touches_zero(v):
+        text += f" ({TOUCHES_ZERO})"
+    return text
 
 
 def _why(designs: Mapping[str, Row]) -> str:

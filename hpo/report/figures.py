@@ -161,14 +161,17 @@ def plot_effects(
     groups: Sequence[tuple[str, Sequence[tuple[str, float, float, float, str]]]],
     delta: float,
     path: Path,
+    confidence: str = "95%",
 ) -> Path:
-    """Paired differences in points with their intervals, one panel per design, colored by
-    verdict; the band is the margin of "no effect"."""
-    return _save(effects_figure(groups, delta), path, WIDE_DPI)
+    """Paired differences in points with their family-wise `confidence` intervals, one panel
+    per design, colored by verdict; the band is the margin of "no effect"."""
+    return _save(effects_figure(groups, delta, confidence), path, WIDE_DPI)
 
 
 def effects_figure(
-    groups: Sequence[tuple[str, Sequence[tuple[str, float, float, float, str]]]], delta: float
+    groups: Sequence[tuple[str, Sequence[tuple[str, float, float, float, str]]]],
+    delta: float,
+    confidence: str = "95%",
 ) -> Any:
     plt = pyplot()
     heights = [max(2, len(rows)) for _, rows in groups]
@@ -200,7 +203,7 @@ def effects_figure(
         ax.set_yticks(y, [name for name, *_ in rows], fontsize=11)
         ax.set_xlabel("test accuracy, with minus without (percentage points; higher is better)")
         ax.set_title(
-            f"{design}: mean paired difference over seeds, family-wise 95% interval",
+            f"{design}: mean paired difference over seeds, family-wise {confidence} interval",
             fontsize=12,
         )
     handles = [

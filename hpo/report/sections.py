@@ -13,7 +13,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from hpo.ablation import describe_changes
+from hpo.ablation import describe_changes, searched_techniques
 from hpo.evaluate import Config, Summary
 from hpo.report.answer import answer
 from hpo.report.drawing import figure_section
@@ -49,7 +49,7 @@ def render(facts: Facts, url: str) -> str:
         f"# Study report: {spec.name}",
         spec.description,
         f"{GENERATED}{now} by `hpo report {spec.name}` from {mask(url)}.",
-        *answer(facts.ablation, facts.ablation_runs, spec.name),
+        *answer(facts.ablation, facts.ablation_runs, spec.name, searched_techniques(spec)),
         *summary(facts),
         *ablation(facts),
         *ranking(facts),

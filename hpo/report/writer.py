@@ -15,7 +15,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.ablate import analyze, collect_runs, load_ablation, stored_delta
+from hpo.ablate import analyze, collect_runs, load_ablation, stored_delta, stored_stage
 from hpo.errors import HpoError
 from hpo.evaluate import (
     Config,
@@ -76,7 +76,9 @@ def write_report(
         if found is not None:
             companion, plan, seeds = found
             facts.ablation_runs = dict(collect_runs(companion.get_trials(deepcopy=False)))
-            facts.ablation = analyze(plan, seeds, facts.ablation_runs, stored_delta(companion))
+            facts.ablation = analyze(
+                plan, seeds, facts.ablation_runs, stored_delta(companion), stored_stage(companion)
+            )
         if evaluate_test:
             evaluate_configs(study, spec, facts.configs, n_seeds, data_path, echo)
         facts.results = {
