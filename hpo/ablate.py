@@ -98,6 +98,7 @@ def prepare_ablation(
         )
     except optuna.exceptions.DuplicatedStudyError:  # made before, or just now beside this
         companion = optuna.load_study(study_name=companion_name, storage=storage)
+        _check_companion(companion, name, url, spec.text)
     stored_plan = companion.user_attrs.get(PLAN_ATTR)
     if stored_plan is not None:
         stored = Plan.from_json(stored_plan)
@@ -131,7 +132,33 @@ def prepare_ablation(
 
 
 def _shape(plan: Plan) -> tuple[Any, ...]:
-    return (plan.best_trial, tuple((c.design, c.technique) for c in plan.comparisons))
+    from hpo.ablation import digest
+
+    return (
+        plan.best_trial,
+        tuple((c.design, c.technique) for c in plan.comparisons),
+        tuple((v.key, digest(v.params)) for v in plan.variants),
+    )
+
+
+def _check_companion(companion: optuna.Study, name: str, url: str, spec_text: str) -> None:
+    """Refuse a study named NAME:ablation that is not an ablation of this study NAME: an
+    ordinary study of that name (made before the name was kept for ablations), or the
+    ablation of an earlier study NAME that was deleted and made again with another spec.
+    Their runs would be taken for this study's."""
+    attrs = companion.user_attrs
+    delete = f"`hpo study delete {companion.study_name}`"
+    if not attrs.get(FIXED_ONLY) and companion.get_trials(deepcopy=False):
+        raise HpoError(
+            f"study '{companion.study_name}' in {mask(url)} is not an ablation (it holds "
+            f"trials of its own): rename or delete it ({delete}) before ablating '{name}'"
+        )
+    stored = attrs.get(SPEC_ATTR)
+    if attrs.get(FIXED_ONLY) and stored is not None and stored != spec_text:
+        raise HpoError(
+            f"study '{companion.study_name}' in {mask(url)} is the ablation of an earlier "
+            f"study '{name}' with another spec: delete it with {delete} to ablate this one"
+        )
 
 
 def enqueue_missing(study: optuna.Study, plan: Plan, seeds: Sequence[int]) -> int:
@@ -158,6 +185,8 @@ def load_ablation(name: str, url: str) -> tuple[optuna.Study, Plan, list[int]] |
     if companion_name not in study_names(storage):
         return None
     study = optuna.load_study(study_name=companion_name, storage=storage)
+    parent = optuna.load_study(study_name=name, storage=storage).user_attrs.get(SPEC_ATTR)
+    _check_companion(study, name, url, str(parent))
     if N_RUNS not in study.user_attrs:  # the last attribute its preparation writes
         raise HpoError(
             f"the ablation '{companion_name}' was cut short while it was prepared: "

@@ -247,11 +247,14 @@ def export(
     schedule, penalties, dropout, early stopping and seed; it reads the training labels to
     write the split.
     """
-    from hpo.storage import storage_url
+    from hpo.storage import check_not_storage, storage_url
     from hpo.study import load_study
     from hpo.summary import export_frame, export_json
 
-    study, spec = load_study(name, storage_url(storage), heartbeat_interval=None)
+    url = storage_url(storage)
+    if out is not None:
+        check_not_storage(out, url)
+    study, spec = load_study(name, url, heartbeat_interval=None)
     if format == ExportFormat.keras:
         from hpo.export import export_trial
 
@@ -281,21 +284,29 @@ def delete(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     storage: StorageOption = None,
 ) -> None:
-    """Delete a study and all its trials."""
+    """Delete a study and all its trials, and its ablation (NAME:ablation) if it has one."""
     import optuna
 
     from hpo.secrets import mask
     from hpo.storage import open_storage, storage_url
-    from hpo.study import find_study, tally
+    from hpo.study import ABLATION_SUFFIX, find_study, study_names, tally
 
     url = storage_url(storage)
     # Not `load_study`: a study whose stored spec no longer loads can still be deleted.
     study = find_study(name, url, heartbeat_interval=None)
-    n = tally(study).total()
-    if not yes and not typer.confirm(f"delete study '{name}' and its {n} trials?"):
+    doomed = {name: tally(study).total()}
+    # An ablation left behind would be taken for the ablation of a new study of this name.
+    companion = name + ABLATION_SUFFIX
+    store = open_storage(url, heartbeat_interval=None)
+    if not name.endswith(ABLATION_SUFFIX) and companion in study_names(store):
+        doomed[companion] = tally(find_study(companion, url, heartbeat_interval=None)).total()
+    what = " and ".join(f"study '{k}' and its {n} trials" for k, n in doomed.items())
+    if not yes and not typer.confirm(f"delete {what}?"):
+        typer.echo("nothing deleted")
         raise typer.Exit(1)
-    optuna.delete_study(study_name=name, storage=open_storage(url, heartbeat_interval=None))
-    typer.echo(f"deleted study '{name}' ({n} trials) from {mask(url)}")
+    for key, n in reversed(doomed.items()):  # the ablation first: never left without its study
+        optuna.delete_study(study_name=key, storage=store)
+        typer.echo(f"deleted study '{key}' ({n} trials) from {mask(url)}")
 
 
 @app.command("report")

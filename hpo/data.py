@@ -79,7 +79,12 @@ def resolve_source(spec: DataSpec, path: str | Path | None = None) -> str:
     if spec.dataset == "synthetic":
         return "synthetic"
     chosen = path or os.environ.get("HPO_DATA")
-    return str(Path(chosen).expanduser()) if chosen else "keras"
+    if not chosen:
+        return "keras"
+    try:
+        return str(Path(chosen).expanduser())
+    except RuntimeError as err:  # "~someone" with no such user
+        raise DataError(f"cannot find the data file {chosen}: {err}") from None
 
 
 def load_dataset(spec: DataSpec, path: str | Path | None = None) -> Dataset:

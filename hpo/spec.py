@@ -169,7 +169,8 @@ def load_spec(path: str | Path) -> Spec:
     """Read and validate the spec file at `path`."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: a file saved with a byte-order mark (some Windows editors) reads as TOML.
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise SpecError(f"spec file {path} does not exist") from None
     except OSError as err:

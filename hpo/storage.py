@@ -94,6 +94,37 @@ def open_storage(
         raise StorageError(f"cannot open storage {mask(url)}: {reason}") from err
 
 
+def storage_files(url: str) -> list[Path]:
+    """The files that hold the storage at `url`: a SQLite database with its journal and
+    write-ahead files, or a journal file with its lock; none for a server."""
+    if url.startswith("journal:"):
+        file = Path(url.removeprefix("journal:").removeprefix("//"))
+        return [file, file.with_name(file.name + ".lock")]
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return []
+    database = (parsed.database or "").strip()
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return []
+    return [Path(database + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
+
+
+def check_not_storage(out: Path, url: str) -> None:
+    """Refuse an output file that is one of the storage's own files: writing it would
+    destroy every study stored there."""
+    target = out.expanduser().resolve()
+    for file in storage_files(url):
+        if file.expanduser().resolve() == target:
+            raise HpoError(
+                f"{out} is a file of the storage {mask(url)}: writing there would destroy its "
+                "studies; choose another --out"
+            )
+
+
 def _journal_file(path: str, create: bool) -> BaseStorage:
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 

@@ -46,6 +46,12 @@ def create_study(spec: Spec, url: str) -> optuna.Study:
         f"study '{spec.name}' already exists in {mask(url)}; run it with "
         f"`hpo study run {spec.name}` or remove it with `hpo study delete {spec.name}`"
     )
+    if spec.name.endswith(ABLATION_SUFFIX):
+        of = spec.name.removesuffix(ABLATION_SUFFIX)
+        raise HpoError(
+            f"study names ending in '{ABLATION_SUFFIX}' are kept for ablations "
+            f"(`hpo ablate {of}` makes '{spec.name}'): choose another name"
+        )
     if spec.name in study_names(storage):
         raise exists
     direction = optuna.study.StudyDirection[spec.direction.upper()]

@@ -191,6 +191,44 @@ def test_bad_requests_get_one_line_and_lose_nothing(tmp_path: Path, sqlite_url: 
     assert names == {name, "tiny"}  # no half-made ablation study was left behind
 
 
+def test_an_ablation_is_never_another_studys(tmp_path: Path, sqlite_url: str) -> None:
+    name = make_study(tmp_path, sqlite_url)
+    args = ("--seeds", "2", "--technique", "l2_one", "--storage", sqlite_url)
+    assert hpo("ablate", name, *args).exit_code == 0
+    # Deleting a study deletes its ablation: a new study of the name starts without one.
+    result = hpo("study", "delete", name, "-y", "--storage", sqlite_url)
+    assert result.exit_code == 0, result.output
+    assert f"deleted study '{name}:ablation' (6 trials)" in result.output
+    assert f"deleted study '{name}' (" in result.output
+    assert not optuna.get_all_study_summaries(sqlite_url)
+
+    # An ablation left by an earlier study of the name (deleted some other way) is refused,
+    # by `hpo ablate` and by the report, and keeps its runs.
+    make_study(tmp_path, sqlite_url)
+    assert hpo("ablate", name, *args).exit_code == 0
+    optuna.delete_study(study_name=name, storage=sqlite_url)
+    make_study(tmp_path, sqlite_url, KNOWN.replace("seed = 5", "seed = 6"))
+    one_line_error(hpo("ablate", name, *args), "ablation of an earlier study", "another spec")
+    report = ("report", name, "--out", str(tmp_path / "r.md"), "--storage", sqlite_url)
+    one_line_error(hpo(*report), "ablation of an earlier study")
+    companion = optuna.load_study(study_name=f"{name}:ablation", storage=sqlite_url)
+    assert len(companion.trials) == 6
+
+    # A study of one's own may not take an ablation's name, and one made so anyway (before
+    # the name was kept) is not taken over by `hpo ablate`.
+    assert hpo("study", "delete", name, "-y", "--storage", sqlite_url).exit_code == 0
+    spec = tmp_path / "spec.toml"
+    create = ("study", "create", str(spec), "--name", f"{name}:ablation", "--storage", sqlite_url)
+    one_line_error(hpo(*create), "kept for ablations", f"`hpo ablate {name}`")
+    make_study(tmp_path, sqlite_url)
+    own = optuna.create_study(study_name=f"{name}:ablation", storage=sqlite_url)
+    own.set_user_attr("mine", 1)
+    own.add_trial(optuna.trial.create_trial(value=0.5))
+    one_line_error(hpo("ablate", name, *args), "is not an ablation", "holds trials of its own")
+    one_line_error(hpo(*report), "is not an ablation")
+    assert own.user_attrs == {"mine": 1} and len(own.trials) == 1
+
+
 def test_the_report_judges_with_the_margin_the_ablation_was_run_with(
     tmp_path: Path, sqlite_url: str
 ) -> None:

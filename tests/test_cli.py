@@ -66,6 +66,8 @@ def test_create_run_show_export_delete(
     assert len(exported["trials"]) == 3
     assert len(exported["trials"][0]["user_attrs"]["curve_val_accuracy"]) == 2
 
+    result = runner.invoke(app, ["study", "delete", "tiny", "--storage", sqlite_url], input="n\n")
+    assert result.exit_code == 1 and result.output.endswith("nothing deleted\n"), result.output
     result = hpo("study", "delete", "tiny", "--yes", "--storage", sqlite_url)
     assert result.exit_code == 0 and "deleted study 'tiny' (3 trials)" in result.output
     assert "no studies" in hpo("study", "list", "--storage", sqlite_url).output

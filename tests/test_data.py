@@ -147,6 +147,9 @@ def test_source_prefers_the_given_path_then_the_environment(
     assert resolve_source(DataSpec()) == "/data/c.npz"
     assert resolve_source(DataSpec(), "/other.npz") == "/other.npz"
     assert resolve_source(DataSpec(dataset="synthetic"), "/other.npz") == "synthetic"
+    # A home folder that does not exist is a data error (one line), not a traceback.
+    with pytest.raises(DataError, match="cannot find the data file ~no_such_user_hpo/c.npz"):
+        resolve_source(DataSpec(), "~no_such_user_hpo/c.npz")
 
 
 def test_synthetic_data_is_deterministic_and_balanced() -> None:

@@ -315,6 +315,33 @@ def test_a_report_that_cannot_be_written_is_one_line(fake_url: str, tmp_path: Pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
 
 
+def test_an_output_over_the_storage_file_is_refused(
+    fake_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hpo.storage import check_not_storage
+
+    database = Path(fake_url.removeprefix("sqlite:///"))
+    before = database.read_bytes()
+    monkeypatch.chdir(database.parent)
+    for out in (database, Path(database.name), database.parent / ".." / database.parent.name):
+        for command in (["report", "fake"], ["study", "export", "fake"]):
+            result = runner.invoke(app, [*command, "--storage", fake_url, "--out", str(out)])
+            if out.resolve() != database:  # the folder: refused as one, not as the storage
+                assert result.exit_code == 2 and "storage" not in result.stderr
+                continue
+            assert result.exit_code == 2, result.output
+            assert "is a file of the storage" in result.stderr, result.stderr
+            assert result.stderr.count("\n") == 1
+    assert database.read_bytes() == before
+    journal = tmp_path / "j.log"
+    with pytest.raises(HpoError, match="is a file of the storage"):
+        check_not_storage(Path(f"{journal}.lock"), f"journal:{journal}")
+    with pytest.raises(HpoError, match="is a file of the storage"):
+        check_not_storage(tmp_path / "s.db-wal", f"sqlite:///{tmp_path / 's.db'}")
+    check_not_storage(tmp_path / "s.md", f"sqlite:///{tmp_path / 's.db'}")
+    check_not_storage(tmp_path / "s.db", "postgresql://u@127.0.0.1/test")
+
+
 def test_cli_turns_an_empty_study_into_one_line(sqlite_url: str, tmp_path: Path) -> None:
     make_study(sqlite_url, SPEC)
     result = runner.invoke(

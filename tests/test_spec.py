@@ -42,6 +42,14 @@ def test_invalid_toml_names_the_file() -> None:
         load_spec_text("name = ", "x.toml")
 
 
+def test_a_spec_saved_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
+    path = tmp_path / "bom.toml"
+    path.write_text((REPO / "studies" / "lesson.toml").read_text(), encoding="utf-8-sig")
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")
+    spec, lesson = load_spec(path), load_spec(REPO / "studies" / "lesson.toml")
+    assert (spec.text, spec.space, spec.enqueue) == (lesson.text, lesson.space, lesson.enqueue)
+
+
 def test_missing_name_is_rejected() -> None:
     with pytest.raises(SpecError, match="missing key 'name'"):
         load_spec_text("seed = 1")

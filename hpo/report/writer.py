@@ -29,6 +29,7 @@ from hpo.heap import kept_out_of_collections
 from hpo.report.facts import Facts
 from hpo.report.ranking import Row, find_techniques, rank
 from hpo.spec import Spec
+from hpo.storage import check_not_storage
 from hpo.study import all_trials, load_study
 from hpo.summary import state_counts
 
@@ -60,6 +61,7 @@ def write_report(
     from hpo.report.sections import note_markdown, render
 
     out = Path(out) if out is not None else Path("reports") / f"{name}.md"
+    check_not_storage(out, url)
     if out.is_dir():
         raise HpoError(f"{out} is a folder: name the report's file, e.g. {out / name}.md")
     study, spec = load_study(name, url, heartbeat_interval=None)
