@@ -21,8 +21,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from sklearn.model_selection import train_test_split
 
-from hpo.errors import HpoError
+from hpo.errors import DataError, HpoError
 from hpo.spec import DataSpec, Spec
+from hpo.study import FIXED_ONLY
 
 
 def split_masks(y_train: np.ndarray, spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -31,12 +32,15 @@ def split_masks(y_train: np.ndarray, spec: DataSpec) -> tuple[np.ndarray, np.nda
     The same call `hpo.data.prepare` makes, applied to the images' positions.
     """
     positions = np.arange(len(y_train))
-    train, val = train_test_split(
-        positions,
-        test_size=spec.validation_fraction,
-        random_state=spec.seed,
-        stratify=y_train,
-    )
+    try:
+        train, val = train_test_split(
+            positions,
+            test_size=spec.validation_fraction,
+            random_state=spec.seed,
+            stratify=y_train,
+        )
+    except ValueError as err:  # too few images of a class for the split the study made
+        raise DataError(f"cannot split these training labels as the study did: {err}") from None
     if spec.n_train is not None:
         train = train[: spec.n_train]
     if spec.n_validation is not None:
@@ -64,7 +68,8 @@ def keras_script(
     """The text of a standalone script that trains `params` with plain Keras."""
     train_mask, val_mask = masks
     return _TEMPLATE.format(
-        title=title,
+        # The study's name may hold a backslash or quotes: the docstring must still parse.
+        title=title.replace("\\", "\\\\").replace('"', '\\"'),
         params="\n".join(f"    {k} = {params[k]!r}" for k in sorted(params)),
         seed=seed,
         epochs=int(params["epochs"]),
@@ -339,7 +344,9 @@ def export_trial(
             "CIFAR-100 and needs a study of it"
         )
     arrays = download_cifar100() if source == "keras" else read_cifar100(Path(source))
-    value = "no value" if trial.value is None else f"{spec.metric} {trial.value:.4f}"
+    # An ablation's runs are scored by validation accuracy, whatever the study's metric.
+    metric = "val_accuracy" if study.user_attrs.get(FIXED_ONLY) else spec.metric
+    value = "no value" if trial.value is None else f"{metric} {trial.value:.4f}"
     title = f"Trial {trial.number} of study '{study.study_name}' ({trial.state.name}, {value})"
     return keras_script(
         resolved_params(trial, spec),
@@ -347,7 +354,7 @@ def export_trial(
         spec.data,
         split_masks(arrays.y_train, spec.data),
         title,
-        spec.metric,
+        metric,
     )
 
 
@@ -360,6 +367,8 @@ def _chosen(study: optuna.Study, number: int | None) -> FrozenTrial:
     found = [t for t in study.get_trials(deepcopy=False) if t.number == number]
     if not found:
         raise HpoError(f"study '{study.study_name}' has no trial {number}")
-    if not found[0].params or "seed" not in found[0].user_attrs:
+    # A trial of a spec that searches nothing, or an ablation's run, has no Optuna params:
+    # what it trained is its recorded params or the spec's fixed values.
+    if found[0].state == TrialState.WAITING or "seed" not in found[0].user_attrs:
         raise HpoError(f"trial {number} of study '{study.study_name}' never started training")
     return found[0]

@@ -66,3 +66,16 @@ def test_summary_gives_mean_sample_sd_and_range() -> None:
     single = summarize(results[:1])
     assert single is not None and math.isnan(single.sd)
     assert summarize([]) is None
+
+
+def test_test_results_are_compared_on_the_seeds_every_configuration_has() -> None:
+    from hpo.report.writer import on_common_seeds
+
+    def runs(*seeds: int) -> list[dict[str, float]]:
+        return [{"seed": s, "test_accuracy": 0.2 + s / 100, "val_accuracy": 0.2} for s in seeds]
+
+    found = on_common_seeds({"a": runs(1, 2, 3, 4, 5), "b": runs(1, 2, 3), "c": []})
+    assert [r["seed"] for r in found["a"]] == [1, 2, 3] and len(found["b"]) == 3
+    assert found["c"] == []
+    # Nothing in common: each keeps its own rather than showing nothing.
+    assert len(on_common_seeds({"a": runs(1, 2), "b": runs(3)})["a"]) == 2

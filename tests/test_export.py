@@ -169,6 +169,42 @@ def test_exporting_needs_cifar100_and_a_real_trial(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--trial goes with --format keras" in result.stderr
 
 
+def test_a_finished_run_without_searched_params_exports_and_any_name_parses(
+    tmp_path: Path,
+) -> None:
+    from optuna.trial import create_trial
+
+    from hpo.errors import DataError, HpoError
+    from hpo.evaluate import default_params
+    from hpo.export import export_trial
+    from hpo.study import FIXED_ONLY
+
+    data = cifar_like(tmp_path / "c.npz")
+    fixed = re.sub(r"(?m)^(\w+) = \{[^\n]*\}\n", "", SPEC)  # a spec that searches nothing
+    spec = load_spec_text(fixed + '[objective]\nmetric = "val_loss"\n')
+    assert not spec.searched()
+    # An ablation's run, or a trial of this spec: no Optuna params, only what it recorded.
+    name = 'c:\\new\\x1 """ end'
+    study = optuna.create_study(study_name=name)
+    attrs = {"seed": 7, "params": default_params(spec)}
+    study.add_trial(create_trial(value=0.31, user_attrs=attrs))
+    study.enqueue_trial({}, user_attrs=attrs)
+    script = export_trial(study, spec, 0, data)
+    compile(script, "exported.py", "exec")  # the name in its docstring does not break it
+    assert "Trial 0 of study" in script and "(COMPLETE, val_loss 0.3100)" in script
+    with pytest.raises(HpoError, match="trial 1 of study .* never started training"):
+        export_trial(study, spec, 1, data)
+    # An ablation's runs are scored by validation accuracy, whatever the study's metric.
+    study.set_user_attr(FIXED_ONLY, True)
+    assert "(COMPLETE, val_accuracy 0.3100)" in export_trial(study, spec, 0, data)
+    # Labels the study's split cannot stratify: one line, not scikit-learn's traceback.
+    x = np.zeros((9, 32, 32, 3), np.uint8)
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2])
+    np.savez(tmp_path / "odd.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+    with pytest.raises(DataError, match="cannot split these training labels"):
+        export_trial(study, spec, 0, tmp_path / "odd.npz")
+
+
 @pytest.mark.slow
 def test_the_regularization_winner_exported_reaches_its_accuracy(
     cifar100_path: Path, tmp_path: Path

@@ -7,7 +7,7 @@ import math
 import random
 import sys
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -83,10 +83,10 @@ def write_report(
             )
         if evaluate_test:
             evaluate_configs(study, spec, facts.configs, n_seeds, data_path, echo)
-        facts.results = {
-            c.key: summarize(stored_results(study, c) or _ablation_results(facts, c))
-            for c in facts.configs
+        tested = {
+            c.key: stored_results(study, c) or _ablation_results(facts, c) for c in facts.configs
         }
+        facts.results = {k: summarize(v) for k, v in on_common_seeds(tested).items()}
         facts.evaluator, facts.importances, facts.importance_note = importances(
             facts.complete, spec.direction
         )
@@ -111,6 +111,20 @@ def _writing(out: Path) -> Iterator[None]:
         yield
     except OSError as err:
         raise HpoError(f"cannot write the report to {out}: {err.strerror or err}") from err
+
+
+def on_common_seeds(
+    found: Mapping[str, Sequence[Mapping[str, Any]]],
+) -> dict[str, list[Mapping[str, Any]]]:
+    """Each configuration's test results on the seeds that every configuration with results
+    has, so that their means and differences are over the same seeds (configurations tested
+    with different `--seeds` at different times would otherwise compare other seeds' luck).
+    Where no seed is common to all, each keeps its own."""
+    seed_sets = [{r["seed"] for r in results} for results in found.values() if results]
+    common = set.intersection(*seed_sets) if seed_sets else set()
+    if not common:
+        return {key: list(results) for key, results in found.items()}
+    return {key: [r for r in results if r["seed"] in common] for key, results in found.items()}
 
 
 def _ablation_results(facts: Facts, config: Config) -> list[dict[str, Any]]:
