@@ -36,7 +36,13 @@ MAX_RETRIES = 3
 
 
 def storage_url(url: str | None = None) -> str:
-    """The storage URL to use: the one given, else $HPO_STORAGE, else the default SQLite file."""
+    """The storage URL to use: the one given, else $HPO_STORAGE, else the default SQLite file.
+
+    An empty one given (`--storage "$URL"` with URL unset) is refused: falling back would
+    write to another storage than the one meant.
+    """
+    if url is not None and not url.strip():
+        raise StorageError("--storage is empty: give a storage URL, or leave the option out")
     return url or os.environ.get("HPO_STORAGE") or DEFAULT_STORAGE
 
 
@@ -81,7 +87,17 @@ def open_storage(
         if url.startswith("journal:"):
             return _journal_file(url.removeprefix("journal:"), create)
         if url.startswith(("redis://", "rediss://")):
+            from urllib.parse import urlparse
+
             from optuna.storages.journal import JournalRedisBackend, JournalStorage
+
+            database = urlparse(url).path.strip("/")
+            if database and not database.isdigit():
+                # redis-py would quietly use database 0 instead.
+                raise StorageError(
+                    f"{mask(url)}: a Redis database is a number (redis://HOST:PORT/0), "
+                    f"got {database!r}"
+                )
 
             storage = JournalStorage(JournalRedisBackend(url))
             storage.get_all_studies()

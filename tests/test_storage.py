@@ -31,6 +31,15 @@ def test_storage_url_prefers_flag_then_environment(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("HPO_STORAGE", "journal:x.log")
     assert storage_url() == "journal:x.log"
     assert storage_url("sqlite:///y.db") == "sqlite:///y.db"
+    # An empty URL given (an unset shell variable) is no URL: never the default instead.
+    for empty in ("", "  "):
+        with pytest.raises(StorageError, match="--storage is empty"):
+            storage_url(empty)
+
+
+def test_a_redis_database_that_is_not_a_number_is_refused() -> None:
+    with pytest.raises(StorageError, match="a Redis database is a number.*'notadb'"):
+        open_storage("redis://127.0.0.1:6379/notadb")
 
 
 def test_reading_a_missing_sqlite_file_creates_nothing(tmp_path: Path) -> None:
