@@ -106,7 +106,9 @@ def top_k_frame(study: optuna.Study, k: int, complete: list[FrozenTrial]) -> pd.
         rows.append(row)
     import pandas as pd
 
-    return pd.DataFrame(rows)
+    # A study without trials still gets its header: a CSV reader sees the columns, not nothing.
+    columns = ["number", "state", "value", "datetime_start", "datetime_complete"]
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns)
 
 
 def export_frame(study: optuna.Study) -> pd.DataFrame:
@@ -127,7 +129,9 @@ def export_frame(study: optuna.Study) -> pd.DataFrame:
         rows.append(row)
     import pandas as pd
 
-    return pd.DataFrame(rows)
+    # A study without trials still gets its header: a CSV reader sees the columns, not nothing.
+    columns = ["number", "state", "value", "datetime_start", "datetime_complete"]
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns)
 
 
 def export_json(study: optuna.Study) -> str:

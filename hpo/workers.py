@@ -89,9 +89,10 @@ def run_workers(
     from hpo.data import resolve_source
     from hpo.errors import HpoError
     from hpo.secrets import mask
-    from hpo.storage import supports_heartbeat
+    from hpo.storage import default_heartbeat_interval, supports_heartbeat
     from hpo.study import best_so_far, count, load_study
 
+    default_heartbeat_interval()  # a bad $HPO_HEARTBEAT_INTERVAL: one line here, not per worker
     study, spec = load_study(name, url, heartbeat_interval=None)
     target = n_trials if n_trials is not None else spec.n_trials
     if target is None and timeout is None:

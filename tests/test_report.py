@@ -306,6 +306,7 @@ def test_a_report_that_cannot_be_written_is_one_line(fake_url: str, tmp_path: Pa
     cases = {
         tmp_path: "is a folder: name the report's file",  # nothing is drawn into it first
         a_file / "x.md": "cannot write the report to",
+        tmp_path / "a_file.md": "is a file, and the report's figures go in a folder",
     }
     for out, message in cases.items():
         result = runner.invoke(app, ["report", "fake", "--storage", fake_url, "--out", str(out)])

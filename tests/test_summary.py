@@ -106,6 +106,11 @@ def test_exports_keep_scalars_in_the_table_and_everything_in_json(study: optuna.
     assert exported["trials"][3]["value"] is None
 
 
+def test_an_empty_study_exports_a_header() -> None:
+    text = export_frame(optuna.create_study()).to_csv(index=False)
+    assert text.splitlines() == ["number,state,value,datetime_start,datetime_complete"]
+
+
 def test_list_lines_one_row_per_study_or_none() -> None:
     storage = optuna.storages.InMemoryStorage()
     assert list_lines(optuna.get_all_study_summaries(storage)) == ["no studies"]

@@ -330,3 +330,14 @@ def test_a_pool_that_ends_short_of_its_target_says_how_many_are_missing(tmp_path
     with pytest.raises(HpoError, match="holds 2 of its 3 finished trials: 1 missing"):
         run_workers("tiny", url, 3, n_workers=2, echo=lambda line: None)
     assert count(load("tiny", url)) == 2
+
+
+def test_a_bad_heartbeat_setting_stops_before_any_worker_starts(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hpo.workers import run_workers
+
+    # Checked first, in this process: not once per spawned worker after they start.
+    monkeypatch.setenv("HPO_HEARTBEAT_INTERVAL", "0")
+    with pytest.raises(StorageError, match="HPO_HEARTBEAT_INTERVAL must be"):
+        run_workers("any", sqlite_url, 2, n_workers=2)

@@ -70,6 +70,11 @@ def write_report(
     # A large study is a million objects with no cycles: the collections below need not walk them.
     with kept_out_of_collections():
         figures_dir = out.parent / out.stem
+        if figures_dir.exists() and not figures_dir.is_dir():
+            raise HpoError(
+                f"{figures_dir} is a file, and the report's figures go in a folder of that "
+                f"name beside {out}: move it, or name the report otherwise"
+            )
         with _writing(out):
             figures_dir.mkdir(parents=True, exist_ok=True)
 
