@@ -356,7 +356,7 @@ def test_the_answer_names_what_it_did_not_compare_and_every_caveat() -> None:
     plan = Plan(
         "s",
         (Variant("baseline", {"dropout": "off"}), Variant("dropout", with_)),
-        (Comparison(ADD_ONE_IN, "dropout", "dropout", "baseline", "..."),),
+        (Comparison(ADD_ONE_IN, "wider_dropout", "dropout", "baseline", "..."),),
         0,
         "baseline",
         "dropout",
@@ -373,7 +373,8 @@ def test_the_answer_names_what_it_did_not_compare_and_every_caveat() -> None:
     row = Row(plan.comparisons[0], helps, helps)
     analysis = Analysis(plan, seeds, [row], 20, 20, DELTA, 1)
     lead, use, table = answer(analysis, runs, "s", ["dropout", "weight_decay"])[1:4]
-    assert "dropout (first_units=140, dropout=on) +1.0 [-0.0, +2.0]" in lead
+    assert "wider_dropout (first_units=140, dropout=on) +1.0 [-0.0, +2.0]" in lead
+    # The experiment changes dropout, so dropout was compared; weight decay never was.
     assert "**Not compared**: weight_decay." in lead
     assert "**Use** `dropout`" in use and TOUCHES_ZERO in use
     assert TOUCHES_ZERO in table and "(first_units=140, dropout=on)" in table

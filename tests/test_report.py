@@ -437,6 +437,7 @@ def test_the_ablation_leads_the_ranking_with_its_known_answers(
     assert "(r/effects.png)" in text and (tmp_path / "r" / "effects.png").exists()
     answer = text.split("## Answer")[1].split("## Summary")[0]
     assert "**Helps**: dropout +3." in answer
+    assert "Not compared" not in answer  # every searched technique has an experiment
     assert "**Hurts**: sd_one -7." in answer or "**Hurts**: sd_one -8." in answer
     assert "**No effect** (within ±0.5 points): l2 " in answer
     assert "**Use** `dropout` (the highest mean validation accuracy" in answer

@@ -19,7 +19,14 @@ from hpo.ablate import (
     touches_zero,
     variant_scores,
 )
-from hpo.ablation import ADD_ONE_IN, LEAVE_ONE_OUT, Plan, describe_changes, short_value
+from hpo.ablation import (
+    ADD_ONE_IN,
+    LEAVE_ONE_OUT,
+    TECHNIQUES,
+    Plan,
+    describe_changes,
+    short_value,
+)
 from hpo.report.ablation_section import interval_points, points
 from hpo.report.markdown import DASH, table
 from hpo.space import KNOBS
@@ -83,13 +90,14 @@ def answer(
     ):
         if groups[label]:
             sentences.append(f"{intro}: {'; '.join(groups[label])}.")
-    missing = [t for t in searched if t not in by_technique]
+    changed = {k for row in analysis.rows for k in _changed(plan, row)}
+    missing = [t for t in searched if not changed & set(TECHNIQUES.get(t, (t,)))]
     if missing:
         sentences.append(
             f"**Not compared**: {', '.join(missing)}. The study searched them, but no "
-            "comparison of this ablation switches them (the best configuration does not use "
-            "them, and no add-one-in comparison turns them on): this report says nothing "
-            "about them."
+            "comparison of this ablation changes them (the best configuration does not use "
+            "them, and no add-one-in comparison or experiment turns them on): this report "
+            "says nothing about them."
         )
     recommend = _recommendation(analysis, runs)
     return [
@@ -214,10 +222,16 @@ def _main_changes(plan: Plan, row: Row) -> str:
     """What the comparison's `with` side sets otherwise than its `without` side, leaving out
     the knobs that only come with another change (the dropout rate of switching dropout on)."""
     with_ = plan.variant(row.comparison.with_).params
-    without = plan.variant(row.comparison.without).params
-    differ = [k for k in KNOBS if with_.get(k) != without.get(k)]
+    differ = _changed(plan, row)
     own = [k for k in differ if KNOBS[k].parent not in differ]
     return ", ".join(f"{k}={short_value(with_.get(k, 'unused'))}" for k in own) or "nothing"
+
+
+def _changed(plan: Plan, row: Row) -> list[str]:
+    """The knobs the comparison's two sides set otherwise, in the registry's order."""
+    with_ = plan.variant(row.comparison.with_).params
+    without = plan.variant(row.comparison.without).params
+    return [k for k in KNOBS if with_.get(k) != without.get(k)]
 
 
 def _table(by_technique: Mapping[str, Mapping[str, Row]], plan: Plan) -> str:
