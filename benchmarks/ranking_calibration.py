@@ -89,7 +89,7 @@ def trained(n_replications: int, n_seeds: int) -> None:
     from hpo.ablate import analyze, collect_runs, load_ablation, prepare_ablation
     from hpo.runner import run_study
     from hpo.spec import load_spec_text
-    from hpo.stats import judge, paired_effect
+    from hpo.stats import judge, paired_effect, stage_alpha
     from hpo.study import create_study
 
     folder = Path(tempfile.mkdtemp(prefix="calibration-"))
@@ -118,20 +118,21 @@ def trained(n_replications: int, n_seeds: int) -> None:
         half = len(part) // 2
         with_ = [runs[("baseline", s)]["test_accuracy"] for s in part[:half]]
         without = [runs[("baseline", s)]["test_accuracy"] for s in part[half : 2 * half]]
-        [verdict] = judge([paired_effect(with_, without)])
+        [verdict] = judge([paired_effect(with_, without)], alpha=stage_alpha(1))
         labels.setdefault("placebo (independent runs)", Counter())[verdict.label] += 1
     for technique, counts in labels.items():
         wrong = sum(counts[w] for w in WRONG) if technique != "l2_one" else None
         line = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
         if wrong is not None:
-            # Above 5% only if a calibrated test would show this many false alarms in fewer
-            # than 1% of runs of the benchmark (one-sided binomial test): "at most 1 of 20"
-            # would fail a calibrated test 26% of the time.
-            chance = stats.binomtest(wrong, n_replications, 0.05, alternative="greater").pvalue
-            verdict = "ok" if chance >= 0.01 else "ABOVE 5%"
+            # A first analysis tests at stage_alpha(1): above that only if a calibrated test
+            # would show this many false alarms in fewer than 1% of runs of the benchmark
+            # (one-sided binomial test).
+            level = stage_alpha(1)
+            chance = stats.binomtest(wrong, n_replications, level, alternative="greater").pvalue
+            verdict = "ok" if chance >= 0.01 else f"ABOVE {level:.1%}"
             print(
                 f"  {technique:<26} {line}: helps/hurts {wrong / n_replications:.0%} "
-                f"(P(this many | 5%) {chance:.2f}) [{verdict}]"
+                f"(P(this many | {level:.1%}) {chance:.2f}) [{verdict}]"
             )
         else:
             rate = counts["hurts"] / n_replications

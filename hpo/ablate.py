@@ -8,6 +8,7 @@ enqueued trial, so the ablation resumes after Ctrl-C or a killed worker and runs
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from hpo.stats import (
     HURTS,
     INCONCLUSIVE,
     MAX_SEEDS,
+    PENDING,
     Effect,
     Verdict,
     judge,
@@ -48,10 +50,12 @@ from hpo.study import (
 PLAN_ATTR = "ablation"
 SEEDS_ATTR = "seeds"
 DELTA_ATTR = "delta"
-STAGES_ATTR = "stages"
-"""The number of seeds of each analysis stage: one entry per `hpo ablate` that added seeds."""
+STAGE_PREFIX = "stage:"
+"""An attribute `stage:N` marks an analysis stage of N seeds, one per `hpo ablate` that added
+seeds: one attribute each, so two `hpo ablate` adding seeds at once both count."""
 METRICS = ("test_accuracy", "val_accuracy")
-PENDING = (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)
+PRESENT = (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)
+"""The states of a run that is done or on its way: such a run is not queued again."""
 
 
 def ablation_name(name: str) -> str:
@@ -116,14 +120,15 @@ def prepare_ablation(
         companion.set_user_attr(PLAN_ATTR, plan.to_json())
         seeds = []
     wanted = ablation_seeds(spec.seed, n_seeds)
-    # An ablation made before stages were recorded: its seeds so far were its first stage.
-    stages = list(companion.user_attrs.get(STAGES_ATTR) or ([len(seeds)] if seeds else []))
+    stages = stages_of(companion.user_attrs)
+    if seeds and not stages:  # made before stages were recorded: its seeds were the first
+        companion.set_user_attr(f"{STAGE_PREFIX}{len(seeds)}", True)
+        stages = [len(seeds)]
     seeds = seeds + [s for s in wanted if s not in seeds]
-    if not stages or len(seeds) > stages[-1]:
-        stages.append(len(seeds))
     n_runs = len(plan.variants) * len(seeds)
     companion.set_user_attr(SEEDS_ATTR, seeds)
-    companion.set_user_attr(STAGES_ATTR, stages)
+    if not stages or len(seeds) > stages[-1]:
+        companion.set_user_attr(f"{STAGE_PREFIX}{len(seeds)}", True)
     if delta is not None or DELTA_ATTR not in companion.user_attrs:
         companion.set_user_attr(DELTA_ATTR, DELTA if delta is None else delta)
     companion.set_user_attr(N_RUNS, n_runs)
@@ -165,7 +170,7 @@ def enqueue_missing(study: optuna.Study, plan: Plan, seeds: Sequence[int]) -> in
     """Enqueue every (variant, seed) run with no complete, waiting or running trial."""
     present = {
         (t.user_attrs.get("variant"), t.user_attrs.get("seed"))
-        for t in study.get_trials(deepcopy=False, states=PENDING)
+        for t in study.get_trials(deepcopy=False, states=PRESENT)
     }
     n = 0
     for seed in seeds:
@@ -200,9 +205,15 @@ def stored_delta(companion: optuna.Study) -> float:
     return float(companion.user_attrs.get(DELTA_ATTR, DELTA))
 
 
+def stages_of(attrs: Mapping[str, Any]) -> list[int]:
+    """The seed counts of an ablation's analysis stages so far, from its study's attributes."""
+    found = {int(k.removeprefix(STAGE_PREFIX)) for k in attrs if k.startswith(STAGE_PREFIX)}
+    return sorted(found)
+
+
 def stored_stage(companion: optuna.Study) -> int:
     """The ablation's current analysis stage: 1, plus one for each time seeds were added."""
-    return max(1, len(companion.user_attrs.get(STAGES_ATTR) or ()))
+    return max(1, len(stages_of(companion.user_attrs)))
 
 
 def collect_runs(trials: Sequence[FrozenTrial]) -> dict[tuple[str, int], Mapping[str, Any]]:
@@ -235,6 +246,7 @@ class Analysis:
     n_done: int
     delta: float
     stage: int = 1
+    interim: bool = False
 
     @property
     def alpha(self) -> float:
@@ -256,9 +268,12 @@ def analyze(
     tested at the level of analysis stage `stage` (`hpo.stats.stage_alpha`); the seeds that
     would settle an inconclusive one are planned for the next stage's level.
 
-    Only seeds with a finished run on both sides of a comparison pair up.
+    Only seeds with a finished run on both sides of a comparison pair up. While any planned
+    run is missing the analysis is interim and every label is "pending": a verdict on the
+    first seeds, then another on all of them, would be two looks at one stage's level.
     """
     alpha, settle = stage_alpha(stage), stage_alpha(stage + 1)
+    interim = any((v.key, s) not in runs for v in plan.variants for s in seeds)
     rows: list[Row] = []
     for design in DESIGNS:
         comparisons = [c for c in plan.comparisons if c.design == design]
@@ -268,10 +283,17 @@ def analyze(
             )
             for metric in METRICS
         }
+        if interim:
+            verdicts = {k: [pending(v) for v in found] for k, found in verdicts.items()}
         for i, c in enumerate(comparisons):
             rows.append(Row(c, verdicts["test_accuracy"][i], verdicts["val_accuracy"][i]))
     n_runs = len(plan.variants) * len(seeds)
-    return Analysis(plan, list(seeds), rows, n_runs, len(runs), delta, stage)
+    return Analysis(plan, list(seeds), rows, n_runs, len(runs), delta, stage, interim)
+
+
+def pending(v: Verdict) -> Verdict:
+    """The verdict with its label held back until its analysis has all its runs."""
+    return dataclasses.replace(v, label=PENDING)
 
 
 def _effect(
@@ -338,6 +360,8 @@ def verdict_lines(analysis: Analysis) -> list[str]:
         f"(higher is better), {stage_text(analysis)}, "
         f"no effect = within +-{100 * analysis.delta:.1f}; in order of the validation effect"
     ]
+    if analysis.interim:
+        lines.append(f"{INTERIM}; `hpo ablate {analysis.plan.of}` runs them")
     for design in DESIGNS:
         rows = analysis.rows_of(design)
         if not rows:
@@ -386,6 +410,10 @@ def verdict_text(v: Verdict) -> str:
 
 
 TOUCHES_ZERO = "Holm's test rejects no difference; the simultaneous interval still touches zero"
+INTERIM = (
+    "runs of this analysis are missing: every verdict is pending until they finish (a "
+    "verdict on part of the seeds and another on all of them would be two looks at one level)"
+)
 
 
 def touches_zero(v: Verdict) -> bool:

@@ -103,7 +103,7 @@ def create(
     spec = load_spec(spec_path)
     if name:
         spec = dataclasses.replace(spec, name=name)
-    url = storage or spec.storage or storage_url()
+    url = storage_url(storage) if storage is not None else spec.storage or storage_url()
     try:
         study = create_study(spec, url)
     except HpoError:
@@ -289,7 +289,7 @@ def delete(
 
     from hpo.secrets import mask
     from hpo.storage import open_storage, storage_url
-    from hpo.study import ABLATION_SUFFIX, find_study, study_names, tally
+    from hpo.study import ABLATION_SUFFIX, FIXED_ONLY, find_study, study_names, tally
 
     url = storage_url(storage)
     # Not `load_study`: a study whose stored spec no longer loads can still be deleted.
@@ -299,7 +299,12 @@ def delete(
     companion = name + ABLATION_SUFFIX
     store = open_storage(url, heartbeat_interval=None)
     if not name.endswith(ABLATION_SUFFIX) and companion in study_names(store):
-        doomed[companion] = tally(find_study(companion, url, heartbeat_interval=None)).total()
+        ablation = find_study(companion, url, heartbeat_interval=None)
+        n_runs = tally(ablation).total()
+        if ablation.user_attrs.get(FIXED_ONLY) or not n_runs:
+            doomed[companion] = n_runs
+        else:  # a study of its own under that name (made before the name was kept)
+            typer.echo(f"kept study '{companion}': it is not an ablation ({n_runs} trials)")
     what = " and ".join(f"study '{k}' and its {n} trials" for k, n in doomed.items())
     if not yes and not typer.confirm(f"delete {what}?"):
         typer.echo("nothing deleted")

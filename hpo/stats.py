@@ -27,6 +27,8 @@ QUANTILES = 2048
 """Points of the sample variance's distribution averaged over in `settle_power`."""
 
 HELPS, HURTS, NO_EFFECT, INCONCLUSIVE = "helps", "hurts", "no effect", "inconclusive"
+PENDING = "pending"
+"""An ablation's label while runs of its analysis are missing: no verdict on part of the seeds."""
 
 
 def stage_alpha(stage: int, alpha: float = ALPHA) -> float:

@@ -227,6 +227,10 @@ def test_an_ablation_is_never_another_studys(tmp_path: Path, sqlite_url: str) ->
     one_line_error(hpo("ablate", name, *args), "is not an ablation", "holds trials of its own")
     one_line_error(hpo(*report), "is not an ablation")
     assert own.user_attrs == {"mine": 1} and len(own.trials) == 1
+    # Nor does deleting the study delete that one with it.
+    result = hpo("study", "delete", name, "-y", "--storage", sqlite_url)
+    assert f"kept study '{name}:ablation': it is not an ablation (1 trials)" in result.output
+    assert [s.study_name for s in optuna.get_all_study_summaries(sqlite_url)] == [own.study_name]
 
 
 def test_the_report_judges_with_the_margin_the_ablation_was_run_with(
@@ -302,8 +306,12 @@ def test_the_answer_says_on_how_many_pairs_a_half_done_ablation_rests() -> None:
         for key in ("baseline", "dropout")
         for seed in seeds[:3]
     }
-    text = "\n".join(answer(analyze(a_plan(), seeds, runs), runs, "s"))
+    half_done = analyze(a_plan(), seeds, runs)
+    text = "\n".join(answer(half_done, runs, "s"))
     assert "over 3 paired seeds of the 10 planned (runs are missing)" in text
+    # No verdict on part of an analysis's seeds: a second look at its level would follow.
+    assert half_done.interim and {r.test.label for r in half_done.rows} == {"pending"}
+    assert "**Pending** (runs of this analysis are missing" in text and "**Use**" not in text
     runs = {(key, seed): runs[key, seed % 3] for key in ("baseline", "dropout") for seed in seeds}
     text = "\n".join(answer(analyze(a_plan(), seeds, runs), runs, "s"))
     assert "over 10 paired seeds," in text
@@ -312,7 +320,7 @@ def test_the_answer_says_on_how_many_pairs_a_half_done_ablation_rests() -> None:
 def test_adding_seeds_starts_the_next_analysis_at_half_the_level(
     tmp_path: Path, sqlite_url: str
 ) -> None:
-    from hpo.ablate import STAGES_ATTR, prepare_ablation, stored_stage, verdict_lines
+    from hpo.ablate import STAGE_PREFIX, prepare_ablation, stages_of, stored_stage, verdict_lines
 
     name = make_study(tmp_path, sqlite_url)
     stages = []
@@ -321,11 +329,17 @@ def test_adding_seeds_starts_the_next_analysis_at_half_the_level(
         stages.append(stored_stage(companion))
     # Only more seeds than before begin a new analysis; the same or fewer are the same one.
     assert stages == [1, 1, 2, 2, 2, 3]
-    assert companion.user_attrs[STAGES_ATTR] == [2, 3, 5]
+    assert stages_of(companion.user_attrs) == [2, 3, 5]
+    # Two `hpo ablate` adding seeds at once each mark their stage: neither is lost.
+    attrs = {k: v for k, v in companion.user_attrs.items() if not k.startswith(STAGE_PREFIX)}
+    assert stages_of({**attrs, "stage:7": True, "stage:9": True}) == [7, 9]
     # An ablation prepared before stages were kept: its seeds so far were its first stage.
-    companion.set_user_attr(STAGES_ATTR, [])
+    optuna.delete_study(study_name=companion.study_name, storage=sqlite_url)
+    old = optuna.create_study(study_name=companion.study_name, storage=sqlite_url)
+    for key, value in attrs.items():
+        old.set_user_attr(key, value)
     companion, _, _ = prepare_ablation(name, sqlite_url, 6, techniques=["l2_one"])
-    assert companion.user_attrs[STAGES_ATTR] == [5, 6] and stored_stage(companion) == 2
+    assert stages_of(companion.user_attrs) == [5, 6] and stored_stage(companion) == 2
 
     seeds = list(range(10))
     runs = {
@@ -380,6 +394,7 @@ def test_the_answer_names_what_it_did_not_compare_and_every_caveat() -> None:
     assert TOUCHES_ZERO in table and "(first_units=140, dropout=on)" in table
     # An interval's end just below zero keeps its sign.
     assert (points(-0.0004), points(0.0), points(0.0004)) == ("-0.0", "+0.0", "+0.0")
+    assert (points(-0.035, False), points(-0.0004, False)) == ("-3.5", "0.0")  # a score
     assert interval_points(-0.0004, 0.02) == "[-0.0, +2.0]"
 
 

@@ -182,6 +182,19 @@ def test_export_to_a_folder_that_does_not_exist_is_one_line(
     one_line_error(result, f"cannot write {out}", "No such file or directory")
 
 
+def test_an_empty_storage_is_one_line_for_every_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `--storage "$URL"` with URL unset: never the default file in its place.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HPO_STORAGE", raising=False)
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(TINY_SPEC)
+    for command in (["study", "create", str(spec)], ["study", "list"], ["report", "tiny"]):
+        one_line_error(hpo(*command, "--storage", ""), "--storage is empty")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.toml"]
+
+
 def test_unreachable_storage_is_one_line_without_the_password() -> None:
     result = hpo("study", "list", "--storage", "postgresql://u:hunter2@127.0.0.1:1/x")
     one_line_error(result, "cannot open storage postgresql://u:***@127.0.0.1:1/x")

@@ -507,6 +507,9 @@ def test_the_effects_figure_is_wide_and_labelled(tmp_path: Path) -> None:
     assert [t.get_text() for t in ax.get_yticklabels()] == ["dropout", "l2"]
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend == ["helps", "hurts", "no effect", "inconclusive", "±0.5 pp"]
+    fig = effects_figure([("add-one-in", [("dropout", 3.0, 2.0, 4.0, "pending")])], 0.5)
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["helps", "hurts", "no effect", "inconclusive", "pending", "±0.5 pp"]
     png = plot_effects(groups, 0.5, tmp_path / "e.png").read_bytes()
     width, _ = struct.unpack(">II", png[16:24])
     assert width >= 1200

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hpo.ablate import (
+    INTERIM,
     Analysis,
     Row,
     Scores,
@@ -38,10 +39,9 @@ def points(value: float, sign: bool = True) -> str:
     zero reads "-0.0", not "+0.0". Exactly zero reads "+0.0"."""
     if not math.isfinite(value):
         return DASH
-    shown = abs(round(100 * value, 1))
-    if not sign:
-        return f"{shown:.1f}"
-    return f"{'-' if value < 0 else '+'}{shown:.1f}"
+    if not sign:  # a score, or a spread: printed as it is, no "-0.0" for a rounded zero
+        return f"{round(100 * value, 1) + 0.0:.1f}"
+    return f"{'-' if value < 0 else '+'}{abs(round(100 * value, 1)):.1f}"
 
 
 def interval_points(low: float, high: float) -> str:
@@ -118,8 +118,10 @@ def section(
         "would settle it at the observed spread (80% power, tested at the next analysis's "
         f"{100 * stage_alpha(analysis.stage + 1):g}%). Rows are in order of the "
         "validation effect; the test set orders and picks nothing.",
-        headline(analysis, runs),
     ]
+    if analysis.interim:
+        lines.append(f"**Interim**: {INTERIM}; `hpo ablate {name}` runs them.")
+    lines.append(headline(analysis, runs))
     for design in DESIGNS:
         rows = analysis.rows_of(design)
         if not rows:

@@ -10,11 +10,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hpo.ablate import (
+    INTERIM,
     TOUCHES_ZERO,
     Analysis,
     Row,
     confidence,
     paired_scores,
+    pending,
     seeds_to_settle_text,
     touches_zero,
     variant_scores,
@@ -36,13 +38,20 @@ from hpo.stats import (
     HURTS,
     INCONCLUSIVE,
     NO_EFFECT,
+    PENDING,
     Verdict,
     judge,
     paired_effect,
     stage_alpha,
 )
 
-WORDS = {HELPS: "helps", HURTS: "hurts", NO_EFFECT: "no effect", INCONCLUSIVE: "unknown"}
+WORDS = {
+    HELPS: "helps",
+    HURTS: "hurts",
+    NO_EFFECT: "no effect",
+    INCONCLUSIVE: "unknown",
+    PENDING: "pending",
+}
 
 
 def answer(
@@ -70,7 +79,7 @@ def answer(
     by_technique: dict[str, dict[str, Row]] = {}
     for row in analysis.rows:
         by_technique.setdefault(row.comparison.technique, {})[row.comparison.design] = row
-    groups: dict[str, list[str]] = {HELPS: [], HURTS: [], NO_EFFECT: [], INCONCLUSIVE: []}
+    groups: dict[str, list[str]] = {label: [] for label in WORDS}
     for technique, rows in by_technique.items():
         row = rows.get(ADD_ONE_IN) or rows[LEAVE_ONE_OUT]
         groups[row.test.label].append(_named(technique, row, plan))
@@ -87,6 +96,7 @@ def answer(
         (HURTS, "**Hurts**"),
         (NO_EFFECT, f"**No effect** (within ±{100 * analysis.delta:.1f} points)"),
         (INCONCLUSIVE, "**Unknown** (too few seeds for this spread)"),
+        (PENDING, f"**Pending** ({INTERIM}; `hpo ablate {name}` runs them)"),
     ):
         if groups[label]:
             sentences.append(f"{intro}: {'; '.join(groups[label])}.")
@@ -96,8 +106,8 @@ def answer(
         sentences.append(
             f"**Not compared**: {', '.join(missing)}. The study searched them, but no "
             "comparison of this ablation changes them (the best configuration does not use "
-            "them, and no add-one-in comparison or experiment turns them on): this report "
-            "says nothing about them."
+            "them and no add-one-in comparison or experiment turns them on, or `--technique` "
+            "left them out): this report says nothing about them."
         )
     recommend = _recommendation(analysis, runs)
     return [
@@ -188,6 +198,8 @@ def _against_baseline(
     k = max(1, len(plan.variants) - 1)
     family = [effect, *[paired_effect([], [])] * (k - 1)]
     verdict = judge(family, analysis.delta, analysis.alpha, stage_alpha(analysis.stage + 1))[0]
+    if analysis.interim:
+        verdict = pending(verdict)
     return verdict, f"judged as one of the {k} variants validation chose from"
 
 
@@ -271,6 +283,8 @@ def _cell(row: Row | None, plan: Plan) -> str:
 def _why(designs: Mapping[str, Row]) -> str:
     reasons = []
     for design, row in designs.items():
+        if row.test.label == PENDING:
+            reasons.append(f"{design}: runs missing")
         if row.test.label != INCONCLUSIVE:
             continue
         if row.test.effect.n < 2:

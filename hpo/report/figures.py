@@ -154,6 +154,7 @@ VERDICT_COLORS = {
     "hurts": "tab:red",
     "no effect": "tab:gray",
     "inconclusive": "tab:orange",
+    "pending": "tab:blue",
 }
 
 
@@ -206,8 +207,11 @@ def effects_figure(
             f"{design}: mean paired difference over seeds, family-wise {confidence} interval",
             fontsize=12,
         )
+    shown = {label for _, rows in groups for *_, label in rows}
     handles = [
-        plt.Line2D([], [], color=c, marker="o", ls="", label=v) for v, c in VERDICT_COLORS.items()
+        plt.Line2D([], [], color=c, marker="o", ls="", label=v)
+        for v, c in VERDICT_COLORS.items()
+        if v != "pending" or v in shown  # pending: only while an ablation's runs are missing
     ]
     handles.append(plt.Rectangle((0, 0), 1, 1, color="0.85", label=f"±{delta:.1f} pp"))
     axes[0, 0].legend(handles=handles, loc="best", fontsize=10)
