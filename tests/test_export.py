@@ -209,8 +209,9 @@ def test_a_finished_run_without_searched_params_exports_and_any_name_parses(
 def test_the_regularization_winner_exported_reaches_its_accuracy(
     cifar100_path: Path, tmp_path: Path
 ) -> None:
-    """The committed regularization study's best configuration (reports/regularization.md,
-    trial #35), run by hpo and then by its exported script, on the real CIFAR-100."""
+    """An earlier regularization study's best configuration (trial #35 of the
+    reports/regularization.md of 2026-12-02), run by hpo and then by its exported script, on
+    the real CIFAR-100."""
     winner = """
 [[enqueue]]
 name = "best"
