@@ -126,18 +126,24 @@ def uses(params: Mapping[str, Any], technique: str, baseline: Mapping[str, Any])
     return any(params.get(k) != baseline.get(k) for k in family(technique))
 
 
-def describe_changes(without: Mapping[str, Any], with_: Mapping[str, Any]) -> str:
-    """The knobs `with_` sets otherwise than `without` (or that only one of them has)."""
-    parts = []
-    for name in KNOBS:
-        if with_.get(name) != without.get(name):
-            value = with_.get(name, "unused")
-            parts.append(f"{name}={short_value(value)}")
-    return ", ".join(parts) or "nothing"
+def changed_knobs(without: Mapping[str, Any], with_: Mapping[str, Any]) -> list[str]:
+    """The knobs `with_` sets otherwise than `without` (or that only one of them has), in the
+    registry's order."""
+    return [name for name in KNOBS if with_.get(name) != without.get(name)]
 
 
-def short_value(value: Any) -> str:
-    """A knob's value as the plan's descriptions write it: floats to three digits."""
+def describe_changes(
+    without: Mapping[str, Any], with_: Mapping[str, Any], leading_only: bool = False
+) -> str:
+    """`name=value` for each knob `with_` sets otherwise than `without`; with `leading_only`,
+    without the knobs that only come with another change (the rate of switching dropout on)."""
+    names = changed_knobs(without, with_)
+    if leading_only:
+        names = [k for k in names if KNOBS[k].parent not in names]
+    return ", ".join(f"{k}={_short(with_.get(k, 'unused'))}" for k in names) or "nothing"
+
+
+def _short(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
     return str(value)

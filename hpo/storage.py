@@ -114,7 +114,7 @@ def storage_files(url: str) -> list[Path]:
     """The files that hold the storage at `url`: a SQLite database with its journal and
     write-ahead files, or a journal file with its lock; none for a server."""
     if url.startswith("journal:"):
-        file = Path(url.removeprefix("journal:").removeprefix("//"))
+        file = _journal_path(url.removeprefix("journal:"))
         return [file, file.with_name(file.name + ".lock")]
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
@@ -141,10 +141,15 @@ def check_not_storage(out: Path, url: str) -> None:
             )
 
 
+def _journal_path(path: str) -> Path:
+    """The file of a `journal:PATH` URL (`journal://PATH` spelled alike)."""
+    return Path(path.removeprefix("//"))
+
+
 def _journal_file(path: str, create: bool) -> BaseStorage:
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-    file = Path(path.removeprefix("//"))
+    file = _journal_path(path)
     if not file.exists():
         if not create:
             raise StorageError(f"journal file {file} does not exist")

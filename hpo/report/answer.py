@@ -26,12 +26,11 @@ from hpo.ablation import (
     LEAVE_ONE_OUT,
     TECHNIQUES,
     Plan,
+    changed_knobs,
     describe_changes,
-    short_value,
 )
 from hpo.report.ablation_section import interval_points, points
 from hpo.report.markdown import DASH, table
-from hpo.space import KNOBS
 from hpo.stats import (
     ALPHA,
     HELPS,
@@ -100,7 +99,7 @@ def answer(
     ):
         if groups[label]:
             sentences.append(f"{intro}: {'; '.join(groups[label])}.")
-    changed = {k for row in analysis.rows for k in _changed(plan, row)}
+    changed = {k for row in analysis.rows for k in changed_knobs(*_sides(plan, row))}
     missing = [t for t in searched if not changed & set(TECHNIQUES.get(t, (t,)))]
     if missing:
         sentences.append(
@@ -231,19 +230,14 @@ def _title(technique: str, row: Row, plan: Plan) -> str:
 
 
 def _main_changes(plan: Plan, row: Row) -> str:
-    """What the comparison's `with` side sets otherwise than its `without` side, leaving out
-    the knobs that only come with another change (the dropout rate of switching dropout on)."""
-    with_ = plan.variant(row.comparison.with_).params
-    differ = _changed(plan, row)
-    own = [k for k in differ if KNOBS[k].parent not in differ]
-    return ", ".join(f"{k}={short_value(with_.get(k, 'unused'))}" for k in own) or "nothing"
+    """What the comparison's `with` side changes, without the knobs that only come along."""
+    return describe_changes(*_sides(plan, row), leading_only=True)
 
 
-def _changed(plan: Plan, row: Row) -> list[str]:
-    """The knobs the comparison's two sides set otherwise, in the registry's order."""
-    with_ = plan.variant(row.comparison.with_).params
-    without = plan.variant(row.comparison.without).params
-    return [k for k in KNOBS if with_.get(k) != without.get(k)]
+def _sides(plan: Plan, row: Row) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    """The params of the comparison's `without` and `with` sides."""
+    c = row.comparison
+    return plan.variant(c.without).params, plan.variant(c.with_).params
 
 
 def _table(by_technique: Mapping[str, Mapping[str, Row]], plan: Plan) -> str:
