@@ -109,7 +109,8 @@ def prepare_ablation(
         if _shape(stored) != _shape(plan):
             raise HpoError(
                 f"study '{companion_name}' in {mask(url)} holds an ablation with another plan "
-                f"(best trial {stored.best_trial}, {len(stored.comparisons)} comparisons); "
+                f"(best trial {stored.best_trial}, {len(stored.comparisons)} comparisons; "
+                f"planned now: best trial {plan.best_trial}, {len(plan.comparisons)}): "
                 f"delete it with `hpo study delete {companion_name}` to plan anew"
             )
         plan = stored

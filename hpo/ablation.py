@@ -5,7 +5,9 @@ validation) against the same configuration with one technique switched off or re
 baseline's setting ("what does each technique contribute here?"). *Add one in*: the baseline
 against the baseline with one technique switched on as the study found it best ("what does each
 technique do on its own?"); for a study of named experiments, each experiment against the
-baseline. Every variant is trained with the same seeds, so its scores pair with the others'.
+baseline, and each searched technique that no experiment and no leave-one-out comparison
+changes, so that every technique the study searched is compared. Every variant is trained with
+the same seeds, so its scores pair with the others'.
 """
 
 from __future__ import annotations
@@ -132,6 +134,13 @@ def changed_knobs(without: Mapping[str, Any], with_: Mapping[str, Any]) -> list[
     return [name for name in KNOBS if with_.get(name) != without.get(name)]
 
 
+def not_changed(techniques: Iterable[str], changed: Iterable[str]) -> list[str]:
+    """The `techniques` none of whose own knobs (`TECHNIQUES`) is among the `changed` knobs:
+    no comparison that changes only those says anything about them."""
+    knobs = set(changed)
+    return [t for t in techniques if not knobs & set(TECHNIQUES.get(t, (t,)))]
+
+
 def describe_changes(
     without: Mapping[str, Any], with_: Mapping[str, Any], leading_only: bool = False
 ) -> str:
@@ -198,14 +207,18 @@ def plan_ablation(
             if uses(best_params, t, baseline):
                 without = builder.add(f"best - {t}", switch(best_params, t, baseline))
                 comparisons.append(builder.compare(LEAVE_ONE_OUT, t, best_key, without))
-    if ADD_ONE_IN in designs and experiments:
+    if ADD_ONE_IN in designs:
         for entry in experiments:
             if entry.name not in chosen.experiments:
                 continue
             key = builder.add(entry.name, experiment_params(spec, entry.params))
             comparisons.append(builder.compare(ADD_ONE_IN, entry.name, key, base_key))
-    elif ADD_ONE_IN in designs:
-        for t in chosen.techniques:
+        # Beside named experiments, the techniques that no comparison changes yet: so every
+        # technique the study searched (and some complete trial used) is compared.
+        alone = chosen.techniques
+        if experiments:
+            alone = not_changed(alone, [k for c in comparisons for k in builder.changed(c)])
+        for t in alone:
             users = [x for x in complete if uses(resolved_params(x, spec), t, baseline)]
             if not users:
                 continue
@@ -283,6 +296,9 @@ class _Builder:
         self.params[key] = dict(params)
         self.order.append(key)
         return key
+
+    def changed(self, comparison: Comparison) -> list[str]:
+        return changed_knobs(self.params[comparison.without], self.params[comparison.with_])
 
     def compare(self, design: str, technique: str, with_: str, without: str) -> Comparison:
         changes = describe_changes(self.params[without], self.params[with_])

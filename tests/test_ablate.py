@@ -250,6 +250,14 @@ def test_the_report_judges_with_the_margin_the_ablation_was_run_with(
     assert result.exit_code == 0, result.output
     text = out.read_text()
     assert "±2.5 points" in text and "±0.5 points" not in text
+    # While it holds a plan, an ablation planned otherwise (here: another technique) is refused.
+    other = ("--seeds", "2", "--technique", "dropout_zero", "--storage", sqlite_url)
+    one_line_error(
+        hpo("ablate", name, *other),
+        "holds an ablation with another plan",
+        "1 comparisons; planned now: best trial",
+        f"`hpo study delete {name}:ablation`",
+    )
 
 
 def test_an_ablation_cut_short_while_prepared_is_prepared_again(

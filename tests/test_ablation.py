@@ -92,6 +92,34 @@ def test_leave_one_out_and_add_one_in_from_a_search() -> None:
     assert Plan.from_json(plan.to_json()) == plan
 
 
+def test_beside_experiments_every_searched_technique_still_gets_a_comparison() -> None:
+    from hpo.ablation import experiment_params
+
+    spec = load_spec_text(
+        SEARCH + '[[enqueue]]\nname = "cosine"\nparams = { schedule = "cosine" }\n'
+    )
+    cosine = trial(spec, 0.22, schedule="cosine")
+    cosine.user_attrs.update(
+        experiment="cosine", params=experiment_params(spec, {"schedule": "cosine"})
+    )
+    trials = [
+        trial(spec, 0.30, dropout="on", dropout_rate=0.2),  # best
+        trial(spec, 0.25, weight_decay="on", weight_decay_l2=1e-4),
+        cosine,
+    ]
+    plan = plan_ablation(trials, spec)
+    add = {c.technique: c for c in plan.comparisons if c.design == ADD_ONE_IN}
+    # The experiment covers the schedule and leaving dropout out of the best covers dropout;
+    # weight decay, which neither changes, is switched on alone. No trial changed the
+    # learning rate: the optimizer has nothing to add.
+    assert set(add) == {"cosine", "weight_decay"}
+    assert plan.variant(add["weight_decay"].with_).params["weight_decay_l2"] == 1e-4
+    assert {c.technique for c in plan.comparisons if c.design == LEAVE_ONE_OUT} == {"dropout"}
+    # Without leave-one-out, dropout is compared by adding it in.
+    alone = plan_ablation(trials, spec, designs=[ADD_ONE_IN])
+    assert {c.technique for c in alone.comparisons} == {"cosine", "weight_decay", "dropout"}
+
+
 def test_techniques_can_be_chosen_but_only_searched_ones() -> None:
     spec = load_spec_text(SEARCH)
     trials = [trial(spec, 0.3, dropout="on"), trial(spec, 0.2)]
@@ -120,7 +148,10 @@ def test_the_lessons_add_one_in_is_its_experiments_against_the_baseline() -> Non
         trials.append(t)
     plan = plan_ablation(trials, spec, designs=[ADD_ONE_IN])
     names = [c.technique for c in plan.comparisons]
+    # Its experiments change every technique it searches: nothing else is added in.
     assert names == [e.name for e in spec.enqueue if e.name != "baseline"]
+    both = plan_ablation(trials, spec)
+    assert [c.technique for c in both.comparisons if c.design == ADD_ONE_IN] == names
     by_name = {c.technique: c for c in plan.comparisons}
     assert by_name["dropout"].changes == "first_units=140, dropout=on, dropout_rate=0.1"
     assert by_name["cosine_restarts"].changes.startswith("learning_rate=0.01, schedule=")

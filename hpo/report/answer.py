@@ -24,10 +24,10 @@ from hpo.ablate import (
 from hpo.ablation import (
     ADD_ONE_IN,
     LEAVE_ONE_OUT,
-    TECHNIQUES,
     Plan,
     changed_knobs,
     describe_changes,
+    not_changed,
 )
 from hpo.report.ablation_section import interval_points, points
 from hpo.report.markdown import DASH, table
@@ -99,14 +99,14 @@ def answer(
     ):
         if groups[label]:
             sentences.append(f"{intro}: {'; '.join(groups[label])}.")
-    changed = {k for row in analysis.rows for k in changed_knobs(*_sides(plan, row))}
-    missing = [t for t in searched if not changed & set(TECHNIQUES.get(t, (t,)))]
+    changed = [k for row in analysis.rows for k in changed_knobs(*_sides(plan, row))]
+    missing = not_changed(searched, changed)
     if missing:
         sentences.append(
             f"**Not compared**: {', '.join(missing)}. The study searched them, but no "
-            "comparison of this ablation changes them (the best configuration does not use "
-            "them and no add-one-in comparison or experiment turns them on, or `--technique` "
-            "left them out): this report says nothing about them."
+            "comparison of this ablation changes them (no complete trial used them, "
+            "`--design` or `--technique` left them out, or the ablation was planned before "
+            "every searched technique got a comparison): this report says nothing about them."
         )
     recommend = _recommendation(analysis, runs)
     return [
