@@ -110,6 +110,14 @@ def open_storage(
         raise StorageError(f"cannot open storage {mask(url)}: {reason}") from err
 
 
+def _make_folder(file: Path) -> None:
+    """Make the folder of a new storage file, or say which part of its path is a file."""
+    blocking = next((p for p in reversed(file.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise StorageError(f"cannot make {file}: {blocking} is a file, not a folder")
+    file.parent.mkdir(parents=True, exist_ok=True)
+
+
 def storage_files(url: str) -> list[Path]:
     """The files that hold the storage at `url`: a SQLite database with its journal and
     write-ahead files, or a journal file with its lock; none for a server."""
@@ -153,7 +161,7 @@ def _journal_file(path: str, create: bool) -> BaseStorage:
     if not file.exists():
         if not create:
             raise StorageError(f"journal file {file} does not exist")
-        file.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(file)
     elif file.is_file() and not _is_journal(file):
         # Optuna skips a last line it cannot read (a write cut short), so it would append a
         # study to someone else's file and fail on every later read.
@@ -227,7 +235,7 @@ def _check_sqlite_file(url: str, driver: str, database: str | None, create: bool
     if not file.exists():
         if not create:
             raise StorageError(f"SQLite file {file} does not exist (no study was created there)")
-        file.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(file)
         return
     tables = _table_names(file)
     # Opening it through Optuna would add Optuna's tables to someone else's database.

@@ -214,6 +214,17 @@ def test_a_sqlite_url_without_a_file_is_refused(url: str) -> None:
         open_storage(url, create=True)
 
 
+@pytest.mark.parametrize("scheme", ["sqlite:///", "journal:"])
+def test_a_storage_file_below_a_file_is_refused_naming_that_file(
+    tmp_path: Path, scheme: str
+) -> None:
+    blocking = tmp_path / "notes"
+    blocking.write_text("mine")
+    with pytest.raises(StorageError, match=f"{blocking} is a file, not a folder"):
+        open_storage(f"{scheme}{blocking / 'deeper' / 'hpo.db'}", create=True)
+    assert blocking.read_text() == "mine"
+
+
 def test_journal_file_storage_works(tmp_path: Path) -> None:
     url = f"journal:{tmp_path / 'j.log'}"
     create_study(load_spec_text(TINY_SPEC), url)
