@@ -41,6 +41,14 @@ TECHNIQUES: dict[str, tuple[str, ...]] = {
     "optimizer": ("optimizer", "learning_rate"),
 }
 
+SHARED: dict[str, tuple[str, ...]] = {
+    t: ("regularized_layers",)
+    for t in ("weight_decay", "activity_penalty", "bias_penalty", "dropout")
+}
+"""Knobs a technique shares with others: switched on alone, it takes them from the
+configuration it comes from (a penalty the study found best on all layers goes on all layers);
+switched off, it leaves them to the techniques still on."""
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -120,6 +128,13 @@ def switch(base: Mapping[str, Any], technique: str, source: Mapping[str, Any]) -
             values[name] = source[name]
         else:
             values.pop(name, None)
+    return resolve(values)
+
+
+def switch_on(base: Mapping[str, Any], technique: str, source: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `technique` set as `source` sets it, with the knobs it shares (`SHARED`)."""
+    values = switch(base, technique, source)
+    values.update({k: source[k] for k in SHARED.get(technique, ()) if k in source})
     return resolve(values)
 
 
@@ -224,7 +239,7 @@ def plan_ablation(
                 continue
             top = max(users, key=lambda x: sign * float(x.value))  # type: ignore[arg-type]
             source = resolved_params(top, spec)
-            key = builder.add(f"baseline + {t}", switch(baseline, t, source))
+            key = builder.add(f"baseline + {t}", switch_on(baseline, t, source))
             comparisons.append(builder.compare(ADD_ONE_IN, t, key, base_key))
     comparisons = [c for c in comparisons if c.with_ != c.without]
     used = {base_key, best_key} | {c.with_ for c in comparisons} | {c.without for c in comparisons}

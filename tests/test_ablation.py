@@ -120,6 +120,28 @@ def test_beside_experiments_every_searched_technique_still_gets_a_comparison() -
     assert {c.technique for c in alone.comparisons} == {"cosine", "weight_decay", "dropout"}
 
 
+def test_a_penalty_added_in_goes_on_the_layers_it_was_found_on() -> None:
+    spec = load_spec_text(SEARCH + 'regularized_layers = { choices = ["first", "all"] }\n')
+    trials = [
+        # The best: dropout and weight decay on all layers.
+        trial(spec, 0.30, dropout="on", weight_decay="on", regularized_layers="all"),
+        trial(spec, 0.20),
+    ]
+    plan = plan_ablation(trials, spec)
+    variants = {c.design + c.technique: plan.variant(c.without) for c in plan.comparisons}
+    # Left out of the best, weight decay leaves dropout on all layers...
+    assert variants[LEAVE_ONE_OUT + "weight_decay"].params["regularized_layers"] == "all"
+    # ...and added in alone, it goes on all layers, as the study had it.
+    add = {
+        c.technique: plan.variant(c.with_).params
+        for c in plan.comparisons
+        if c.design == ADD_ONE_IN
+    }
+    assert add["weight_decay"]["regularized_layers"] == "all"
+    assert add["weight_decay"]["dropout"] == "off"
+    assert plan.variant(plan.baseline).params["regularized_layers"] == "first"
+
+
 def test_techniques_can_be_chosen_but_only_searched_ones() -> None:
     spec = load_spec_text(SEARCH)
     trials = [trial(spec, 0.3, dropout="on"), trial(spec, 0.2)]
