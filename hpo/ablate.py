@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +76,7 @@ def prepare_ablation(
     designs: Sequence[str] = DESIGNS,
     techniques: Sequence[str] | None = None,
     delta: float | None = None,
+    echo: Callable[[str], None] = print,
 ) -> tuple[optuna.Study, Plan, int]:
     """Create (or extend) the ablation of study `name` and enqueue its missing runs.
 
@@ -84,7 +85,9 @@ def prepare_ablation(
 
     Returns the companion study, its plan and the number of runs it must finish. An existing
     ablation keeps its plan; more seeds extend it, and begin its next analysis stage (its
-    verdicts are then tested at that stage's level, `hpo.stats.stage_alpha`).
+    verdicts are then tested at that stage's level, `hpo.stats.stage_alpha`). A plan made now
+    that adds to the stored one (same best trial) leaves it as it is, said through `echo`;
+    one that drops a stored comparison or has another best trial is refused.
     """
     if n_seeds < 2:
         raise HpoError(f"--seeds must be at least 2 to pair differences, got {n_seeds}")
@@ -107,11 +110,17 @@ def prepare_ablation(
     if stored_plan is not None:
         stored = Plan.from_json(stored_plan)
         if _shape(stored) != _shape(plan):
-            raise HpoError(
-                f"study '{companion_name}' in {mask(url)} holds an ablation with another plan "
-                f"(best trial {stored.best_trial}, {len(stored.comparisons)} comparisons; "
-                f"planned now: best trial {plan.best_trial}, {len(plan.comparisons)}): "
-                f"delete it with `hpo study delete {companion_name}` to plan anew"
+            anew = f"`hpo study delete {companion_name}` and `hpo ablate {name}` plan it anew"
+            if not _extends(plan, stored):
+                raise HpoError(
+                    f"study '{companion_name}' in {mask(url)} holds an ablation with another "
+                    f"plan ({_difference(stored, plan)}): {anew}"
+                )
+            # Of the same best trial, and the comparisons asked for are all there: the runs
+            # go on as planned (a planner that now plans more, or more is asked for).
+            echo(
+                f"the ablation keeps the plan it was made with ({_difference(stored, plan)}); "
+                f"{anew} (its {len(companion.get_trials(deepcopy=False))} runs are deleted then)"
             )
         plan = stored
         seeds = list(companion.user_attrs.get(SEEDS_ATTR, []))
@@ -135,6 +144,40 @@ def prepare_ablation(
     companion.set_user_attr(N_RUNS, n_runs)
     enqueue_missing(companion, plan, seeds)
     return companion, plan, n_runs
+
+
+def _extends(plan: Plan, stored: Plan) -> bool:
+    """Whether `plan` is of the same best trial as `stored` and makes every comparison of it."""
+    return plan.best_trial == stored.best_trial and _pairs(stored) <= _pairs(plan)
+
+
+def _pairs(plan: Plan) -> set[tuple[str, str]]:
+    return {(c.design, c.technique) for c in plan.comparisons}
+
+
+def _difference(stored: Plan, plan: Plan) -> str:
+    """What a plan made now would do otherwise than the stored one, in a few words."""
+    from hpo.ablation import digest
+
+    def named(pairs: set[tuple[str, str]], of: Plan) -> str:
+        return ", ".join(
+            f"{c.technique} ({c.design})"
+            for c in of.comparisons
+            if (c.design, c.technique) in pairs
+        )
+
+    parts = []
+    if stored.best_trial != plan.best_trial:
+        parts.append(f"its best trial is {stored.best_trial}, the study's now {plan.best_trial}")
+    if _pairs(stored) - _pairs(plan):
+        parts.append(f"it compares {named(_pairs(stored) - _pairs(plan), stored)}, not asked now")
+    if _pairs(plan) - _pairs(stored):
+        parts.append(f"a new plan would also compare {named(_pairs(plan) - _pairs(stored), plan)}")
+    was = {v.key: digest(v.params) for v in stored.variants}
+    other = [v.key for v in plan.variants if v.key in was and was[v.key] != digest(v.params)]
+    if other:
+        parts.append(f"and train {', '.join(other)} otherwise")
+    return "; ".join(parts) or "its variants are named otherwise"
 
 
 def _shape(plan: Plan) -> tuple[Any, ...]:

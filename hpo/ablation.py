@@ -132,9 +132,13 @@ def switch(base: Mapping[str, Any], technique: str, source: Mapping[str, Any]) -
 
 
 def switch_on(base: Mapping[str, Any], technique: str, source: Mapping[str, Any]) -> dict[str, Any]:
-    """`base` with `technique` set as `source` sets it, with the knobs it shares (`SHARED`)."""
+    """`base` with `technique` set as `source` sets it, with the knobs it shares (`SHARED`)
+    where no other technique that shares them is on in `base` (it would move too)."""
     values = switch(base, technique, source)
-    values.update({k: source[k] for k in SHARED.get(technique, ()) if k in source})
+    for knob in SHARED.get(technique, ()):
+        others = [t for t, knobs in SHARED.items() if knob in knobs and t != technique]
+        if knob in source and not any(base.get(t, "off") != "off" for t in others):
+            values[knob] = source[knob]
     return resolve(values)
 
 
@@ -149,11 +153,17 @@ def changed_knobs(without: Mapping[str, Any], with_: Mapping[str, Any]) -> list[
     return [name for name in KNOBS if with_.get(name) != without.get(name)]
 
 
-def not_changed(techniques: Iterable[str], changed: Iterable[str]) -> list[str]:
-    """The `techniques` none of whose own knobs (`TECHNIQUES`) is among the `changed` knobs:
-    no comparison that changes only those says anything about them."""
-    knobs = set(changed)
-    return [t for t in techniques if not knobs & set(TECHNIQUES.get(t, (t,)))]
+def not_compared(
+    techniques: Iterable[str], comparisons: Iterable[tuple[str, Iterable[str]]]
+) -> list[str]:
+    """The `techniques` that none of `comparisons` ((technique, changed knobs) pairs)
+    compares: none is of that technique, and none changes a knob of its family."""
+    named: set[str] = set()
+    knobs: set[str] = set()
+    for technique, changed in comparisons:
+        named.add(technique)
+        knobs.update(changed)
+    return [t for t in techniques if t not in named and not knobs & set(family(t))]
 
 
 def describe_changes(
@@ -228,11 +238,17 @@ def plan_ablation(
                 continue
             key = builder.add(entry.name, experiment_params(spec, entry.params))
             comparisons.append(builder.compare(ADD_ONE_IN, entry.name, key, base_key))
-        # Beside named experiments, the techniques that no comparison changes yet: so every
-        # technique the study searched (and some complete trial used) is compared.
+        # Beside named experiments, the techniques that neither an experiment (chosen or not:
+        # a chosen part plans nothing the whole would not) nor a leave-one-out comparison
+        # changes: so every technique the study searched and some trial used is compared.
         alone = chosen.techniques
         if experiments:
-            alone = not_changed(alone, [k for c in comparisons for k in builder.changed(c)])
+            covered = [(c.technique, builder.changed(c)) for c in comparisons]
+            covered += [
+                (e.name, changed_knobs(baseline, experiment_params(spec, e.params)))
+                for e in experiments
+            ]
+            alone = not_compared(alone, covered)
         for t in alone:
             users = [x for x in complete if uses(resolved_params(x, spec), t, baseline)]
             if not users:

@@ -433,7 +433,9 @@ def ablate(
     url = storage_url(storage)
     designs = DESIGNS if design == Design.both else (design.value,)
     margin = None if delta is None else delta / 100
-    companion, plan, n_runs = prepare_ablation(name, url, seeds, designs, technique, margin)
+    companion, plan, n_runs = prepare_ablation(
+        name, url, seeds, designs, technique, margin, echo=typer.echo
+    )
     typer.echo(
         f"ablation of '{name}': {len(plan.variants)} variants x {n_runs // len(plan.variants)} "
         f"seeds = {n_runs} runs, {len(plan.comparisons)} comparisons "

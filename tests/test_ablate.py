@@ -254,10 +254,19 @@ def test_the_report_judges_with_the_margin_the_ablation_was_run_with(
     other = ("--seeds", "2", "--technique", "dropout_zero", "--storage", sqlite_url)
     one_line_error(
         hpo("ablate", name, *other),
-        "holds an ablation with another plan",
-        "1 comparisons; planned now: best trial",
-        f"`hpo study delete {name}:ablation`",
+        "holds an ablation with another plan (it compares l2_one (add-one-in), not asked now; "
+        "a new plan would also compare dropout_zero (add-one-in))",
+        f"`hpo study delete {name}:ablation` and `hpo ablate {name}` plan it anew",
     )
+    # A plan that only adds to it (as a planner that plans more would) leaves it as it was.
+    result = hpo("ablate", name, "--seeds", "2", "--storage", sqlite_url)
+    assert result.exit_code == 0, result.output
+    assert (
+        "the ablation keeps the plan it was made with (a new plan would also compare "
+        "dropout (leave-one-out), dropout_zero (add-one-in))"
+    ) in result.output
+    assert "(its 6 runs are deleted then)" in result.output
+    assert "x 2 seeds = 6 runs, 1 comparisons" in result.output
 
 
 def test_an_ablation_cut_short_while_prepared_is_prepared_again(

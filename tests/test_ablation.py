@@ -142,6 +142,37 @@ def test_a_penalty_added_in_goes_on_the_layers_it_was_found_on() -> None:
     assert plan.variant(plan.baseline).params["regularized_layers"] == "first"
 
 
+def test_a_leave_one_out_that_changes_only_a_dependent_knob_still_compares_its_technique() -> None:
+    spec = load_spec_text(
+        SEARCH
+        + "beta_1 = { low = 0.8, high = 0.95 }\n"
+        + '[[enqueue]]\nname = "cosine"\nparams = { schedule = "cosine" }\n'
+    )
+    trials = [
+        trial(spec, 0.30, beta_1=0.85),
+        trial(spec, 0.25, learning_rate=0.01),
+        trial(spec, 0.20, schedule="cosine"),
+    ]
+    plan = plan_ablation(trials, spec)
+    # Leaving the best's beta_1 out compares the optimizer: it is not added in a second time.
+    pairs = [(c.design, c.technique) for c in plan.comparisons]
+    assert pairs == [(LEAVE_ONE_OUT, "optimizer"), (ADD_ONE_IN, "cosine")]
+
+
+def test_a_penalty_added_in_leaves_the_layers_of_one_the_baseline_has_on() -> None:
+    spec = load_spec_text(
+        SEARCH
+        + 'regularized_layers = { choices = ["first", "all"] }\n'
+        + '[[enqueue]]\nname = "baseline"\nparams = { weight_decay = "on" }\n'
+    )
+    trials = [trial(spec, 0.30, weight_decay="on", dropout="on", regularized_layers="all")]
+    plan = plan_ablation(trials, spec, designs=[ADD_ONE_IN])
+    [dropout] = [c for c in plan.comparisons if c.technique == "dropout"]
+    # Moving the baseline's weight decay to all layers would be credited to dropout.
+    assert plan.variant(dropout.with_).params["regularized_layers"] == "first"
+    assert "regularized_layers" not in dropout.changes
+
+
 def test_techniques_can_be_chosen_but_only_searched_ones() -> None:
     spec = load_spec_text(SEARCH)
     trials = [trial(spec, 0.3, dropout="on"), trial(spec, 0.2)]
@@ -174,6 +205,12 @@ def test_the_lessons_add_one_in_is_its_experiments_against_the_baseline() -> Non
     assert names == [e.name for e in spec.enqueue if e.name != "baseline"]
     both = plan_ablation(trials, spec)
     assert [c.technique for c in both.comparisons if c.design == ADD_ONE_IN] == names
+    # Nor does a part of it, chosen with --technique: the experiments it leaves out still
+    # cover the techniques they change.
+    whole = {(c.design, c.technique, c.changes) for c in both.comparisons}
+    for technique in ("schedule", "initializer", "activity_penalty", "optimizer", "dropout"):
+        part = plan_ablation(trials, spec, techniques=[technique]).comparisons
+        assert {(c.design, c.technique, c.changes) for c in part} <= whole, technique
     by_name = {c.technique: c for c in plan.comparisons}
     assert by_name["dropout"].changes == "first_units=140, dropout=on, dropout_rate=0.1"
     assert by_name["cosine_restarts"].changes.startswith("learning_rate=0.01, schedule=")

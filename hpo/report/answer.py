@@ -27,7 +27,7 @@ from hpo.ablation import (
     Plan,
     changed_knobs,
     describe_changes,
-    not_changed,
+    not_compared,
 )
 from hpo.report.ablation_section import interval_points, points
 from hpo.report.markdown import DASH, table
@@ -99,14 +99,15 @@ def answer(
     ):
         if groups[label]:
             sentences.append(f"{intro}: {'; '.join(groups[label])}.")
-    changed = [k for row in analysis.rows for k in changed_knobs(*_sides(plan, row))]
-    missing = not_changed(searched, changed)
+    compared = [(r.comparison.technique, changed_knobs(*_sides(plan, r))) for r in analysis.rows]
+    missing = not_compared(searched, compared)
     if missing:
         sentences.append(
             f"**Not compared**: {', '.join(missing)}. The study searched them, but no "
-            "comparison of this ablation changes them (no complete trial used them, "
-            "`--design` or `--technique` left them out, or the ablation was planned before "
-            "every searched technique got a comparison): this report says nothing about them."
+            "comparison of this ablation changes them (no complete trial set them otherwise "
+            "than the baseline, `--design` or `--technique` left them out, or the ablation was "
+            "planned before every searched technique got a comparison): this report says "
+            "nothing about them."
         )
     recommend = _recommendation(analysis, runs)
     return [
