@@ -208,6 +208,7 @@ def plan_ablation(
     from hpo.evaluate import default_params, resolved_params
 
     complete = [t for t in trials if t.state == TrialState.COMPLETE and _finite(t.value)]
+    pruned = [t for t in trials if t.state == TrialState.PRUNED and _finite(t.value)]
     if not complete:
         raise HpoError(f"study '{spec.name}' has no complete trial to ablate: run it first")
     sign = 1 if spec.direction == "maximize" else -1
@@ -250,10 +251,13 @@ def plan_ablation(
             ]
             alone = not_compared(alone, covered)
         for t in alone:
-            users = [x for x in complete if uses(resolved_params(x, spec), t, baseline)]
-            if not users:
+            # As the best complete trial that used it had it; where the search pruned every
+            # trial that did, as the pruned one with the best last report had it.
+            top = _top_user(complete, t, spec, baseline, sign) or _top_user(
+                pruned, t, spec, baseline, sign
+            )
+            if top is None:
                 continue
-            top = max(users, key=lambda x: sign * float(x.value))  # type: ignore[arg-type]
             source = resolved_params(top, spec)
             key = builder.add(f"baseline + {t}", switch_on(baseline, t, source))
             comparisons.append(builder.compare(ADD_ONE_IN, t, key, base_key))
@@ -261,6 +265,21 @@ def plan_ablation(
     used = {base_key, best_key} | {c.with_ for c in comparisons} | {c.without for c in comparisons}
     variants = tuple(Variant(k, builder.params[k]) for k in builder.order if k in used)
     return Plan(spec.name, variants, tuple(comparisons), best.number, base_key, best_key)
+
+
+def _top_user(
+    trials: Sequence[FrozenTrial],
+    technique: str,
+    spec: Spec,
+    baseline: Mapping[str, Any],
+    sign: int,
+) -> FrozenTrial | None:
+    """Of `trials` (each with a finite value), the best that sets `technique` otherwise than
+    the baseline; the earliest of equals."""
+    from hpo.evaluate import resolved_params
+
+    users = [t for t in trials if uses(resolved_params(t, spec), technique, baseline)]
+    return max(users, key=lambda t: sign * float(t.value), default=None)  # type: ignore[arg-type]
 
 
 def _best_key(data: Mapping[str, Any]) -> str:

@@ -142,6 +142,23 @@ def test_a_penalty_added_in_goes_on_the_layers_it_was_found_on() -> None:
     assert plan.variant(plan.baseline).params["regularized_layers"] == "first"
 
 
+def test_a_technique_the_search_always_pruned_is_added_in_as_its_best_pruned_trial_had_it() -> None:
+    spec = load_spec_text(SEARCH)
+    trials = [
+        trial(spec, 0.30),  # best: nothing switched on
+        trial(spec, 0.12, TrialState.PRUNED, dropout="on", dropout_rate=0.4),
+        trial(spec, 0.18, TrialState.PRUNED, dropout="on", dropout_rate=0.2),
+        trial(spec, 0.25, weight_decay="on", weight_decay_l2=1e-4),
+        trial(spec, 0.28, TrialState.PRUNED, weight_decay="on", weight_decay_l2=1e-2),
+        trial(spec, None, TrialState.PRUNED, schedule="cosine"),  # pruned before it reported
+    ]
+    plan = plan_ablation(trials, spec)
+    add = {c.technique: plan.variant(c.with_).params for c in plan.comparisons}
+    assert add["dropout"]["dropout_rate"] == 0.2
+    assert add["weight_decay"]["weight_decay_l2"] == 1e-4  # a complete trial comes first
+    assert "schedule" not in add
+
+
 def test_a_leave_one_out_that_changes_only_a_dependent_knob_still_compares_its_technique() -> None:
     spec = load_spec_text(
         SEARCH
