@@ -45,6 +45,7 @@ from hpo.study import (
     SPEC_ATTR,
     load_study,
     study_names,
+    tally,
 )
 
 PLAN_ATTR = "ablation"
@@ -116,11 +117,11 @@ def prepare_ablation(
                     f"study '{companion_name}' in {mask(url)} holds an ablation with another "
                     f"plan ({_difference(stored, plan)}): {anew}"
                 )
-            # Of the same best trial, and the comparisons asked for are all there: the runs
-            # go on as planned (a planner that now plans more, or more is asked for).
+            # Of the same best trial, and every stored comparison made alike: the runs go on
+            # as planned (a planner that now plans more, or more is asked for).
             echo(
                 f"the ablation keeps the plan it was made with ({_difference(stored, plan)}); "
-                f"{anew} (its {len(companion.get_trials(deepcopy=False))} runs are deleted then)"
+                f"{anew} (its {tally(companion).total()} runs are deleted then)"
             )
         plan = stored
         seeds = list(companion.user_attrs.get(SEEDS_ATTR, []))
@@ -147,37 +148,39 @@ def prepare_ablation(
 
 
 def _extends(plan: Plan, stored: Plan) -> bool:
-    """Whether `plan` is of the same best trial as `stored` and makes every comparison of it."""
-    return plan.best_trial == stored.best_trial and _pairs(stored) <= _pairs(plan)
+    """Whether `plan` is of the same best trial as `stored` and makes every comparison of it
+    with the same two configurations."""
+    made = _trained(plan)
+    return plan.best_trial == stored.best_trial and all(
+        made.get(pair) == configs for pair, configs in _trained(stored).items()
+    )
 
 
-def _pairs(plan: Plan) -> set[tuple[str, str]]:
-    return {(c.design, c.technique) for c in plan.comparisons}
+def _trained(plan: Plan) -> dict[tuple[str, str], tuple[str, str]]:
+    """(design, technique) -> the digests of the params its two sides train."""
+    from hpo.ablation import digest
+
+    params = {v.key: digest(v.params) for v in plan.variants}
+    return {(c.design, c.technique): (params[c.with_], params[c.without]) for c in plan.comparisons}
 
 
 def _difference(stored: Plan, plan: Plan) -> str:
     """What a plan made now would do otherwise than the stored one, in a few words."""
-    from hpo.ablation import digest
+    was, now = _trained(stored), _trained(plan)
 
-    def named(pairs: set[tuple[str, str]], of: Plan) -> str:
-        return ", ".join(
-            f"{c.technique} ({c.design})"
-            for c in of.comparisons
-            if (c.design, c.technique) in pairs
-        )
+    def named(pairs: Sequence[tuple[str, str]]) -> str:
+        return ", ".join(f"{technique} ({design})" for design, technique in pairs)
 
     parts = []
     if stored.best_trial != plan.best_trial:
         parts.append(f"its best trial is {stored.best_trial}, the study's now {plan.best_trial}")
-    if _pairs(stored) - _pairs(plan):
-        parts.append(f"it compares {named(_pairs(stored) - _pairs(plan), stored)}, not asked now")
-    if _pairs(plan) - _pairs(stored):
-        parts.append(f"a new plan would also compare {named(_pairs(plan) - _pairs(stored), plan)}")
-    was = {v.key: digest(v.params) for v in stored.variants}
-    other = [v.key for v in plan.variants if v.key in was and was[v.key] != digest(v.params)]
-    if other:
-        parts.append(f"and train {', '.join(other)} otherwise")
-    return "; ".join(parts) or "its variants are named otherwise"
+    if gone := [p for p in was if p not in now]:
+        parts.append(f"it compares {named(gone)}, not asked now")
+    if other := [p for p in was if p in now and now[p] != was[p]]:
+        parts.append(f"it trains {named(other)} otherwise than a new plan would")
+    if added := [p for p in now if p not in was]:
+        parts.append(f"a new plan would also compare {named(added)}")
+    return "; ".join(parts) or "the same comparisons, listed or named otherwise"
 
 
 def _shape(plan: Plan) -> tuple[Any, ...]:

@@ -190,6 +190,34 @@ def test_a_penalty_added_in_leaves_the_layers_of_one_the_baseline_has_on() -> No
     assert "regularized_layers" not in dropout.changes
 
 
+def test_a_stored_plan_is_kept_only_where_a_new_plan_adds_to_it() -> None:
+    from hpo.ablate import _difference, _extends
+
+    spec = load_spec_text(SEARCH)
+    trials = [trial(spec, 0.30), trial(spec, 0.25, dropout="on", dropout_rate=0.4)]
+    stored = plan_ablation(trials, spec)
+    assert _extends(stored, stored)
+    # A new technique to compare (the study went on): the stored comparisons are kept as made.
+    more = plan_ablation([*trials, trial(spec, 0.2, weight_decay="on")], spec)
+    assert _extends(more, stored)
+    assert _difference(stored, more) == "a new plan would also compare weight_decay (add-one-in)"
+    # Dropout's add-one-in would now take another rate: kept, it would not be "as found best".
+    other = plan_ablation([*trials, trial(spec, 0.29, dropout="on", dropout_rate=0.2)], spec)
+    assert not _extends(other, stored)
+    assert (
+        _difference(stored, other)
+        == "it trains dropout (add-one-in) otherwise than a new plan would"
+    )
+    # A new best trial: nothing of the stored plan ablates it.
+    better = trial(spec, 0.35, schedule="cosine")
+    for number, t in enumerate([*trials, better]):
+        t.number = number
+    stored = plan_ablation(trials, spec)
+    best = plan_ablation([*trials, better], spec)
+    assert not _extends(best, stored)
+    assert _difference(stored, best).startswith("its best trial is 0, the study's now 2")
+
+
 def test_techniques_can_be_chosen_but_only_searched_ones() -> None:
     spec = load_spec_text(SEARCH)
     trials = [trial(spec, 0.3, dropout="on"), trial(spec, 0.2)]

@@ -104,10 +104,10 @@ def answer(
     if missing:
         sentences.append(
             f"**Not compared**: {', '.join(missing)}. The study searched them, but no "
-            "comparison of this ablation changes them (no trial that reported a score set "
-            "them otherwise than the baseline, `--design` or `--technique` left them out, or "
-            "the ablation was planned before every searched technique got a comparison): this "
-            "report says nothing about them."
+            "comparison of this ablation changes them (no complete or pruned trial with a "
+            "score set them otherwise than the baseline, `--design` or `--technique` left "
+            "them out, or the ablation was planned before every searched technique got a "
+            "comparison): this report says nothing about them."
         )
     recommend = _recommendation(analysis, runs)
     return [
