@@ -87,8 +87,9 @@ def prepare_ablation(
     Returns the companion study, its plan and the number of runs it must finish. An existing
     ablation keeps its plan; more seeds extend it, and begin its next analysis stage (its
     verdicts are then tested at that stage's level, `hpo.stats.stage_alpha`). A plan made now
-    that adds to the stored one (same best trial) leaves it as it is, said through `echo`;
-    one that drops a stored comparison or has another best trial is refused.
+    that only adds to the stored one (same best trial, every stored comparison made with the
+    same two configurations) leaves it as it is, said through `echo`; any other difference
+    is refused.
     """
     if n_seeds < 2:
         raise HpoError(f"--seeds must be at least 2 to pair differences, got {n_seeds}")

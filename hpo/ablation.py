@@ -244,7 +244,10 @@ def plan_ablation(
         # changes: so every technique the study searched and some trial used is compared.
         alone = chosen.techniques
         if experiments:
-            covered = [(c.technique, builder.changed(c)) for c in comparisons]
+            # A leave-one-out comparison changes only its own technique's family.
+            covered: list[tuple[str, Sequence[str]]] = [
+                (c.technique, ()) for c in comparisons if c.design == LEAVE_ONE_OUT
+            ]
             covered += [
                 (e.name, changed_knobs(baseline, experiment_params(spec, e.params)))
                 for e in experiments
@@ -346,9 +349,6 @@ class _Builder:
         self.params[key] = dict(params)
         self.order.append(key)
         return key
-
-    def changed(self, comparison: Comparison) -> list[str]:
-        return changed_knobs(self.params[comparison.without], self.params[comparison.with_])
 
     def compare(self, design: str, technique: str, with_: str, without: str) -> Comparison:
         changes = describe_changes(self.params[without], self.params[with_])
