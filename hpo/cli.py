@@ -66,6 +66,17 @@ def handles_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def check_workers(workers: int) -> None:
+    """At least one worker, and no more than memory holds at what any worker holds (whatever
+    the study's data: `run_workers` checks again with the study's own)."""
+    if workers < 1:
+        raise HpoError(f"--workers must be at least 1, got {workers}")
+    if workers > 1:
+        from hpo.workers import available_memory, check_memory
+
+        check_memory(workers, available_memory())
+
+
 def check_timeout(timeout: float | None) -> None:
     if timeout is not None and not timeout > 0:
         raise HpoError(f"--timeout must be a positive number of seconds, got {timeout:g}")
@@ -154,8 +165,7 @@ def run(
     if n_trials is not None and n_trials < 1:
         raise HpoError(f"--n-trials must be at least 1, got {n_trials}")
     check_timeout(timeout)
-    if workers < 1:
-        raise HpoError(f"--workers must be at least 1, got {workers}")
+    check_workers(workers)
     if max_failures < 1:
         raise HpoError(f"--max-failures must be at least 1, got {max_failures}")
     signal.signal(signal.SIGTERM, _interrupt)
@@ -195,13 +205,10 @@ def _interrupt(signum: int, frame: Any) -> None:
 @handles_errors
 def list_(storage: StorageOption = None) -> None:
     """List the studies in the storage."""
-    import optuna
-
     from hpo.storage import open_storage, storage_url
     from hpo.summary import list_lines
 
-    summaries = optuna.get_all_study_summaries(open_storage(storage_url(storage)))
-    typer.echo("\n".join(list_lines(summaries)))
+    typer.echo("\n".join(list_lines(open_storage(storage_url(storage)))))
 
 
 @study_app.command("show")
@@ -425,8 +432,7 @@ def ablate(
     from hpo.ablation import DESIGNS
     from hpo.storage import storage_url
 
-    if workers < 1:
-        raise HpoError(f"--workers must be at least 1, got {workers}")
+    check_workers(workers)
     if delta is not None and not 0 < delta < 100:
         raise HpoError(f"--delta is in accuracy points and must be in (0, 100), got {delta}")
     check_timeout(timeout)

@@ -23,7 +23,7 @@ from sklearn.model_selection import train_test_split
 
 from hpo.errors import DataError, HpoError
 from hpo.spec import DataSpec, Spec
-from hpo.study import FIXED_ONLY
+from hpo.study import FIXED_ONLY, best_complete
 
 
 def split_masks(y_train: np.ndarray, spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -360,10 +360,10 @@ def export_trial(
 
 def _chosen(study: optuna.Study, number: int | None) -> FrozenTrial:
     if number is None:
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if not complete:
+        best = best_complete(study.get_trials(deepcopy=False), study.direction)
+        if best is None:
             raise HpoError(f"study '{study.study_name}' has no complete trial to export")
-        return study.best_trial
+        return best
     found = [t for t in study.get_trials(deepcopy=False) if t.number == number]
     if not found:
         raise HpoError(f"study '{study.study_name}' has no trial {number}")

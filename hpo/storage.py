@@ -206,8 +206,9 @@ def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
         # Several local workers write the same file: wait for the lock instead of failing.
         sqlite_args = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
         return _SQLiteStorage(url, engine_kwargs=sqlite_args, **heartbeat)
-    url = _with_installed_driver(url)
+    given, url = url, _with_installed_driver(url)
     if backend in ("mysql", "mariadb"):
+        _check_charset(make_url(url), given)
         _bound_mysql_connects()
     engine_kwargs = {"pool_pre_ping": True, "connect_args": _connect_timeout(url)}
     storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
@@ -344,6 +345,23 @@ def _set_idle_in_transaction_timeout(dbapi_connection: Any, _record: Any) -> Non
             dbapi_connection.rollback()
     finally:
         cursor.close()
+
+
+def _check_charset(parsed: Any, given: str) -> None:
+    """Refuse a `charset` in a PyMySQL URL that PyMySQL does not know, which it would
+    report only as "'NoneType' object has no attribute 'encoding'"; `given` is the URL as the
+    user wrote it, for the message."""
+    charset = parsed.query.get("charset")
+    if charset is None or parsed.get_driver_name() != "pymysql":
+        return
+    from pymysql.charset import charset_by_name
+
+    if not isinstance(charset, str):
+        raise StorageError(f"{mask(given)}: charset is given {len(charset)} times: give it once")
+    if charset_by_name(charset) is None:
+        raise StorageError(
+            f"{mask(given)}: unknown MySQL charset {charset!r} (e.g. charset=utf8mb4)"
+        )
 
 
 def _bound_mysql_connects() -> None:

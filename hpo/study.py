@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.storages import BaseStorage
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import HpoError, StudyNotFoundError
@@ -172,11 +173,34 @@ def all_trials(study: optuna.Study) -> list[FrozenTrial]:
         return sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
 
 
+def with_value(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The complete trials that hold a value (a damaged storage can lose a trial's value)."""
+    return [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+
+
+def ranked(complete: list[FrozenTrial], direction: StudyDirection) -> list[FrozenTrial]:
+    """`complete` best first; a tie goes to the earlier trial."""
+    sign = -1 if direction == StudyDirection.MAXIMIZE else 1
+    return sorted(complete, key=lambda t: (sign * t.value, t.number))  # type: ignore[operator]
+
+
+def best_complete(trials: list[FrozenTrial], direction: StudyDirection) -> FrozenTrial | None:
+    """The best of `trials` that completed with a value, or None: `Study.best_trial` without
+    its failure where complete trials lost their values."""
+    complete = with_value(trials)
+    return ranked(complete, direction)[0] if complete else None
+
+
 def best_so_far(study: optuna.Study) -> tuple[float, int] | None:
     """The best complete trial's value and number, if there is one."""
     if count(study, (TrialState.COMPLETE,)) == 0:
         return None
-    best = study.best_trial
+    try:
+        best = study.best_trial
+    except (ValueError, TypeError):
+        # Complete trials without a value, in a storage damaged outside Optuna: RDB storages
+        # find no best trial, the others compare None with None.
+        return None
     return (float(best.value), best.number) if best.value is not None else None
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.study import all_trials
+from hpo.study import all_trials, best_complete, ranked, with_value
 
 if TYPE_CHECKING:
     # Imported where a frame is made: `hpo report` counts states from here and makes none,
@@ -44,23 +44,27 @@ def trial_line(trial: FrozenTrial) -> str:
     return line
 
 
-def list_lines(summaries: list[optuna.study.StudySummary]) -> list[str]:
+def list_lines(storage: optuna.storages.BaseStorage) -> list[str]:
+    """One row per study in `storage`: its name, direction(s), trial count and best value.
+
+    Read through each study's own trials rather than Optuna's study summaries, whose best
+    trial fails with a type error where a damaged storage holds complete trials without a
+    value.
+    """
     rows = []
-    for s in sorted(summaries, key=lambda s: s.study_name):
+    for name in sorted(optuna.get_all_study_names(storage)):
+        study = optuna.load_study(study_name=name, storage=storage)
+        trials = study.get_trials(deepcopy=False)
         # A study of another tool on a shared storage may have several objectives: it has no
-        # single direction or best value (`StudySummary.direction` raises there).
-        single = len(s.directions) == 1
-        best = (
-            f"{s.best_trial.value:.4f}"
-            if single and s.best_trial and s.best_trial.value is not None
-            else "-"
-        )
+        # single direction or best value (`Study.direction` raises there).
+        single = len(study.directions) == 1
+        best = best_complete(trials, study.directions[0]) if single else None
         rows.append(
             {
-                "study": s.study_name,
-                "direction": "/".join(d.name.lower() for d in s.directions),
-                "trials": s.n_trials,
-                "best": best,
+                "study": name,
+                "direction": "/".join(d.name.lower() for d in study.directions),
+                "trials": len(trials),
+                "best": "-" if best is None else f"{best.value:.4f}",
             }
         )
     if not rows:
@@ -79,10 +83,15 @@ def show_lines(study: optuna.Study, top_k: int = 10) -> list[str]:
         f"{study.user_attrs.get('metric', 'value')})",
         "trials: " + ", ".join(f"{k.lower()} {v}" for k, v in counts.items()),
     ]
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    complete = with_value(trials)
     if not complete:
+        lost = counts["COMPLETE"]
+        if lost:
+            # Only a storage damaged outside Optuna stores a complete trial without its value.
+            have = "trial has" if lost == 1 else "trials have"
+            return [*lines, f"no complete trial with a value ({lost} complete {have} none)"]
         return [*lines, "no complete trial yet"]
-    best = study.best_trial
+    best = ranked(complete, study.direction)[0]
     lines.append(f"best: trial {best.number} value {best.value:.4f}")
     lines += [f"  {k} = {v}" for k, v in sorted(best.user_attrs.get("params", best.params).items())]
     table = top_k_frame(study, top_k, complete)
@@ -92,10 +101,8 @@ def show_lines(study: optuna.Study, top_k: int = 10) -> list[str]:
 
 def top_k_frame(study: optuna.Study, k: int, complete: list[FrozenTrial]) -> pd.DataFrame:
     """The k best of the study's `complete` trials."""
-    reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    ranked = sorted(complete, key=lambda t: (t.value, -t.number), reverse=reverse)[:k]
     rows = []
-    for t in ranked:
+    for t in ranked(complete, study.direction)[:k]:
         row: dict[str, Any] = {
             "trial": t.number,
             "value": round(t.value or math.nan, 4),

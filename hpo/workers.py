@@ -32,6 +32,12 @@ THREAD_VARIABLES = (
     "TF_NUM_INTRAOP_THREADS",
     "TF_NUM_INTEROP_THREADS",
 )
+MIB = 1 << 20
+TENSORFLOW_MEMORY = 693 * MIB
+"""What a worker holds at least: resident once hpo and TensorFlow are imported (measured,
+docs/performance.md)."""
+CIFAR100_MEMORY = 1400 * MIB
+"""The same once CIFAR-100 is loaded; a trial adds about 100 MiB on the lesson's MLP."""
 STOP_GRACE_S = 60.0
 RESEND_S = 5.0
 INTERRUPTED = 130
@@ -57,6 +63,44 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
+
+
+def available_memory() -> int | None:
+    """Bytes this machine can still give processes (Linux's MemAvailable), or None where the
+    system does not say. In a container this is the host's figure, not the container's limit."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def worker_memory(dataset: str | None) -> tuple[int, str]:
+    """What one worker holds at least, and of what, for a spec's dataset (None: unknown)."""
+    if dataset == "cifar100":
+        return CIFAR100_MEMORY, "TensorFlow and CIFAR-100"
+    return TENSORFLOW_MEMORY, "TensorFlow"
+
+
+def check_memory(n_workers: int, available: int | None, dataset: str | None = None) -> None:
+    """Refuse more workers than `available` bytes can hold at `worker_memory(dataset)` each."""
+    each, what = worker_memory(dataset)
+    if available is None or n_workers * each <= available:
+        return
+    from hpo.errors import HpoError
+
+    fit = available // each
+    advice = (
+        f"give --workers {fit} or fewer, and run more on other machines against a shared storage"
+        if fit > 1
+        else "one process (no --workers) is all it can run"
+    )
+    raise HpoError(
+        f"--workers {n_workers} needs at least {n_workers * each / 1e9:.1f} GB (a worker holds "
+        f"{what}, {each / 1e9:.2f} GB) and this machine has {available / 1e9:.1f} GB "
+        f"available: {advice}"
+    )
 
 
 def thread_shares(n_workers: int, n_cores: int) -> list[int]:
@@ -94,6 +138,7 @@ def run_workers(
 
     default_heartbeat_interval()  # a bad $HPO_HEARTBEAT_INTERVAL: one line here, not per worker
     study, spec = load_study(name, url, heartbeat_interval=None)
+    check_memory(n_workers, available_memory(), spec.data.dataset)
     target = n_trials if n_trials is not None else spec.n_trials
     if target is None and timeout is None:
         raise HpoError(f"study '{name}' has no n_trials in its spec: give --n-trials or --timeout")
@@ -309,7 +354,7 @@ def _signals_ignored(*signums: int) -> Iterator[None]:
 def _summary(study: optuna.Study, n_workers: int, seconds: float) -> str:
     from optuna.trial import TrialState
 
-    from hpo.study import tally
+    from hpo.study import best_so_far, tally
 
     states = tally(study)
     counts = {state.name: states[state] for state in TrialState}
@@ -319,9 +364,9 @@ def _summary(study: optuna.Study, n_workers: int, seconds: float) -> str:
         f"complete, {counts['PRUNED']} pruned), {counts['FAIL']} failed, {counts['RUNNING']} "
         f"running, {counts['WAITING']} waiting; {n_workers} workers ran {seconds:.1f} s"
     )
-    if counts["COMPLETE"]:
-        best = study.best_trial
-        line += f"; best trial {best.number} value {best.value:.4f}"
+    best = best_so_far(study) if counts["COMPLETE"] else None
+    if best is not None:
+        line += f"; best trial {best[1]} value {best[0]:.4f}"
     return line
 
 

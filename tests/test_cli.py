@@ -400,6 +400,7 @@ def test_n_trials_and_timeout_must_be_positive_and_a_met_target_says_so(
         (["--n-trials", "0"], "--n-trials must be at least 1, got 0"),
         (["--timeout", "0"], "--timeout must be a positive number of seconds, got 0"),
         (["--workers", "0"], "--workers must be at least 1, got 0"),
+        (["--workers", "100000"], "--workers 100000 needs at least 72666.3 GB"),
     ):
         result = hpo("study", "run", "tiny", *args, "--storage", sqlite_url)
         assert result.exit_code == 2 and fragment in result.stderr, result.output
@@ -416,6 +417,8 @@ def test_options_are_checked_before_anything_is_stored(
     assert hpo("study", "run", "tiny", "--n-trials", "3", "--storage", sqlite_url).exit_code == 0
     result = hpo("ablate", "tiny", "--seeds", "2", "--timeout", "-1", "--storage", sqlite_url)
     assert result.exit_code == 2 and "--timeout must be a positive" in result.stderr
+    result = hpo("ablate", "tiny", "--seeds", "2", "--workers", "9999", "--storage", sqlite_url)
+    assert result.exit_code == 2 and "--workers 9999 needs at least" in result.stderr
     names = [s.study_name for s in optuna.get_all_study_summaries(sqlite_url)]
     assert names == ["tiny"]  # no ablation prepared before the refusal
     for top in ("0", "-3"):

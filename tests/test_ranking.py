@@ -150,3 +150,22 @@ def test_a_trial_that_failed_before_its_params_counts_for_no_technique() -> None
     study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={"fail_reason": "OOM"}))
     rows = by_name(rank(study.trials, find_techniques(spec), "maximize"))
     assert rows["dropout"].n_failed_with + rows["dropout"].n_failed_without == 0
+
+
+@pytest.mark.parametrize("metric", ["val_accuracy", "val_loss"])
+def test_a_techniques_best_trial_is_the_earliest_of_tied_best_ones(metric: str) -> None:
+    spec = spec_for(metric)
+    study = optuna.create_study(direction=spec.direction)
+    add_fake_trials(study, spec, 40, {}, seed=3)
+    trials = study.get_trials()
+    best = (max if spec.direction == "maximize" else min)(t.value for t in trials)
+    # Two more trials equal to the best, with every technique's setting of the earliest.
+    tied = min((t for t in trials if t.value == best), key=lambda t: t.number)
+    for _ in range(2):
+        study.add_trial(optuna.trial.create_trial(
+            value=best, params=tied.params, distributions=tied.distributions,
+            user_attrs=tied.user_attrs))  # fmt: skip
+    rows = rank(study.get_trials(), find_techniques(spec), spec.direction)
+    holding = [r for r in rows if r.best_with == best]
+    assert holding  # the tied trials have some technique's setting
+    assert all(r.best_trial == tied.number for r in holding), holding

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,22 @@ def test_storage_url_prefers_flag_then_environment(monkeypatch: pytest.MonkeyPat
 def test_a_redis_database_that_is_not_a_number_is_refused() -> None:
     with pytest.raises(StorageError, match="a Redis database is a number.*'notadb'"):
         open_storage("redis://127.0.0.1:6379/notadb")
+
+
+@pytest.mark.parametrize("driver", ["mysql", "mysql+pymysql", "mariadb+pymysql"])
+def test_an_unknown_mysql_charset_is_named_before_connecting(driver: str) -> None:
+    if driver == "mysql" and importlib.util.find_spec("MySQLdb"):
+        pytest.skip("mysql:// means mysqlclient where it is installed, which hpo does not check")
+    # Port 9 (discard) has no server: a refusal that names the charset never connected.
+    url = f"{driver}://hpo:s3cret@127.0.0.1:9/test?charset=utf-9&ssl_ca=/x"
+    with pytest.raises(StorageError) as err:
+        open_storage(url)
+    assert str(err.value) == (
+        f"{driver}://hpo:***@127.0.0.1:9/test?charset=utf-9&ssl_ca=/x: unknown MySQL charset "
+        "'utf-9' (e.g. charset=utf8mb4)"
+    )
+    with pytest.raises(StorageError, match="charset is given 2 times: give it once"):
+        open_storage(f"{driver}://hpo@127.0.0.1:9/test?charset=utf8mb4&charset=utf8mb4")
 
 
 def test_reading_a_missing_sqlite_file_creates_nothing(tmp_path: Path) -> None:

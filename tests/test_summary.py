@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+from pathlib import Path
 
 import optuna
 import pytest
@@ -113,11 +115,11 @@ def test_an_empty_study_exports_a_header() -> None:
 
 def test_list_lines_one_row_per_study_or_none() -> None:
     storage = optuna.storages.InMemoryStorage()
-    assert list_lines(optuna.get_all_study_summaries(storage)) == ["no studies"]
+    assert list_lines(storage) == ["no studies"]
     for name in ("b", "a"):
         s = optuna.create_study(study_name=name, storage=storage, direction="maximize")
         s.add_trial(made(TrialState.COMPLETE, 0.25))
-    lines = list_lines(optuna.get_all_study_summaries(storage))
+    lines = list_lines(storage)
     assert [line.split()[0] for line in lines] == ["study", "a", "b"]
     assert lines[1].split()[-1] == "0.2500"
 
@@ -131,6 +133,36 @@ def test_list_lines_show_a_study_with_several_objectives() -> None:
         study_name="multi", storage=storage, directions=["maximize", "minimize"]
     )
     multi.add_trial(create_trial(values=[0.5, 1.0]))
-    lines = list_lines(optuna.get_all_study_summaries(storage))
+    lines = list_lines(storage)
     assert lines[1].split() == ["multi", "maximize/minimize", "1", "-"]
     assert lines[2].split() == ["single", "minimize", "1", "0.5000"]
+
+
+def test_ties_go_to_the_earlier_trial_in_either_direction() -> None:
+    for direction in ("minimize", "maximize"):
+        study = optuna.create_study(direction=direction)
+        for value in (0.3, 0.5, 0.5, 0.3):
+            study.add_trial(made(TrialState.COMPLETE, value))
+        best, second = (1, 2) if direction == "maximize" else (0, 3)
+        lines = show_lines(study)
+        assert lines[2] == f"best: trial {best} value {[0.3, 0.5][best]:.4f}"
+        table = lines[lines.index("top 4:") + 2 :]
+        assert [int(row.split()[0]) for row in table][:2] == [best, second]
+
+
+def test_a_storage_that_lost_its_values_is_listed_and_shown_without_a_best(
+    tmp_path: Path,
+) -> None:
+    """A `trial_values` table dropped by hand (Optuna makes it again, empty, on opening):
+    complete trials without a value, where Optuna's summaries and best trial raise."""
+    url = f"sqlite:///{tmp_path / 'damaged.db'}"
+    study = optuna.create_study(study_name="damaged", storage=url, direction="maximize")
+    for value in (0.2, 0.4):
+        study.add_trial(made(TrialState.COMPLETE, value))
+    with sqlite3.connect(tmp_path / "damaged.db") as db:
+        db.execute("DROP TABLE trial_values")
+    storage = optuna.storages.RDBStorage(url)
+    damaged = optuna.load_study(study_name="damaged", storage=storage)
+    assert [(t.state, t.value) for t in damaged.trials] == [(TrialState.COMPLETE, None)] * 2
+    assert list_lines(storage)[1].split() == ["damaged", "maximize", "2", "-"]
+    assert show_lines(damaged)[-1] == "no complete trial with a value (2 complete trials have none)"

@@ -23,7 +23,16 @@ from hpo.secrets import mask, redact
 from hpo.spec import load_spec_text
 from hpo.storage import open_storage
 from hpo.study import FINISHED, count, create_study, load_study
-from hpo.workers import fail_orphans, run_workers, thread_shares, worker_label
+from hpo.workers import (
+    CIFAR100_MEMORY,
+    TENSORFLOW_MEMORY,
+    available_memory,
+    check_memory,
+    fail_orphans,
+    run_workers,
+    thread_shares,
+    worker_label,
+)
 
 from .conftest import REPO, TINY_SPEC
 
@@ -91,6 +100,25 @@ def test_cores_are_shared_evenly_with_at_least_one_thread_each() -> None:
     assert thread_shares(2, 16) == [8, 8]
     assert thread_shares(3, 16) == [6, 5, 5]
     assert thread_shares(4, 2) == [1, 1, 1, 1]
+
+
+def test_workers_are_refused_beyond_the_memory_they_need_at_least() -> None:
+    gb = 1_000_000_000
+    check_memory(4, 4 * TENSORFLOW_MEMORY)
+    check_memory(4, 4 * CIFAR100_MEMORY, "cifar100")
+    check_memory(500, None)  # a system that does not say how much it has
+    refusal = (
+        r"^--workers 4 needs at least 5\.9 GB \(a worker holds TensorFlow and CIFAR-100, "
+        r"1\.47 GB\) and this machine has 4\.0 GB available: give --workers 2 or fewer, and run "
+        r"more on other machines"
+    )
+    with pytest.raises(HpoError, match=refusal):
+        check_memory(4, 4 * gb, "cifar100")
+    check_memory(4, 4 * gb, "synthetic")  # 0.73 GB each
+    with pytest.raises(HpoError, match=r"holds TensorFlow, 0\.73 GB.*: one process \(no --workers"):
+        check_memory(2, gb)
+    available = available_memory()
+    assert available is not None and 0 < available < 1 << 50  # this is a Linux machine
 
 
 def test_a_password_is_redacted_anywhere_in_a_message() -> None:

@@ -157,7 +157,8 @@ def _row(technique: Technique, with_: Group, without: Group, sign: float) -> Row
     if min(len(values_with), len(values_without)) >= MIN_TRIALS:
         interval = bootstrap_interval(values_with, values_without, seed=_seed(technique.name))
     complete_with = [t for t in with_ if _finite(t)]
-    best = pick(complete_with, key=lambda t: (t.value, -t.number)) if complete_with else None
+    # Ties go to the earlier trial, as everywhere in hpo.
+    best = min(complete_with, key=lambda t: (-sign * (t.value or 0.0), t.number), default=None)
     return Row(
         technique=technique,
         n_with=len(values_with),
