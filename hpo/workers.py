@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import math
 import multiprocessing
 import os
@@ -374,6 +375,9 @@ def work(job: Job, conn: Connection, data_ready: Event | None) -> None:
     """The body of one worker process: exit 0 when done, 130 when stopped, 1 on an error."""
     signal.signal(signal.SIGTERM, _interrupt)
     sys.unraisablehook = _unraisable
+    # A worker that crashes in native code (a signal such as SIGSEGV) leaves its Python stack
+    # on stderr, beside the parent's "killed by" line.
+    faulthandler.enable()
     # Before numpy and TensorFlow are imported: their thread pools are sized once, at start.
     for variable in THREAD_VARIABLES:
         os.environ[variable] = str(job.n_threads)

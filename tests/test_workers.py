@@ -300,7 +300,7 @@ def test_sigterm_stops_every_worker_and_a_new_run_resumes(
     out, err = process.communicate(timeout=RUN_LIMIT_S)
     assert process.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
-    assert "[w0] stopped" in out and "[w1] stopped" in out, out
+    assert "[w0] stopped" in out and "[w1] stopped" in out, out + err
     trials = study.get_trials(deepcopy=False)
     assert TrialState.RUNNING not in states(study) and TrialState.FAIL in states(study)
     for pid in {
