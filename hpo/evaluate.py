@@ -18,6 +18,7 @@ import numpy as np
 import optuna
 from optuna.trial import FixedTrial, FrozenTrial
 
+from hpo.errors import HpoError
 from hpo.space import KNOBS, suggest_params
 from hpo.spec import Spec
 
@@ -85,7 +86,15 @@ def resolved_params(trial: FrozenTrial, spec: Spec) -> dict[str, Any]:
     recorded = trial.user_attrs.get("params")
     if recorded:
         return dict(recorded)
-    return suggest_params(FixedTrial(dict(trial.params)), spec.space)  # type: ignore[arg-type]
+    try:
+        return suggest_params(FixedTrial(dict(trial.params)), spec.space)  # type: ignore[arg-type]
+    except ValueError as err:
+        # Only a trial that another program wrote into the study lacks what its spec searches.
+        reason = str(err).split(". ")[0]
+        raise HpoError(
+            f"trial {trial.number} does not hold the params its study's spec searches "
+            f"({reason[:1].lower() + reason[1:]}): was it written by another program?"
+        ) from err
 
 
 def stored_results(study: optuna.Study, config: Config) -> list[dict[str, Any]]:

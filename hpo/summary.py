@@ -105,7 +105,7 @@ def top_k_frame(study: optuna.Study, k: int, complete: list[FrozenTrial]) -> pd.
     for t in ranked(complete, study.direction)[:k]:
         row: dict[str, Any] = {
             "trial": t.number,
-            "value": round(t.value or math.nan, 4),
+            "value": round(t.value, 4),  # type: ignore[arg-type]
             "epochs": t.user_attrs.get("n_epochs"),
             "best_epoch": t.user_attrs.get("best_epoch"),
         }

@@ -5,9 +5,18 @@ from __future__ import annotations
 import math
 
 import pytest
-from optuna.trial import FixedTrial
+from optuna.distributions import FloatDistribution
+from optuna.trial import FixedTrial, TrialState, create_trial
 
-from hpo.evaluate import Config, default_params, evaluation_seeds, result_key, summarize
+from hpo.errors import HpoError
+from hpo.evaluate import (
+    Config,
+    default_params,
+    evaluation_seeds,
+    resolved_params,
+    result_key,
+    summarize,
+)
 from hpo.objective import trial_seed
 from hpo.space import KNOBS, suggest_params
 from hpo.spec import load_spec, load_spec_text
@@ -40,6 +49,21 @@ def test_default_configuration_is_the_lessons_baseline() -> None:
     spec = load_spec(REPO / "studies" / "lesson.toml")
     (baseline,) = [e for e in spec.enqueue if e.name == "baseline"]
     assert default_params(spec) == suggest_params(FixedTrial(dict(baseline.params)), spec.space)
+
+
+def test_a_trial_without_its_specs_params_is_named_in_one_line() -> None:
+    spec = load_spec(REPO / "studies" / "smoke.toml")
+    foreign = create_trial(
+        state=TrialState.COMPLETE,
+        value=0.1,
+        params={"x": 0.5},
+        distributions={"x": FloatDistribution(0, 1)},
+    )
+    foreign.number = 2
+    with pytest.raises(HpoError, match=r"^trial 2 does not hold the params its study's spec "
+                       r"searches \(the value of the parameter '\w+' is not found\): was it "
+                       r"written by another program\?$"):  # fmt: skip
+        resolved_params(foreign, spec)
 
 
 def test_the_defaults_are_the_baseline_even_where_the_search_leaves_them_out() -> None:

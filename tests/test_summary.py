@@ -138,6 +138,12 @@ def test_list_lines_show_a_study_with_several_objectives() -> None:
     assert lines[2].split() == ["single", "minimize", "1", "0.5000"]
 
 
+def test_a_value_of_zero_is_shown_as_zero() -> None:
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(made(TrialState.COMPLETE, 0.0))
+    assert show_lines(study)[-1].split()[:2] == ["0", "0.0"]
+
+
 def test_ties_go_to_the_earlier_trial_in_either_direction() -> None:
     for direction in ("minimize", "maximize"):
         study = optuna.create_study(direction=direction)
