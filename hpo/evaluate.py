@@ -90,7 +90,7 @@ def resolved_params(trial: FrozenTrial, spec: Spec) -> dict[str, Any]:
         return suggest_params(FixedTrial(dict(trial.params)), spec.space)  # type: ignore[arg-type]
     except ValueError as err:
         # Only a trial that another program wrote into the study lacks what its spec searches.
-        reason = str(err).split(". ")[0]
+        reason = str(err).strip().splitlines()[0].split(". ")[0].rstrip(".")
         raise HpoError(
             f"trial {trial.number} does not hold the params its study's spec searches "
             f"({reason[:1].lower() + reason[1:]}): was it written by another program?"

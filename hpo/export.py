@@ -337,6 +337,7 @@ def export_trial(
     from hpo.evaluate import resolved_params
 
     trial = _chosen(study, number)
+    params = resolved_params(trial, spec)
     source = resolve_source(spec.data, data_path)
     if source == "synthetic":
         raise HpoError(
@@ -349,7 +350,7 @@ def export_trial(
     value = "no value" if trial.value is None else f"{metric} {trial.value:.4f}"
     title = f"Trial {trial.number} of study '{study.study_name}' ({trial.state.name}, {value})"
     return keras_script(
-        resolved_params(trial, spec),
+        params,
         int(trial.user_attrs["seed"]),
         spec.data,
         split_masks(arrays.y_train, spec.data),
@@ -360,15 +361,19 @@ def export_trial(
 
 def _chosen(study: optuna.Study, number: int | None) -> FrozenTrial:
     if number is None:
-        best = best_complete(study.get_trials(deepcopy=False), study.direction)
-        if best is None:
+        chosen = best_complete(study.get_trials(deepcopy=False), study.direction)
+        if chosen is None:
             raise HpoError(f"study '{study.study_name}' has no complete trial to export")
-        return best
-    found = [t for t in study.get_trials(deepcopy=False) if t.number == number]
-    if not found:
-        raise HpoError(f"study '{study.study_name}' has no trial {number}")
+    else:
+        found = [t for t in study.get_trials(deepcopy=False) if t.number == number]
+        if not found:
+            raise HpoError(f"study '{study.study_name}' has no trial {number}")
+        chosen = found[0]
     # A trial of a spec that searches nothing, or an ablation's run, has no Optuna params:
-    # what it trained is its recorded params or the spec's fixed values.
-    if found[0].state == TrialState.WAITING or "seed" not in found[0].user_attrs:
-        raise HpoError(f"trial {number} of study '{study.study_name}' never started training")
-    return found[0]
+    # what it trained is its recorded params or the spec's fixed values, from its seed.
+    if chosen.state == TrialState.WAITING or "seed" not in chosen.user_attrs:
+        raise HpoError(
+            f"trial {chosen.number} of study '{study.study_name}' holds no training seed: it "
+            "never started training, or another program wrote it"
+        )
+    return chosen

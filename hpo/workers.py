@@ -40,6 +40,8 @@ docs/performance.md)."""
 CIFAR100_MEMORY = 1400 * MIB
 """The same once CIFAR-100 is loaded; a trial adds about 100 MiB on the lesson's MLP."""
 STOP_GRACE_S = 60.0
+_CRASH_LOG: Any = None
+"""The file a worker's faulthandler writes to, kept open for the process's life."""
 RESEND_S = 5.0
 INTERRUPTED = 130
 
@@ -376,8 +378,11 @@ def work(job: Job, conn: Connection, data_ready: Event | None) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     sys.unraisablehook = _unraisable
     # A worker that crashes in native code (a signal such as SIGSEGV) leaves its Python stack
-    # on stderr, beside the parent's "killed by" line.
-    faulthandler.enable()
+    # on stderr, beside the parent's "killed by" line; on a copy of the descriptor, because
+    # importing TensorFlow points descriptor 2 at /dev/null for a while.
+    global _CRASH_LOG
+    _CRASH_LOG = os.fdopen(os.dup(2), "w")
+    faulthandler.enable(file=_CRASH_LOG)
     # Before numpy and TensorFlow are imported: their thread pools are sized once, at start.
     for variable in THREAD_VARIABLES:
         os.environ[variable] = str(job.n_threads)

@@ -194,6 +194,11 @@ def test_a_finished_run_without_searched_params_exports_and_any_name_parses(
     assert "Trial 0 of study" in script and "(COMPLETE, val_loss 0.3100)" in script
     with pytest.raises(HpoError, match="trial 1 of study .* never started training"):
         export_trial(study, spec, 1, data)
+    # The best trial, written by another program (no seed): one line, not a KeyError.
+    foreign = optuna.create_study(study_name="foreign", direction="minimize")
+    foreign.add_trial(create_trial(value=0.1, user_attrs={"params": default_params(spec)}))
+    with pytest.raises(HpoError, match="^trial 0 of study 'foreign' holds no training seed"):
+        export_trial(foreign, spec, None, data)
     # An ablation's runs are scored by validation accuracy, whatever the study's metric.
     study.set_user_attr(FIXED_ONLY, True)
     assert "(COMPLETE, val_accuracy 0.3100)" in export_trial(study, spec, 0, data)

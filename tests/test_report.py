@@ -245,6 +245,21 @@ def test_all_failed_study_is_a_clear_error(sqlite_url: str, tmp_path: Path) -> N
         write_report("fake", sqlite_url, tmp_path / "x.md")
 
 
+def test_a_best_trial_another_program_wrote_stops_the_report_before_it_trains(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    study = make_study(sqlite_url, SPEC)
+    add_fake_trials(study, load_spec_text(SPEC), 10, seed=2)
+    foreign = optuna.distributions.FloatDistribution(0, 1)
+    study.add_trial(
+        optuna.trial.create_trial(value=2.0, params={"x": 0.5}, distributions={"x": foreign})
+    )
+    lines: list[str] = []
+    with pytest.raises(HpoError, match="^trial 10 does not hold the params its study's spec"):
+        write_report("fake", sqlite_url, tmp_path / "x.md", evaluate_test=True, echo=lines.append)
+    assert lines == [] and not any((tmp_path / "x").iterdir())  # nothing trained or drawn
+
+
 def test_evaluate_test_trains_once_and_the_next_report_reuses_it(
     sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -183,11 +183,14 @@ def ranked(trials: Sequence[FrozenTrial], direction: str) -> list[FrozenTrial]:
 def gather(study: optuna.Study, spec: Spec, trials: list[FrozenTrial]) -> Facts:
     rows = rank(trials, find_techniques(spec), spec.direction)
     baseline, configs = choose_configs(spec, trials, rows)
+    complete = ranked(trials, spec.direction)
+    if complete:
+        resolved_params(complete[0], spec)  # the figures read it: refuse a foreign one early
     return Facts(
         study=study,
         spec=spec,
         trials=trials,
-        complete=ranked(trials, spec.direction),
+        complete=complete,
         rows=rows,
         configs=configs,
         baseline=baseline,
