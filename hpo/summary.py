@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.study import all_trials, best_complete, ranked, with_value
+from hpo.study import all_trials, ranked, with_value
 
 if TYPE_CHECKING:
     # Imported where a frame is made: `hpo report` counts states from here and makes none,
@@ -47,24 +47,26 @@ def trial_line(trial: FrozenTrial) -> str:
 def list_lines(storage: optuna.storages.BaseStorage) -> list[str]:
     """One row per study in `storage`: its name, direction(s), trial count and best value.
 
-    Read through each study's own trials rather than Optuna's study summaries, whose best
-    trial fails with a type error where a damaged storage holds complete trials without a
-    value.
+    Counts by one query and asks the storage for the best trial only, where Optuna's study
+    summaries read every trial of every study (seconds at 10,000 trials); a best trial that a
+    damaged storage cannot give (complete trials without a value) shows as "-".
     """
+    from hpo.rdb import reader_for
+
     rows = []
     for name in sorted(optuna.get_all_study_names(storage)):
         study = optuna.load_study(study_name=name, storage=storage)
-        trials = study.get_trials(deepcopy=False)
+        reader = reader_for(storage, name)
+        n_trials = sum(reader.tally().values()) if reader else len(study.get_trials(deepcopy=False))
         # A study of another tool on a shared storage may have several objectives: it has no
         # single direction or best value (`Study.direction` raises there).
-        single = len(study.directions) == 1
-        best = best_complete(trials, study.directions[0]) if single else None
+        best = _best_value(study) if len(study.directions) == 1 else None
         rows.append(
             {
                 "study": name,
                 "direction": "/".join(d.name.lower() for d in study.directions),
-                "trials": len(trials),
-                "best": "-" if best is None else f"{best.value:.4f}",
+                "trials": n_trials,
+                "best": "-" if best is None else f"{best:.4f}",
             }
         )
     if not rows:
@@ -72,6 +74,16 @@ def list_lines(storage: optuna.storages.BaseStorage) -> list[str]:
     import pandas as pd
 
     return pd.DataFrame(rows).to_string(index=False).splitlines()
+
+
+def _best_value(study: optuna.Study) -> float | None:
+    try:
+        value = study.best_trial.value
+    except (ValueError, TypeError):
+        # No complete trial; or complete trials without a value, in a storage damaged outside
+        # Optuna: RDB storages find no best trial, the others compare None with None.
+        return None
+    return value
 
 
 def show_lines(study: optuna.Study, top_k: int = 10) -> list[str]:

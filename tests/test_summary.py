@@ -124,6 +124,47 @@ def test_list_lines_one_row_per_study_or_none() -> None:
     assert lines[1].split()[-1] == "0.2500"
 
 
+def test_a_journal_that_lost_its_values_is_listed_without_a_best(tmp_path: Path) -> None:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    log = tmp_path / "journal.log"
+    study = optuna.create_study(
+        study_name="lost",
+        storage=JournalStorage(JournalFileBackend(str(log))),
+        direction="maximize",
+    )
+    for value in (0.2, 0.4):
+        trial = study.ask()
+        study.tell(trial, value)
+    text = log.read_text()
+    log.write_text(
+        text.replace('"values":[0.2]', '"values":null').replace('"values":[0.4]', '"values":null')
+    )
+    storage = JournalStorage(JournalFileBackend(str(log)))
+    assert [t.value for t in optuna.load_study(study_name="lost", storage=storage).trials] == [
+        None
+    ] * 2
+    assert list_lines(storage)[1].split() == ["lost", "maximize", "2", "-"]
+
+
+def test_list_reads_no_trial_but_the_best_from_a_sql_storage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'many.db'}"
+    study = optuna.create_study(study_name="many", storage=url, direction="minimize")
+    for value in (0.3, 0.1, 0.2):
+        study.add_trial(made(TrialState.COMPLETE, value))
+    study.add_trial(made(TrialState.PRUNED, 0.05))
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise AssertionError("study list read every trial")
+
+    monkeypatch.setattr(optuna.Study, "get_trials", refused)
+    monkeypatch.setattr(optuna.Study, "trials", property(refused))
+    lines = list_lines(optuna.storages.RDBStorage(url))
+    assert lines[1].split() == ["many", "minimize", "4", "0.1000"]
+
+
 def test_list_lines_show_a_study_with_several_objectives() -> None:
     storage = optuna.storages.InMemoryStorage()
     optuna.create_study(study_name="single", storage=storage).add_trial(
