@@ -178,7 +178,7 @@ def with_value(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     return [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
 
 
-def ranked(complete: list[FrozenTrial], direction: StudyDirection) -> list[FrozenTrial]:
+def best_first(complete: list[FrozenTrial], direction: StudyDirection) -> list[FrozenTrial]:
     """`complete` best first; a tie goes to the earlier trial."""
     sign = -1 if direction == StudyDirection.MAXIMIZE else 1
     return sorted(complete, key=lambda t: (sign * t.value, t.number))  # type: ignore[operator]
@@ -188,18 +188,17 @@ def best_complete(trials: list[FrozenTrial], direction: StudyDirection) -> Froze
     """The best of `trials` that completed with a value, or None: `Study.best_trial` without
     its failure where complete trials lost their values."""
     complete = with_value(trials)
-    return ranked(complete, direction)[0] if complete else None
+    return best_first(complete, direction)[0] if complete else None
 
 
 def best_so_far(study: optuna.Study) -> tuple[float, int] | None:
-    """The best complete trial's value and number, if there is one."""
-    if count(study, (TrialState.COMPLETE,)) == 0:
-        return None
+    """The best complete trial's value and number, if there is one: asked of the storage,
+    which reads that trial alone, never all of them."""
     try:
         best = study.best_trial
     except (ValueError, TypeError):
-        # Complete trials without a value, in a storage damaged outside Optuna: RDB storages
-        # find no best trial, the others compare None with None.
+        # No complete trial; or complete trials without a value, in a storage damaged outside
+        # Optuna: RDB storages find no best trial, the others compare None with None.
         return None
     return (float(best.value), best.number) if best.value is not None else None
 

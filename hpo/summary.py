@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.study import all_trials, ranked, with_value
+from hpo.study import all_trials, best_first, best_so_far, with_value
 
 if TYPE_CHECKING:
     # Imported where a frame is made: `hpo report` counts states from here and makes none,
@@ -60,13 +60,13 @@ def list_lines(storage: optuna.storages.BaseStorage) -> list[str]:
         n_trials = sum(reader.tally().values()) if reader else len(study.get_trials(deepcopy=False))
         # A study of another tool on a shared storage may have several objectives: it has no
         # single direction or best value (`Study.direction` raises there).
-        best = _best_value(study) if len(study.directions) == 1 else None
+        best = best_so_far(study) if len(study.directions) == 1 else None
         rows.append(
             {
                 "study": name,
                 "direction": "/".join(d.name.lower() for d in study.directions),
                 "trials": n_trials,
-                "best": "-" if best is None else f"{best:.4f}",
+                "best": "-" if best is None else f"{best[0]:.4f}",
             }
         )
     if not rows:
@@ -74,16 +74,6 @@ def list_lines(storage: optuna.storages.BaseStorage) -> list[str]:
     import pandas as pd
 
     return pd.DataFrame(rows).to_string(index=False).splitlines()
-
-
-def _best_value(study: optuna.Study) -> float | None:
-    try:
-        value = study.best_trial.value
-    except (ValueError, TypeError):
-        # No complete trial; or complete trials without a value, in a storage damaged outside
-        # Optuna: RDB storages find no best trial, the others compare None with None.
-        return None
-    return value
 
 
 def show_lines(study: optuna.Study, top_k: int = 10) -> list[str]:
@@ -103,7 +93,7 @@ def show_lines(study: optuna.Study, top_k: int = 10) -> list[str]:
             have = "trial has" if lost == 1 else "trials have"
             return [*lines, f"no complete trial with a value ({lost} complete {have} none)"]
         return [*lines, "no complete trial yet"]
-    best = ranked(complete, study.direction)[0]
+    best = best_first(complete, study.direction)[0]
     lines.append(f"best: trial {best.number} value {best.value:.4f}")
     lines += [f"  {k} = {v}" for k, v in sorted(best.user_attrs.get("params", best.params).items())]
     table = top_k_frame(study, top_k, complete)
@@ -114,7 +104,7 @@ def show_lines(study: optuna.Study, top_k: int = 10) -> list[str]:
 def top_k_frame(study: optuna.Study, k: int, complete: list[FrozenTrial]) -> pd.DataFrame:
     """The k best of the study's `complete` trials."""
     rows = []
-    for t in ranked(complete, study.direction)[:k]:
+    for t in best_first(complete, study.direction)[:k]:
         row: dict[str, Any] = {
             "trial": t.number,
             "value": round(t.value, 4),  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from types import ModuleType
 from typing import Any
 
 import optuna
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.ablate import analyze, collect_runs, load_ablation, stored_delta, stored_stage
@@ -30,7 +31,7 @@ from hpo.report.facts import Facts
 from hpo.report.ranking import Row, find_techniques, rank
 from hpo.spec import Spec
 from hpo.storage import check_not_storage
-from hpo.study import all_trials, load_study
+from hpo.study import all_trials, best_first, load_study
 from hpo.summary import state_counts
 
 MIN_IMPORTANCE_TRIALS = 20
@@ -174,10 +175,7 @@ def _finite(trial: FrozenTrial) -> bool:
 
 def ranked(trials: Sequence[FrozenTrial], direction: str) -> list[FrozenTrial]:
     """Complete trials with a finite value, best first; ties go to the earlier trial."""
-    sign = -1.0 if direction == "maximize" else 1.0
-    return sorted(
-        (t for t in trials if _finite(t)), key=lambda t: (sign * (t.value or 0.0), t.number)
-    )
+    return best_first([t for t in trials if _finite(t)], StudyDirection[direction.upper()])
 
 
 def gather(study: optuna.Study, spec: Spec, trials: list[FrozenTrial]) -> Facts:
