@@ -603,6 +603,46 @@ def test_a_study_of_the_loss_reports_losses_not_percentages(tmp_path: Path) -> N
     assert "+0.2" in dropout and dropout.endswith("| worse with it |")  # a higher loss is worse
 
 
+def test_importances_match_optunas_own_study_of_the_same_trials() -> None:
+    # The report hands its in-memory study trials that copy shallowly; the importances must be
+    # those of a study given ordinary trials, and the caller's trials must come out unchanged.
+    from hpo.report.writer import MAX_IMPORTANCE_TRIALS, importances
+
+    distributions = {
+        "x": optuna.distributions.FloatDistribution(0.0, 1.0, log=False),
+        "lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True),
+        "c": optuna.distributions.CategoricalDistribution(["a", "b", "d"]),
+        "k": optuna.distributions.IntDistribution(1, 8),
+    }
+    trials = [
+        optuna.trial.create_trial(
+            value=(i * 37 % 100) / 100 + (0.5 if i % 3 == 0 else 0.0) - (i % 8) / 20,
+            params={
+                "x": (i * 37 % 100) / 100,
+                "lr": 10 ** (-4 + (i * 13 % 30) / 10),
+                "c": "abd"[i % 3],
+                "k": 1 + i % 8,
+            },
+            distributions=distributions,
+            user_attrs={"curve": [0.1, 0.2]},
+            intermediate_values={0: 0.1},
+        )
+        for i in range(80)
+    ]
+    before = [(t.params, t.user_attrs, t.intermediate_values) for t in trials]
+    plain = optuna.create_study(direction="minimize")
+    plain.add_trials(trials)
+    expected = optuna.importance.get_param_importances(
+        plain, evaluator=optuna.importance.PedAnovaImportanceEvaluator()
+    )
+    name, found, note = importances(trials, "minimize")
+    assert name == "PedAnovaImportanceEvaluator" and found is not None and note == ""
+    assert found == {k: round(float(v), 9) for k, v in expected.items()}
+    assert len(set(found.values())) > 1  # not a degenerate case where any order would do
+    assert [(t.params, t.user_attrs, t.intermediate_values) for t in trials] == before
+    assert len(trials) < MAX_IMPORTANCE_TRIALS  # the whole set, not a sample
+
+
 IMPORTANCES_IN_A_FRESH_PROCESS = """
 import json, sys
 import optuna
