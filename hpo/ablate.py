@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.ablation import DESIGNS, Comparison, Plan, plan_ablation
 from hpo.errors import HpoError
 from hpo.secrets import mask
+from hpo.spec import load_spec_text
 from hpo.stats import (
     ALPHA,
     DELTA,
@@ -99,6 +100,13 @@ def prepare_ablation(
     storage = open_storage(url, heartbeat_interval=None)
     companion_name = ablation_name(name)
     plan = plan_ablation(parent.get_trials(deepcopy=False), spec, designs, techniques)
+    if not plan.comparisons and not _has_plan(storage, companion_name):
+        what = ", ".join(techniques) if techniques else "a technique it searched"
+        raise HpoError(
+            f"nothing to compare in study '{name}': no complete or pruned trial with a score "
+            f"sets {what} otherwise than its baseline, and no experiment of its spec does "
+            "(an ablation would train only the baseline)"
+        )
     try:
         if companion_name in study_names(storage):
             raise optuna.exceptions.DuplicatedStudyError
@@ -108,6 +116,7 @@ def prepare_ablation(
     except optuna.exceptions.DuplicatedStudyError:  # made before, or just now beside this
         companion = optuna.load_study(study_name=companion_name, storage=storage)
         _check_companion(companion, name, url, spec.text)
+    _check_margin(companion, delta)  # before anything is written
     stored_plan = companion.user_attrs.get(PLAN_ATTR)
     if stored_plan is not None:
         stored = Plan.from_json(stored_plan)
@@ -125,7 +134,7 @@ def prepare_ablation(
                 f"{anew} (its {tally(companion).total()} runs are deleted then)"
             )
         plan = stored
-        seeds = list(companion.user_attrs.get(SEEDS_ATTR, []))
+        seeds = stored_seeds(companion.user_attrs, spec.seed)
     else:  # new, or its preparation was cut short: the plan is a function of the study
         companion.set_user_attr(FIXED_ONLY, True)  # first: never run as a sampled study
         companion.set_user_attr(SPEC_ATTR, spec.text)
@@ -146,6 +155,29 @@ def prepare_ablation(
     companion.set_user_attr(N_RUNS, n_runs)
     enqueue_missing(companion, plan, seeds)
     return companion, plan, n_runs
+
+
+def _check_margin(companion: optuna.Study, delta: float | None) -> None:
+    """Refuse a margin of "no effect" other than the stored one once runs have finished: a
+    margin chosen after seeing results would choose the verdicts ("no effect" is judged first,
+    so a wider one turns "helps" into "no effect")."""
+    stored = companion.user_attrs.get(DELTA_ATTR)
+    if stored is None or delta is None or math.isclose(stored, delta, abs_tol=1e-12):
+        return
+    if tally(companion)[TrialState.COMPLETE]:
+        raise HpoError(
+            f"the ablation '{companion.study_name}' has results judged with a margin of no "
+            f"effect of +-{100 * stored:g} points: a margin is chosen before the results are "
+            f"seen; leave out --delta, or give --delta {100 * stored:g}"
+        )
+
+
+def _has_plan(storage: optuna.storages.BaseStorage, companion_name: str) -> bool:
+    """Whether the ablation study `companion_name` exists and holds its plan."""
+    if companion_name not in study_names(storage):
+        return False
+    companion = optuna.load_study(study_name=companion_name, storage=storage)
+    return PLAN_ATTR in companion.user_attrs
 
 
 def _extends(plan: Plan, stored: Plan) -> bool:
@@ -245,7 +277,19 @@ def load_ablation(name: str, url: str) -> tuple[optuna.Study, Plan, list[int]] |
             f"the ablation '{companion_name}' was cut short while it was prepared: "
             f"`hpo ablate {name}` prepares it again"
         )
-    return study, Plan.from_json(study.user_attrs[PLAN_ATTR]), list(study.user_attrs[SEEDS_ATTR])
+    attrs = study.user_attrs
+    seeds = stored_seeds(attrs, load_spec_text(str(parent)).seed)
+    return study, Plan.from_json(attrs[PLAN_ATTR]), seeds
+
+
+def stored_seeds(attrs: Mapping[str, Any], study_seed: int) -> list[int]:
+    """The ablation's seeds, from its study's attributes: the first N of its seed stream, N
+    the most that any `hpo ablate` asked for. Two calls at once with other --seeds each write
+    their own list, and the last write wins; each also marks its stage, so the larger count
+    is kept and the runs both queued are all used."""
+    seeds = list(attrs.get(SEEDS_ATTR, []))
+    n = max([len(seeds), *stages_of(attrs)])
+    return seeds + [s for s in ablation_seeds(study_seed, n) if s not in seeds]
 
 
 def stored_delta(companion: optuna.Study) -> float:
@@ -389,7 +433,9 @@ def variant_scores(
     runs: Mapping[tuple[str, int], Mapping[str, Any]],
     metric: str = "test_accuracy",
 ) -> Scores:
-    values = np.asarray([runs[(key, s)][metric] for s in seeds if (key, s) in runs], dtype=float)
+    found = [runs[(key, s)].get(metric) for s in seeds if (key, s) in runs]
+    # A run without a finite score (a diverged one) has no score to average.
+    values = np.asarray([v for v in found if _finite(v)], dtype=float)
     if len(values) == 0:
         return Scores(0, math.nan, math.nan, math.nan, math.nan)
     if len(values) == 1:
@@ -400,11 +446,21 @@ def variant_scores(
     return Scores(len(values), mean, mean + low, mean + high, float(values.std(ddof=1)))
 
 
+def paired_seeds(analysis: Analysis) -> str:
+    """How many paired seeds the verdicts rest on: fewer than planned while runs are missing."""
+    planned = len(analysis.seeds)
+    counts = sorted({row.test.effect.n for row in analysis.rows})
+    if not counts or counts == [planned]:
+        return f"{planned} paired seeds"
+    span = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return f"{span} paired seeds of the {planned} planned (runs are missing)"
+
+
 def verdict_lines(analysis: Analysis) -> list[str]:
     """The verdicts as plain text, one line per comparison, for the command line."""
     lines = [
         f"ablation of '{analysis.plan.of}': {analysis.n_done}/{analysis.n_runs} runs, "
-        f"{len(analysis.seeds)} paired seeds; effects on test accuracy in points "
+        f"{paired_seeds(analysis)}; effects on test accuracy in points "
         f"(higher is better), {stage_text(analysis)}, "
         f"no effect = within +-{100 * analysis.delta:.1f}; in order of the validation effect"
     ]
@@ -439,6 +495,8 @@ def stage_text(analysis: Analysis) -> str:
 def verdict_text(v: Verdict) -> str:
     """`+1.2 [+0.4, +2.0] pp, p(Holm) 0.012 -> helps` (points, one decimal)."""
     e = v.effect
+    if v.label == PENDING and e.n < 2:
+        return f"{e.n} paired seeds so far -> {PENDING}"
     if e.n < 2:
         return f"{e.n} paired seeds: too few -> inconclusive"
     interval = (

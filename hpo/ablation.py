@@ -222,6 +222,21 @@ def plan_ablation(
     )
     experiments = [e for e in spec.enqueue if e.name != "baseline"]
     chosen = _chosen(spec, techniques, [e.name for e in experiments])
+    if techniques:
+        # The whole plan compares a technique that experiments change through them (it adds
+        # no comparison of its own): asking for the technique asks for those experiments.
+        covering = {
+            e.name
+            for e in experiments
+            if any(
+                set(changed_knobs(baseline, experiment_params(spec, e.params))) & set(family(t))
+                for t in chosen.techniques
+            )
+        }
+        chosen = _Chosen(
+            chosen.techniques,
+            [e.name for e in experiments if e.name in chosen.experiments or e.name in covering],
+        )
     builder = _Builder()
     base_key = builder.add("baseline", baseline)
     best_key = builder.add(best.user_attrs.get("experiment", "best"), resolved_params(best, spec))

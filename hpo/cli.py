@@ -168,8 +168,22 @@ def run(
     check_workers(workers)
     if max_failures < 1:
         raise HpoError(f"--max-failures must be at least 1, got {max_failures}")
+    _run(name, n_trials, timeout, data, storage_url(storage), workers, max_failures)
+
+
+def _run(
+    name: str,
+    n_trials: int | None,
+    timeout: float | None,
+    data: Path | None,
+    url: str,
+    workers: int,
+    max_failures: int,
+    resume: str = "",
+) -> None:
+    """Run study `name` to its total; on Ctrl-C or SIGTERM, say that `resume` (default
+    `hpo study run NAME`) goes on with it."""
     signal.signal(signal.SIGTERM, _interrupt)
-    url = storage_url(storage)
     try:
         if workers > 1:
             from hpo.workers import run_workers
@@ -191,7 +205,7 @@ def run(
     except KeyboardInterrupt:
         typer.echo(
             "interrupted: the running trial was recorded as failed, finished trials are "
-            f"kept; `hpo study run {name}` resumes",
+            f"kept; `{resume or f'hpo study run {name}'}` resumes",
             err=True,
         )
         raise typer.Exit(130) from None
@@ -268,6 +282,8 @@ def export(
         text = export_trial(study, spec, trial, data)
     elif trial is not None:
         raise HpoError("--trial goes with --format keras; csv and json export every trial")
+    elif data is not None:
+        raise HpoError("--data goes with --format keras; csv and json read no image data")
     else:
         text = (
             export_json(study)
@@ -339,7 +355,12 @@ def report(
             "evaluate it once on the test set (stored, so later reports reuse it).",
         ),
     ] = False,
-    seeds: Annotated[int, typer.Option("--seeds", min=1, help="K, seeds per configuration.")] = 3,
+    seeds: Annotated[
+        int | None,
+        typer.Option(
+            "--seeds", min=1, help="K, seeds per configuration [default: 3].", show_default=False
+        ),
+    ] = None,
     activations: Annotated[
         bool,
         typer.Option(
@@ -367,12 +388,19 @@ def report(
     from hpo.report.writer import write_report
     from hpo.storage import storage_url
 
+    # An option that would change nothing is refused rather than silently ignored.
+    if seeds is not None and not evaluate_test:
+        raise HpoError("--seeds goes with --evaluate-test: only it trains configurations")
+    if data is not None and not (evaluate_test or activations):
+        raise HpoError(
+            "--data goes with --evaluate-test or --activations: only they read image data"
+        )
     path = write_report(
         name,
         storage_url(storage),
         out,
         evaluate_test=evaluate_test,
-        n_seeds=seeds,
+        n_seeds=3 if seeds is None else seeds,
         data_path=data,
         activations=activations,
         note=note,
@@ -424,6 +452,7 @@ def ablate(
     from hpo.ablate import (
         analyze,
         collect_runs,
+        load_ablation,
         prepare_ablation,
         stored_delta,
         stored_stage,
@@ -447,8 +476,8 @@ def ablate(
         f"seeds = {n_runs} runs, {len(plan.comparisons)} comparisons "
         f"(study '{companion.study_name}')"
     )
-    run(companion.study_name, None, timeout, data, url, workers, 10)
-    seeds_used = list(companion.user_attrs["seeds"])
+    _run(companion.study_name, None, timeout, data, url, workers, 10, f"hpo ablate {name}")
+    _, _, seeds_used = load_ablation(name, url)  # type: ignore[misc]
     runs = collect_runs(companion.get_trials(deepcopy=False))
     analysis = analyze(plan, seeds_used, runs, stored_delta(companion), stored_stage(companion))
     typer.echo("\n".join(verdict_lines(analysis)))

@@ -23,6 +23,10 @@ POWER = 0.8
 """Power asked of the number of seeds that would settle an inconclusive comparison."""
 MAX_SEEDS = 100_000
 """Beyond this many seeds, "seeds to settle" is not given."""
+SAME = 1e-6
+"""Differences of scores closer than this are equal. Keras gives scores as float32 (about 7
+significant digits): two runs that both gain exactly one point differ by some 1e-8 after
+rounding, and a tolerance under that would let rounding stand for a spread."""
 QUANTILES = 2048
 """Points of the sample variance's distribution averaged over in `settle_power`."""
 
@@ -120,7 +124,7 @@ def paired_effect(with_: Sequence[float], without: Sequence[float]) -> Effect:
     p_better = float(np.mean(d > 0) + 0.5 * np.mean(d == 0))
     if n < 2:
         return Effect(n, mean, math.nan, math.nan, math.nan, math.nan, p_better)
-    if np.allclose(d, d[0], rtol=0.0, atol=1e-9):
+    if np.allclose(d, d[0], rtol=0.0, atol=SAME):
         return _without_spread(n, mean, p_better)
     low, high, p = t_interval(d, 1 - ALPHA)
     return Effect(n, mean, float(d.std(ddof=1)), low, high, p, p_better)
@@ -134,7 +138,7 @@ def _without_spread(n: int, mean: float, p_better: float) -> Effect:
     differences of a technique with no effect all share one sign, 2^(1-n) (0.5 with two
     seeds); no interval, since no spread was seen to size one.
     """
-    if abs(mean) <= 1e-9:
+    if abs(mean) <= SAME:
         return Effect(n, 0.0, 0.0, 0.0, 0.0, 1.0, p_better)
     return Effect(n, mean, 0.0, math.nan, math.nan, min(1.0, 2.0 ** (1 - n)), p_better)
 
@@ -145,9 +149,9 @@ def t_interval(d: np.ndarray, level: float) -> tuple[float, float, float]:
     Differences that are all equal have no spread: the interval is that value and the
     p-value 1 where it is 0, else 0 (scipy's test is undefined there).
     """
-    if np.allclose(d, d[0], rtol=0.0, atol=1e-9):
+    if np.allclose(d, d[0], rtol=0.0, atol=SAME):
         value = float(d.mean())
-        return value, value, 1.0 if abs(value) <= 1e-9 else 0.0
+        return value, value, 1.0 if abs(value) <= SAME else 0.0
     from scipy import stats
 
     result = stats.ttest_1samp(d, 0.0)

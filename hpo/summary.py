@@ -108,10 +108,11 @@ def top_k_frame(study: optuna.Study, k: int, complete: list[FrozenTrial]) -> pd.
         row: dict[str, Any] = {
             "trial": t.number,
             "value": round(t.value, 4),  # type: ignore[arg-type]
-            "epochs": t.user_attrs.get("n_epochs"),
+            "epochs_run": t.user_attrs.get("n_epochs"),
             "best_epoch": t.user_attrs.get("best_epoch"),
         }
-        row.update(t.params)
+        # A searched knob named as a column above (none is yet) would not overwrite it.
+        row.update({k if k not in row else f"param_{k}": v for k, v in t.params.items()})
         rows.append(row)
     import pandas as pd
 
@@ -156,4 +157,17 @@ def export_json(study: optuna.Study) -> str:
         }
         for t in all_trials(study)
     ]
-    return json.dumps({"study": study.study_name, "trials": trials}, indent=1, default=str)
+    document = _finite_or_null({"study": study.study_name, "trials": trials})
+    return json.dumps(document, indent=1, default=str, allow_nan=False)
+
+
+def _finite_or_null(value: Any) -> Any:
+    """`value` with every NaN or infinity made null: JSON has no such numbers, and a strict
+    reader refuses the `NaN` and `Infinity` that Python writes by default."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_null(v) for v in value]
+    return value

@@ -29,6 +29,7 @@ runner = CliRunner()
 # A no-effect technique (dropout at rate 0) and a harmful one (an L2 penalty of 1 on the first
 # layer's kernel), each a named experiment against the baseline: the calibration benchmark's.
 KNOWN = KNOWN_SPEC
+KNOWN_SEED = 5
 
 
 def hpo(*args: str) -> Any:
@@ -113,6 +114,26 @@ def test_a_fixed_seed_set_gives_the_same_numbers_in_two_processes(tmp_path: Path
     assert len(numbers[0]) == 6 and numbers[0] == numbers[1]
 
 
+def test_an_ablation_stopped_by_sigterm_says_how_to_resume_it(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    name = make_study(tmp_path, sqlite_url)
+    proc = ablate_in_subprocess(sqlite_url, name, "--seeds", "6")
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.3)
+        try:
+            study = optuna.load_study(study_name=f"{name}:ablation", storage=sqlite_url)
+        except KeyError:
+            continue
+        if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert f"finished trials are kept; `hpo ablate {name}` resumes" in out, out
+
+
 def test_an_ablation_resumes_after_its_process_is_killed(tmp_path: Path, sqlite_url: str) -> None:
     name = make_study(tmp_path, sqlite_url)
     env = {"HPO_HEARTBEAT_INTERVAL": "1"}
@@ -191,6 +212,24 @@ def test_bad_requests_get_one_line_and_lose_nothing(tmp_path: Path, sqlite_url: 
     assert names == {name, "tiny"}  # no half-made ablation study was left behind
 
 
+def test_an_ablation_with_nothing_to_compare_is_refused_before_anything_is_stored(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    # The study searched two techniques, but its one trial is the baseline: no comparison.
+    alone = KNOWN.replace("n_trials = 3", "n_trials = 1").split("[[enqueue]]")
+    name = make_study(tmp_path, sqlite_url, "[[enqueue]]".join(alone[:2]))
+    result = hpo("ablate", name, "--seeds", "2", "--storage", sqlite_url)
+    one_line_error(
+        result,
+        "nothing to compare in study 'known': no complete or pruned trial with a score sets a "
+        "technique it searched otherwise than its baseline",
+    )
+    result = hpo("ablate", name, "--seeds", "2", "--technique", "dropout", "--storage", sqlite_url)
+    one_line_error(result, "sets dropout otherwise")
+    assert load_ablation(name, sqlite_url) is None
+    assert optuna.get_all_study_names(sqlite_url) == [name]
+
+
 def test_an_ablation_is_never_another_studys(tmp_path: Path, sqlite_url: str) -> None:
     name = make_study(tmp_path, sqlite_url)
     args = ("--seeds", "2", "--technique", "l2_one", "--storage", sqlite_url)
@@ -241,15 +280,30 @@ def test_the_report_judges_with_the_margin_the_ablation_was_run_with(
     result = hpo("ablate", name, *args, "--delta", "2.5")
     assert result.exit_code == 0, result.output
     assert "no effect = within +-2.5" in result.output
-    # A second call without --delta (another machine sharing the runs) keeps the margin.
-    result = hpo("ablate", name, *args)
-    assert result.exit_code == 0, result.output
-    assert "no effect = within +-2.5" in result.output
+    # A second call without --delta (another machine sharing the runs) keeps the margin,
+    # and so does one that gives it again; another margin, chosen after the results, is refused.
+    for again in ((), ("--delta", "2.5")):
+        result = hpo("ablate", name, *args, *again)
+        assert result.exit_code == 0, result.output
+        assert "no effect = within +-2.5" in result.output
+    companion = optuna.load_study(study_name=f"{name}:ablation", storage=sqlite_url)
+    attrs = dict(companion.user_attrs)
+    one_line_error(
+        hpo("ablate", name, *args, "--delta", "1"),
+        f"the ablation '{name}:ablation' has results judged with a margin of no effect of "
+        "+-2.5 points: a margin is chosen before the results are seen",
+    )
+    assert optuna.load_study(study_name=f"{name}:ablation", storage=sqlite_url).user_attrs == attrs
     out = tmp_path / "report.md"
     result = hpo("report", name, "--out", str(out), "--storage", sqlite_url)
     assert result.exit_code == 0, result.output
     text = out.read_text()
     assert "±2.5 points" in text and "±0.5 points" not in text
+    # The ablation's own study is not reported as a search (its values are not the metric's).
+    one_line_error(
+        hpo("report", f"{name}:ablation", "--out", str(out), "--storage", sqlite_url),
+        f"study '{name}:ablation' is the ablation of study '{name}': `hpo report {name}`",
+    )
     # While it holds a plan, an ablation planned otherwise (here: another technique) is refused.
     other = ("--seeds", "2", "--technique", "dropout_zero", "--storage", sqlite_url)
     one_line_error(
@@ -314,7 +368,28 @@ def test_a_score_that_is_not_a_number_pairs_with_nothing() -> None:
     assert row.val.effect.n == 3
 
 
+def test_a_run_without_a_score_leaves_the_variants_mean_and_the_choice_alone() -> None:
+    from hpo.ablate import variant_scores
+    from hpo.report.answer import answer
+
+    seeds = [1, 2, 3, 4, 5, 6]
+    runs = {
+        (key, seed): {
+            "test_accuracy": 0.2 + 0.01 * seed + shift * (1 + seed % 3 / 10),
+            "val_accuracy": 0.2 + shift,
+        }
+        for key, shift in (("baseline", 0.0), ("dropout", 0.05))
+        for seed in seeds
+    }
+    runs["baseline", 6] = {"test_accuracy": 0.26, "val_accuracy": None}  # diverged on validation
+    val = variant_scores("baseline", seeds, runs, "val_accuracy")
+    assert val.n == 5 and val.mean == pytest.approx(0.2)
+    text = "\n".join(answer(analyze(a_plan(), seeds, runs), runs, "s"))
+    assert "**Use** `dropout`" in text, text
+
+
 def test_the_answer_says_on_how_many_pairs_a_half_done_ablation_rests() -> None:
+    from hpo.ablate import verdict_lines
     from hpo.report.answer import answer
 
     seeds = list(range(10))
@@ -328,7 +403,18 @@ def test_the_answer_says_on_how_many_pairs_a_half_done_ablation_rests() -> None:
     assert "over 3 paired seeds of the 10 planned (runs are missing)" in text
     # No verdict on part of an analysis's seeds: a second look at its level would follow.
     assert half_done.interim and {r.test.label for r in half_done.rows} == {"pending"}
-    assert "**Pending** (runs of this analysis are missing" in text and "**Use**" not in text
+    assert "**Pending** (runs of this analysis are missing" in text
+    # Nor a recommendation: the variant chosen on three seeds could change with all ten.
+    assert "**Use**: unknown until the ablation's runs finish (6 of 20 done" in text
+    assert "baseline (" not in text and "validation choice" not in text
+    assert verdict_lines(half_done)[0].startswith(
+        "ablation of 's': 6/20 runs, 3 paired seeds of the 10 planned (runs are missing);"
+    )
+    started = {k: v for k, v in runs.items() if k[0] == "baseline"}  # no run of dropout yet
+    lines = verdict_lines(analyze(a_plan(), seeds, started))
+    assert lines[-1].endswith("dropout              0 paired seeds so far -> pending"), lines
+    text = "\n".join(answer(analyze(a_plan(), seeds, started), started, "s"))
+    assert "**Use**: unknown until the ablation's runs finish (3 of 20 done" in text
     runs = {(key, seed): runs[key, seed % 3] for key in ("baseline", "dropout") for seed in seeds}
     text = "\n".join(answer(analyze(a_plan(), seeds, runs), runs, "s"))
     assert "over 10 paired seeds," in text
@@ -337,7 +423,15 @@ def test_the_answer_says_on_how_many_pairs_a_half_done_ablation_rests() -> None:
 def test_adding_seeds_starts_the_next_analysis_at_half_the_level(
     tmp_path: Path, sqlite_url: str
 ) -> None:
-    from hpo.ablate import STAGE_PREFIX, prepare_ablation, stages_of, stored_stage, verdict_lines
+    from hpo.ablate import (
+        SEEDS_ATTR,
+        STAGE_PREFIX,
+        ablation_seeds,
+        prepare_ablation,
+        stages_of,
+        stored_stage,
+        verdict_lines,
+    )
 
     name = make_study(tmp_path, sqlite_url)
     stages = []
@@ -350,6 +444,16 @@ def test_adding_seeds_starts_the_next_analysis_at_half_the_level(
     # Two `hpo ablate` adding seeds at once each mark their stage: neither is lost.
     attrs = {k: v for k, v in companion.user_attrs.items() if not k.startswith(STAGE_PREFIX)}
     assert stages_of({**attrs, "stage:7": True, "stage:9": True}) == [7, 9]
+    # Two at once, asking for 7 and 9 seeds: the one that wrote its seed list last may be the
+    # one of 7, but the runs of all 9 were queued, and the 9-seed stage was marked.
+    companion.set_user_attr("stage:7", True)
+    companion.set_user_attr("stage:9", True)
+    companion.set_user_attr(SEEDS_ATTR, ablation_seeds(KNOWN_SEED, 7))
+    _, _, found = load_ablation(name, sqlite_url)  # type: ignore[misc]
+    assert found == ablation_seeds(KNOWN_SEED, 9)
+    companion, _, n_runs = prepare_ablation(name, sqlite_url, 2, techniques=["l2_one"])
+    assert companion.user_attrs[SEEDS_ATTR] == found and n_runs == 3 * 9
+    assert stored_stage(companion) == 5
     # An ablation prepared before stages were kept: its seeds so far were its first stage.
     optuna.delete_study(study_name=companion.study_name, storage=sqlite_url)
     old = optuna.create_study(study_name=companion.study_name, storage=sqlite_url)

@@ -243,6 +243,16 @@ def test_all_failed_study_is_a_clear_error(sqlite_url: str, tmp_path: Path) -> N
     add_fake_trials(make_study(sqlite_url, SPEC), load_spec_text(SPEC), 0, n_failed=3)
     with pytest.raises(HpoError, match=r"no complete trial .*\(fail 3\).*diverged"):
         write_report("fake", sqlite_url, tmp_path / "x.md")
+    # The first failure is the earliest trial's, not the first reason in alphabetical order.
+    study = optuna.load_study(study_name="fake", storage=sqlite_url)
+    first = study.trials[0].user_attrs["fail_reason"]
+    assert first > "a later one"
+    failed = optuna.trial.TrialState.FAIL
+    study.add_trial(
+        optuna.trial.create_trial(state=failed, user_attrs={"fail_reason": "a later one"})
+    )
+    with pytest.raises(HpoError, match=f"first failure: {re.escape(first)}$"):
+        write_report("fake", sqlite_url, tmp_path / "x.md")
 
 
 def test_a_best_trial_another_program_wrote_stops_the_report_before_it_trains(
@@ -322,6 +332,8 @@ def test_a_report_that_cannot_be_written_is_one_line(fake_url: str, tmp_path: Pa
         tmp_path: "is a folder: name the report's file",  # nothing is drawn into it first
         a_file / "x.md": "cannot write the report to",
         tmp_path / "a_file.md": "is a file, and the report's figures go in a folder",
+        # Its figures' folder would be the report's own path ("--out reports/new/" too).
+        tmp_path / "new": f"name the report's file with a suffix, e.g. {tmp_path / 'new'}.md",
     }
     for out, message in cases.items():
         result = runner.invoke(app, ["report", "fake", "--storage", fake_url, "--out", str(out)])
@@ -369,22 +381,34 @@ def test_cli_turns_an_empty_study_into_one_line(sqlite_url: str, tmp_path: Path)
     )
 
 
-def test_missing_data_leaves_the_activation_figure_out_with_the_reason(
+def test_activations_asked_for_without_their_data_or_initializers_are_one_line(
     sqlite_url: str, tmp_path: Path
 ) -> None:
     text = SPEC.replace('dataset = "synthetic"', 'dataset = "cifar100"')
     add_fake_trials(make_study(sqlite_url, text), load_spec_text(text), 12, seed=2)
-    out = write_report(
-        "fake",
-        sqlite_url,
-        tmp_path / "fake.md",
-        data_path=tmp_path / "nope.npz",
-        activations=True,
-        echo=print,
+    args = ["report", "fake", "--storage", sqlite_url, "--out", str(tmp_path / "fake.md")]
+    result = runner.invoke(app, [*args, "--activations", "--data", str(tmp_path / "nope.npz")])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: data file ") and "nope.npz" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert not (tmp_path / "fake.md").exists() and not (tmp_path / "fake").exists()
+    # Options that would change nothing are refused too, before anything is read.
+    for extra, message in (
+        (["--seeds", "5"], "--seeds goes with --evaluate-test"),
+        (["--data", "x.npz"], "--data goes with --evaluate-test or --activations"),
+    ):
+        result = runner.invoke(app, [*args, *extra])
+        assert result.exit_code == 2 and message in result.stderr, result.output
+    searched = 'initializer = { choices = ["glorot_uniform", "he_normal", "random_normal"] }'
+    assert searched in SPEC
+    plain = SPEC.replace(searched, 'initializer = "random_normal"')
+    url = f"sqlite:///{tmp_path / 'plain.db'}"
+    add_fake_trials(make_study(url, plain), load_spec_text(plain), 4, seed=2)
+    result = runner.invoke(
+        app, ["report", "fake", "--storage", url, "--out", str(tmp_path / "p.md"), "--activations"]
     )
-    report = out.read_text()
-    assert "Activation histograms not drawn: data file" in report and "nope.npz" in report
-    assert not (tmp_path / "fake" / "activations.png").exists()
+    assert result.exit_code == 2, result.output
+    assert "--activations compares the initializers a study searches" in result.stderr
 
 
 def add_fake_ablation(
@@ -641,6 +665,11 @@ def test_importances_match_optunas_own_study_of_the_same_trials() -> None:
     assert len(set(found.values())) > 1  # not a degenerate case where any order would do
     assert [(t.params, t.user_attrs, t.intermediate_values) for t in trials] == before
     assert len(trials) < MAX_IMPORTANCE_TRIALS  # the whole set, not a sample
+    fixed = [optuna.trial.create_trial(value=0.1 * i) for i in range(30)]  # nothing searched
+    assert importances(fixed, "minimize")[1:] == (
+        None,
+        "the complete trials vary no searched parameter",
+    )
 
 
 IMPORTANCES_IN_A_FRESH_PROCESS = """

@@ -51,6 +51,24 @@ def study() -> optuna.Study:
     return study
 
 
+def test_the_top_table_keeps_the_epochs_run_beside_a_searched_epoch_budget() -> None:
+    study = optuna.create_study(study_name="budget", direction="maximize")
+    study.set_user_attr("metric", "val_accuracy")
+    budget = optuna.distributions.IntDistribution(4, 12)
+    study.add_trial(
+        create_trial(
+            value=0.5,
+            params={"epochs": 8},
+            distributions={"epochs": budget},
+            user_attrs={"n_epochs": 6, "epoch_budget": 8, "best_epoch": 4},
+        )
+    )
+    lines = show_lines(study)
+    header, row = lines[lines.index("top 1:") + 1 :]
+    assert header.split() == ["trial", "value", "epochs_run", "best_epoch", "epochs"]
+    assert row.split() == ["0", "0.5", "6", "4", "8"]
+
+
 def test_state_counts_name_every_state_even_when_absent(study: optuna.Study) -> None:
     counts = state_counts(study.get_trials())
     assert counts == {"COMPLETE": 2, "PRUNED": 1, "FAIL": 1, "RUNNING": 0, "WAITING": 0}
@@ -106,6 +124,27 @@ def test_exports_keep_scalars_in_the_table_and_everything_in_json(study: optuna.
     exported = json.loads(export_json(study))
     assert exported["trials"][0]["user_attrs"]["curve_val_accuracy"] == [0.1, 0.5, 0.5]
     assert exported["trials"][3]["value"] is None
+
+
+def test_the_json_export_is_standard_json_where_values_are_not_finite() -> None:
+    study = optuna.create_study(study_name="loss", direction="minimize")
+    study.add_trial(
+        create_trial(
+            value=float("inf"),
+            params={"learning_rate": 0.01},
+            distributions={"learning_rate": RATE},
+            user_attrs={"curve_val_loss": [2.5, float("nan")], "n_epochs": 2},
+            intermediate_values={0: 2.5, 1: float("nan")},
+        )
+    )
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
+    exported = json.loads(export_json(study), parse_constant=refuse)
+    [trial] = exported["trials"]
+    assert trial["value"] is None and trial["user_attrs"]["curve_val_loss"] == [2.5, None]
+    assert trial["intermediate_values"] == {"0": 2.5, "1": None}
 
 
 def test_an_empty_study_exports_a_header() -> None:

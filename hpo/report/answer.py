@@ -16,6 +16,7 @@ from hpo.ablate import (
     Row,
     confidence,
     paired_scores,
+    paired_seeds,
     pending,
     seeds_to_settle_text,
     touches_zero,
@@ -85,7 +86,7 @@ def answer(
     sentences = [
         "Each technique or experiment switched on in the baseline, with what it changes in "
         "brackets where that is more than one knob (where the study tested it so; else taken "
-        f"out of the best configuration), over {_pairs(analysis)}, in test accuracy "
+        f"out of the best configuration), over {paired_seeds(analysis)}, in test accuracy "
         f"points (higher is better), with family-wise {confidence(analysis)} intervals "
         f"(analysis {analysis.stage} of this ablation; each design's verdicts over all its "
         f"analyses hold at a family-wise error of {ALPHA:.0%}):"
@@ -125,6 +126,12 @@ def _recommendation(analysis: Analysis, runs: Mapping[tuple[str, int], Mapping[s
     """The variant with the best mean validation score over the ablation's seeds: a choice on
     validation, with its test accuracy reported beside the baseline's."""
     plan, seeds = analysis.plan, analysis.seeds
+    if analysis.interim:
+        # A choice on part of the seeds would be a look at this analysis before its end.
+        return (
+            f"**Use**: unknown until the ablation's runs finish ({analysis.n_done} of "
+            f"{analysis.n_runs} done; `hpo ablate {plan.of}` runs the rest)."
+        )
     val = {v.key: variant_scores(v.key, seeds, runs, "val_accuracy") for v in plan.variants}
     chosen = max(
         (k for k in val if val[k].n), key=lambda k: (val[k].mean, k == plan.best), default=None
@@ -201,16 +208,6 @@ def _against_baseline(
     if analysis.interim:
         verdict = pending(verdict)
     return verdict, f"judged as one of the {k} variants validation chose from"
-
-
-def _pairs(analysis: Analysis) -> str:
-    """How many paired seeds the verdicts rest on: fewer than planned while runs are missing."""
-    planned = len(analysis.seeds)
-    counts = sorted({row.test.effect.n for row in analysis.rows})
-    if not counts or counts == [planned]:
-        return f"{planned} paired seeds"
-    span = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-    return f"{span} paired seeds of the {planned} planned (runs are missing)"
 
 
 def _named(technique: str, row: Row, plan: Plan) -> str:

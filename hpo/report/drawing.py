@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
-from hpo.errors import HpoError
 from hpo.evaluate import resolved_params
 from hpo.report import figures
 from hpo.report.markdown import table
@@ -89,6 +88,7 @@ def draw_figures(
         from hpo.stats import expected_best
 
         n, mean, sd = expected_best(values, len(values), spec.direction == "maximize")
+        facts.expected_best_n = len(values)
         saved(
             "expected_best",
             figures.plot_expected_best(n, mean, sd, spec.metric, figures_dir / "expected_best.png"),
@@ -107,12 +107,8 @@ def draw_figures(
             "builds untrained models)"
         )
     elif "initializer" in spec.searched():
-        try:
-            saved(
-                "activations", _draw_activations(facts, figures_dir / "activations.png", data_path)
-            )
-        except HpoError as err:
-            facts.figure_notes["activations"] = f"not drawn: {err}"
+        # Asked for: data that cannot be loaded fails the report, in one line.
+        saved("activations", _draw_activations(facts, figures_dir / "activations.png", data_path))
 
 
 def _last(values: list[float]) -> float:
@@ -177,6 +173,7 @@ def _draw_activations(facts: Facts, path: Path, data_path: Path | None) -> Path:
     spec = facts.spec
     data = load_dataset(spec.data, data_path)
     x = data.x_train[:N_PROBE_IMAGES]
+    facts.probe_images = len(x)
     base = resolved_params(facts.complete[0], spec)
     activation = spec.space.get("activation", KNOBS["activation"].default)
     own = (
@@ -228,7 +225,8 @@ def figure_section(facts: Facts) -> list[str]:
         n_layers = max(len(r) for r in facts.activation_rows) - 2
         lines += [
             "Outputs of each hidden layer of the best trial's architecture, freshly "
-            "initialized, on a batch of 512 training images: standard deviation and, in "
+            f"initialized, on a batch of {facts.probe_images} training images: standard "
+            "deviation and, in "
             "brackets, the share of flat outputs (ReLU-like: at or below 0, left out of the "
             "histograms; tanh: |a| > 0.99). The classic expectation, which these numbers "
             "check: a stddev-1 normal initializer saturates tanh and blows up ReLU outputs, "

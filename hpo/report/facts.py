@@ -40,6 +40,10 @@ class Facts:
     figures: dict[str, str] = field(default_factory=dict)
     figure_notes: dict[str, str] = field(default_factory=dict)
     activation_rows: list[list[str]] = field(default_factory=list)
+    probe_images: int = 0
+    """How many training images the activations at initialization were measured on."""
+    expected_best_n: int = 0
+    """How many finished trials with a score the expected-best curve is drawn from."""
     ablation: Analysis | None = None
     ablation_runs: dict[tuple[str, int], Any] = field(default_factory=dict)
 

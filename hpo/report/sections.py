@@ -85,14 +85,15 @@ def ablation(facts: Facts, with_figures: bool = True) -> list[str]:
 def expected_best(facts: Facts) -> list[str]:
     if "expected_best" not in facts.figures:
         return []
-    n = len(facts.complete) + sum(t.state.name == "PRUNED" for t in facts.trials)
+    rising = "rising" if facts.spec.direction == "maximize" else "falling"
     return [
         "## Was the budget enough?",
         *spending(facts),
         f"The expected best `{facts.spec.metric}` of a study of n trials, drawn from this "
-        f"study's {n} finished trials (complete trials at their score, pruned ones at their "
-        "last report, which the pruner judged worse), with ± 1 sd: where the curve is still "
-        "rising at the right, more trials would likely find better configurations.",
+        f"study's {facts.expected_best_n} finished trials with a score (complete trials at "
+        "their score, pruned ones at their last report, which the pruner judged worse), with "
+        f"± 1 sd: where the curve is still {rising} at the right, more trials would likely "
+        "find better configurations.",
         f"![Expected best against trials]({facts.figures['expected_best']})",
     ]
 
@@ -248,7 +249,7 @@ def ranking(facts: Facts) -> list[str]:
         "suggest what the ablation above should test. "
         f"Each technique is compared on `{facts.spec.metric}` of complete trials that use it "
         f"against complete trials with the baseline choice (the switch off, or the lesson's "
-        f"default option). {scores}; Δ mean "
+        f"default option, else the first option searched). {scores}; Δ mean "
         f"is the mean with minus the mean without ({better} is better); the interval "
         f"is a percentile bootstrap over trials ({N_BOOTSTRAP:,} "
         f"resamples), drawn only with at least {MIN_TRIALS} complete trials on each side. "
@@ -258,8 +259,13 @@ def ranking(facts: Facts) -> list[str]:
         *(
             [
                 "This study's trials are named experiments, so each group above mixes "
-                "unrelated changes: the ablation above compares each experiment with the "
-                "baseline on paired seeds."
+                "unrelated changes: "
+                + (
+                    "the ablation above compares each experiment with the baseline on paired seeds."
+                    if facts.ablation is not None
+                    else f"`hpo ablate {facts.spec.name}` compares each experiment with the "
+                    "baseline on paired seeds."
+                )
             ]
             if facts.experiments
             else []

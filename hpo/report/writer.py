@@ -33,7 +33,7 @@ from hpo.report.facts import Facts
 from hpo.report.ranking import Row, find_techniques, rank
 from hpo.spec import Spec
 from hpo.storage import check_not_storage
-from hpo.study import all_trials, best_first, load_study
+from hpo.study import ABLATION_SUFFIX, FIXED_ONLY, all_trials, best_first, load_study
 from hpo.summary import state_counts
 
 MIN_IMPORTANCE_TRIALS = 20
@@ -67,7 +67,26 @@ def write_report(
     check_not_storage(out, url)
     if out.is_dir():
         raise HpoError(f"{out} is a folder: name the report's file, e.g. {out / name}.md")
+    if not out.suffix:
+        raise HpoError(
+            f"name the report's file with a suffix, e.g. {out}.md: its figures go in a folder "
+            f"beside it named without one ({out})"
+        )
     study, spec = load_study(name, url, heartbeat_interval=None)
+    if study.user_attrs.get(FIXED_ONLY):
+        of = name.removesuffix(ABLATION_SUFFIX)
+        raise HpoError(
+            f"study '{name}' is the ablation of study '{of}': `hpo report {of}` reports it"
+        )
+    if activations and "initializer" not in spec.searched():
+        raise HpoError(
+            f"--activations compares the initializers a study searches, and study '{name}' "
+            "searches none"
+        )
+    if activations:
+        from hpo.data import load_dataset
+
+        load_dataset(spec.data, data_path)  # kept for the figure: data it cannot load fails now
     trials = all_trials(study)
     check_reportable(name, trials)
     # A large study is a million objects with no cycles: the collections below need not walk them.
@@ -160,8 +179,9 @@ def check_reportable(name: str, trials: Sequence[FrozenTrial]) -> None:
         )
     if not any(_finite(t) for t in trials):
         counts = ", ".join(f"{k.lower()} {v}" for k, v in state_counts(list(trials)).items() if v)
-        reasons = sorted({str(t.user_attrs.get("fail_reason", "")) for t in trials} - {""})
-        why = f"; first failure: {reasons[0]}" if reasons else ""
+        reasons = [str(t.user_attrs.get("fail_reason", "")) for t in trials]  # number order
+        first = next((r for r in reasons if r), "")
+        why = f"; first failure: {first}" if first else ""
         raise HpoError(
             f"study '{name}' has no complete trial with a value to report ({counts}){why}"
         )
@@ -258,6 +278,8 @@ def importances(
             found = importance.get_param_importances(memory, evaluator=evaluator)
     except (ValueError, RuntimeError) as err:
         return name, None, f"not computed: {err}"
+    if not found:
+        return name, None, "the complete trials vary no searched parameter"
     note = ""
     if len(complete) < MIN_IMPORTANCE_TRIALS:
         note = (
