@@ -55,7 +55,11 @@ def handles_errors(command: F) -> F:
         except Exception as err:
             from hpo.storage import exception_chain, storage_failure, storage_url
 
-            failure = storage_failure(err, storage_url(kwargs.get("storage")))
+            try:
+                url = storage_url(kwargs.get("storage"))
+            except HpoError:  # no URL to hide (an empty one): the error is another's
+                url = ""
+            failure = storage_failure(err, url)
             if _state["debug"] or failure is None:
                 raise
             typer.echo(f"error: {failure}", err=True)

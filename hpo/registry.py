@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -124,8 +125,14 @@ class TrialSeeded(optuna.samplers.BaseSampler):
         self.inner.reseed_rng()
 
 
+MAX_GRID_POINTS = 1_000_000
+"""The most points a grid (or a brute-force search) may hold: at seconds a trial, more than a
+study could run, and Optuna builds the whole grid in memory."""
+
+
 def grid_of(space: Mapping[str, Any]) -> dict[str, list[Any]]:
     """Every searched knob as a list of values, for grid search."""
+    sizes = grid_sizes(space)
     grid: dict[str, list[Any]] = {}
     for name, dist in space.items():
         if isinstance(dist, CategoricalDistribution):
@@ -133,13 +140,34 @@ def grid_of(space: Mapping[str, Any]) -> dict[str, list[Any]]:
         elif isinstance(dist, IntDistribution):
             grid[name] = list(range(dist.low, dist.high + 1, dist.step))
         elif isinstance(dist, FloatDistribution):
-            if dist.step is None:
-                raise ValueError(f"grid search needs `step` or `choices` for '{name}'")
-            n = round((dist.high - dist.low) / dist.step)
-            grid[name] = [dist.low + i * dist.step for i in range(n + 1)]
-        elif isinstance(dist, BaseDistribution):
-            raise ValueError(f"grid search cannot enumerate '{name}'")
+            grid[name] = [dist.low + i * dist.step for i in range(sizes[name])]  # type: ignore[operator]
     return grid
+
+
+def grid_sizes(space: Mapping[str, Any], search: str = "grid search") -> dict[str, int]:
+    """How many values each searched knob takes in a grid, checked before any is listed: a
+    knob that cannot be enumerated, or a grid of more than `MAX_GRID_POINTS`, is refused."""
+    sizes: dict[str, int] = {}
+    for name, dist in space.items():
+        if isinstance(dist, CategoricalDistribution):
+            sizes[name] = len(dist.choices)
+        elif isinstance(dist, IntDistribution):
+            sizes[name] = (dist.high - dist.low) // dist.step + 1
+        elif isinstance(dist, FloatDistribution):
+            if dist.step is None:
+                raise ValueError(f"{search} needs `step` or `choices` for '{name}'")
+            sizes[name] = round((dist.high - dist.low) / dist.step) + 1
+        elif isinstance(dist, BaseDistribution):
+            raise ValueError(f"{search} cannot enumerate '{name}'")
+    total = math.prod(sizes.values())
+    if total > MAX_GRID_POINTS:
+        widest = max(sizes, key=lambda k: sizes[k])
+        raise ValueError(
+            f"{search} over {total:,} points is more than {MAX_GRID_POINTS:,} "
+            f"('{widest}' alone takes {sizes[widest]:,} values): give fewer values or a "
+            "coarser step"
+        )
+    return sizes
 
 
 def make_pruner(name: str, args: Mapping[str, Any]) -> optuna.pruners.BasePruner:

@@ -25,13 +25,23 @@ from optuna.distributions import (
 )
 
 from hpo.errors import SpecError
-from hpo.registry import PRUNERS, SAMPLERS, accepted_args, grid_of, make_pruner, make_sampler
+from hpo.registry import (
+    PRUNERS,
+    SAMPLERS,
+    accepted_args,
+    grid_sizes,
+    make_pruner,
+    make_sampler,
+)
 from hpo.space import KNOBS, Knob, Param, ParamValue, complete_params
 
 METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}
 
 MAX_NAME = 128
-NAME_RULE = f"must be 1-{MAX_NAME} characters without spaces, control characters or '/'"
+NAME_RULE = (
+    f"must be 1-{MAX_NAME} characters without spaces, control characters or '/', "
+    "and not '.' or '..'"
+)
 MAX_SEED = 2**32 - 1
 """The largest seed a NumPy random state takes: scikit-learn's `random_state`, Optuna's samplers."""
 
@@ -193,7 +203,27 @@ def load_spec_text(text: str, source: str = "<spec>", stored: bool = False) -> S
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise SpecError(f"{source} is not valid TOML: {err}") from err
+    except RecursionError as err:
+        raise SpecError(f"{source} nests arrays or tables too deeply to read") from err
+    huge = _beyond_64_bits(raw)
+    if huge is not None:
+        # TOML's integers are 64-bit; Python's parser takes any, and they fail later as floats.
+        raise SpecError(f"{source} holds an integer beyond 64 bits: {str(huge)[:20]}...")
     return _Validator(source, stored).spec(raw, text)
+
+
+def _beyond_64_bits(value: Any) -> int | None:
+    """The first integer in the parsed TOML `value` that 64 bits cannot hold, if any."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if not -(2**63) <= value < 2**63 else None
+    children = (
+        value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    )
+    for child in children:
+        found = _beyond_64_bits(child)
+        if found is not None:
+            return found
+    return None
 
 
 class _Validator:
@@ -266,7 +296,7 @@ class _Validator:
             text=text,
             description=self.typed(raw.get("description", ""), str, "'description'"),
             seed=self.seed(raw.get("seed", 0), "'seed'"),
-            storage=self.typed(raw.get("storage"), (str, type(None)), "'storage'"),
+            storage=self.storage(raw.get("storage")),
             n_trials=n_trials,
             metric=metric,
             direction=direction,
@@ -279,7 +309,25 @@ class _Validator:
             keep_weights=self.typed(raw.get("keep_weights", False), bool, "'keep_weights'"),
         )
         self.buildable(spec)
+        if not self.stored:
+            self.fits_the_cnn(spec)
         return spec
+
+    def fits_the_cnn(self, spec: Spec) -> None:
+        """A CNN halves its images twice: synthetic images under 4 pixels leave it nothing
+        to pool, and every trial would fail in Keras."""
+        architecture = spec.space.get("architecture", KNOBS["architecture"].default)
+        possible = (
+            architecture.choices
+            if isinstance(architecture, CategoricalDistribution)
+            else (architecture,)
+        )
+        small = spec.data.dataset == "synthetic" and spec.data.image_size < 4
+        if "cnn" in possible and small:
+            raise self.fail(
+                f"architecture 'cnn' pools its images twice and needs [data] image_size >= 4, "
+                f"got {spec.data.image_size}"
+            )
 
     def buildable(self, spec: Spec) -> None:
         """Build the sampler and pruner once: their constructors check the values the names
@@ -357,9 +405,10 @@ class _Validator:
             self.seed(args["seed"], "[sampler] seed")
         if name == "cmaes" and importlib.util.find_spec("cmaes") is None:
             raise self.fail("[sampler] type 'cmaes' needs the cmaes package: pip install cmaes")
-        if name == "grid":
+        if name in ("grid", "bruteforce"):
+            searched = {k: v for k, v in space.items() if isinstance(v, BaseDistribution)}
             try:
-                grid_of({k: v for k, v in space.items() if isinstance(v, BaseDistribution)})
+                grid_sizes(searched, f"{name} search")
             except ValueError as err:
                 raise self.fail(f"[sampler] {err}") from err
         return Component(name, args)
@@ -483,6 +532,13 @@ class _Validator:
             )
         return dist
 
+    def storage(self, value: Any) -> str | None:
+        url = self.typed(value, (str, type(None)), "'storage'")
+        if url is not None and not url.strip() and not self.stored:
+            # Falling back to the default would put the study in another storage than meant.
+            raise self.fail("'storage' must not be blank: give a storage URL, or leave it out")
+        return url
+
     def value(self, knob: Knob, value: Any, where: str) -> ParamValue:
         if knob.kind == "bool":
             return bool(self.typed(value, bool, where))
@@ -541,6 +597,19 @@ class _Validator:
                         "only searched knobs can differ between enqueued trials"
                     )
             params = complete_params(given, space)
+            for key, value in given.items():
+                if self.stored:
+                    break
+                if key not in params:
+                    parent = str(KNOBS[key].parent)
+                    found = params.get(parent, space.get(parent, KNOBS[parent].default))
+                    now = "" if isinstance(found, BaseDistribution) else f" (here {found!r})"
+                    raise self.fail(
+                        f"{where} ({name}) sets '{key}', which only applies when {parent} "
+                        f"is one of {list(KNOBS[key].when)}{now}: set {parent} so, or leave "
+                        f"'{key}' out"
+                    )
+                self.value(KNOBS[key], value, f"{where} ({name}) '{key}'")
             for key, value in params.items():
                 if not _contains(searched[key], value):
                     raise self.fail(
@@ -564,8 +633,10 @@ def _study_in_memory(direction: str, sampler: Any, pruner: Any) -> optuna.Study:
 def is_study_name(name: str) -> bool:
     """Whether `name` can name a study: its report is written to reports/NAME.md, and a command
     line must be able to spell it (no control characters)."""
-    return 0 < len(name) <= MAX_NAME and not any(
-        c.isspace() or c == "/" or unicodedata.category(c) == "Cc" for c in name
+    return (
+        0 < len(name) <= MAX_NAME
+        and name not in (".", "..")  # reports/./ and reports/../ are folders, not names
+        and not any(c.isspace() or c == "/" or unicodedata.category(c) == "Cc" for c in name)
     )
 
 

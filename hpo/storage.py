@@ -43,6 +43,8 @@ def storage_url(url: str | None = None) -> str:
     """
     if url is not None and not url.strip():
         raise StorageError("--storage is empty: give a storage URL, or leave the option out")
+    if url is None and "HPO_STORAGE" in os.environ and not os.environ["HPO_STORAGE"].strip():
+        raise StorageError("HPO_STORAGE is empty: give it a storage URL, or unset it")
     return url or os.environ.get("HPO_STORAGE") or DEFAULT_STORAGE
 
 
@@ -202,6 +204,18 @@ def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
+        if parsed.query.get("uri") or (parsed.database or "").startswith("file:"):
+            # sqlite3's URI filenames: a `file::memory:` study is gone when the command ends,
+            # and `file:PATH` is a file this check and later commands would not find.
+            raise StorageError(
+                f"{mask(url)}: SQLite URI filenames (file:..., uri=true) are not supported: "
+                "give sqlite:///PATH"
+            )
+        if (parsed.database or "").startswith("~"):
+            raise StorageError(
+                f"{mask(url)}: '~' is not expanded in a storage URL (it would name a folder "
+                "called ~): give the path from /, e.g. sqlite:////home/me/hpo.db"
+            )
         _check_sqlite_file(url, parsed.get_driver_name(), parsed.database, create)
         # Several local workers write the same file: wait for the lock instead of failing.
         sqlite_args = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}

@@ -151,7 +151,11 @@ def fit(
         verbose=0,
     )
     run.history = {k: [float(v) for v in vs] for k, vs in history.history.items()}
-    run.stopped_early = early is not None and early.stopped_epoch > 0
+    # Keras marks a stop when patience runs out, on the budget's last epoch too, where
+    # stopping saved nothing: that run ended at its budget.
+    run.stopped_early = (
+        early is not None and early.stopped_epoch > 0 and run.n_epochs < int(params["epochs"])
+    )
     return run
 
 

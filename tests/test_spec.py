@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -293,6 +294,81 @@ def test_enqueued_trial_gets_defaults_for_unnamed_knobs() -> None:
     )
     (entry,) = load_spec_text(text).enqueue
     assert entry.params == {"learning_rate": 0.005, "dropout": "off"}
+
+
+def test_an_enqueued_trial_sets_nothing_its_other_values_leave_unused() -> None:
+    # weight_decay_l2 applies only with weight_decay on: left off, the experiment would be the
+    # baseline under another name.
+    text = with_params(
+        'weight_decay = { choices = ["off", "on"] }\n'
+        "weight_decay_l2 = { low = 1e-6, high = 1e-2, log = true }\n"
+        "first_units = { choices = [8, 16] }"
+    ).replace("first_units = 8\n", "")
+    for given, found in (
+        ("weight_decay_l2 = 1e-2", "(here 'off')"),
+        ('weight_decay = "off", weight_decay_l2 = 1e-3', "(here 'off')"),
+    ):
+        with pytest.raises(SpecError, match=r"sets 'weight_decay_l2', which only applies when"):
+            load_spec_text(text + f'\n[[enqueue]]\nname = "strong"\nparams = {{ {given} }}\n')
+        with pytest.raises(SpecError, match=re.escape(found)):
+            load_spec_text(text + f'\n[[enqueue]]\nname = "strong"\nparams = {{ {given} }}\n')
+    # A float for an integer knob: the trial would build a layer of 16.0 units.
+    with pytest.raises(SpecError, match="'first_units' must be an integer, got a float"):
+        load_spec_text(text + '\n[[enqueue]]\nname = "f"\nparams = { first_units = 16.0 }\n')
+    (entry,) = load_spec_text(
+        text + '\n[[enqueue]]\nname = "ok"\n'
+        'params = { first_units = 16, weight_decay = "on", weight_decay_l2 = 1e-3 }\n'
+    ).enqueue
+    assert entry.params == {
+        "first_units": 16,
+        "learning_rate": 1e-3,
+        "weight_decay": "on",
+        "weight_decay_l2": 1e-3,
+    }
+
+
+def test_numbers_and_grids_too_large_to_hold_are_refused_at_load() -> None:
+    with pytest.raises(SpecError, match="holds an integer beyond 64 bits"):
+        load_spec_text(TINY_SPEC.replace("\nunits = 8\n", "\nunits = 1" + "0" * 400 + "\n"))
+    with pytest.raises(SpecError, match="nests arrays or tables too deeply"):
+        load_spec_text(TINY_SPEC.replace("seed = 3", "seed = 3\nx = " + "[" * 3000 + "]" * 3000))
+    huge = TINY_SPEC.replace("\nunits = 8\n", "\nunits = { low = 1, high = 1000000000000000 }\n")
+    for sampler in ("grid", "bruteforce"):
+        message = f"{sampler} search over 1,000,000,000,000,000 points is more than 1,000,000"
+        with pytest.raises(SpecError, match=message):
+            load_spec_text(
+                huge.replace('type = "random"', f'type = "{sampler}"').replace(
+                    "learning_rate = { low = 1e-3, high = 1e-2, log = true }",
+                    "learning_rate = 1e-3",
+                )
+            )
+    fine = TINY_SPEC.replace('type = "random"', 'type = "grid"').replace(
+        "learning_rate = { low = 1e-3, high = 1e-2, log = true }",
+        "learning_rate = { low = 1e-3, high = 1e-2, step = 1e-8 }",
+    )
+    with pytest.raises(SpecError, match=r"\('learning_rate' alone takes 900,001 values\)"):
+        load_spec_text(fine.replace("\nunits = 8\n", "\nunits = { low = 1, high = 2 }\n"))
+    assert load_spec_text(fine).sampler.type == "grid"  # 900,001 points: allowed
+
+
+def test_a_cnn_on_images_too_small_to_pool_twice_is_refused() -> None:
+    for architecture in ('"cnn"', '{ choices = ["mlp", "cnn"] }'):
+        text = with_params(f"architecture = {architecture}").replace(
+            "image_size = 4", "image_size = 3"
+        )
+        with pytest.raises(SpecError, match=r"needs \[data\] image_size >= 4, got 3"):
+            load_spec_text(text)
+        assert load_spec_text(text.replace("image_size = 3", "image_size = 4")).data.image_size == 4
+    assert load_spec_text(TINY_SPEC.replace("image_size = 4", "image_size = 3"))  # an MLP
+
+
+def test_a_blank_storage_and_the_names_dot_and_dot_dot_are_refused() -> None:
+    with pytest.raises(SpecError, match="'storage' must not be blank"):
+        load_spec_text('storage = " "\n' + TINY_SPEC)
+    for bad in (".", ".."):
+        with pytest.raises(SpecError, match="and not '.' or '..'"):
+            load_spec_text(TINY_SPEC.replace('name = "tiny"', f'name = "{bad}"'))
+    assert load_spec_text(TINY_SPEC.replace('name = "tiny"', 'name = "..x"')).name == "..x"
 
 
 def test_int_range_becomes_int_distribution() -> None:

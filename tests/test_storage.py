@@ -36,6 +36,10 @@ def test_storage_url_prefers_flag_then_environment(monkeypatch: pytest.MonkeyPat
     for empty in ("", "  "):
         with pytest.raises(StorageError, match="--storage is empty"):
             storage_url(empty)
+        monkeypatch.setenv("HPO_STORAGE", empty)  # `export HPO_STORAGE=$URL` with URL unset
+        with pytest.raises(StorageError, match="HPO_STORAGE is empty"):
+            storage_url()
+        assert storage_url("sqlite:///y.db") == "sqlite:///y.db"
 
 
 def test_a_redis_database_that_is_not_a_number_is_refused() -> None:
@@ -229,6 +233,26 @@ def test_a_sqlite_url_without_a_file_is_refused(url: str) -> None:
     # SQLAlchemy reads these as a database in memory: a study created there is gone at once.
     with pytest.raises(StorageError, match="names no file"):
         open_storage(url, create=True)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlite:///file::memory:?cache=shared&uri=true", "SQLite URI filenames"),
+        ("sqlite:///file:memdb1?mode=memory&uri=true", "SQLite URI filenames"),
+        ("sqlite:///file:{tmp}/u.db?uri=true", "SQLite URI filenames"),
+        ("sqlite:///~/x.db", "'~' is not expanded"),
+    ],
+)
+def test_sqlite_uri_filenames_and_a_tilde_are_refused_before_anything_is_made(
+    url: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A study made in memory would be gone when the command ends; `file:PATH` and `~/x.db`
+    # are files that later commands would not find where the user looks.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StorageError, match=message):
+        open_storage(url.format(tmp=tmp_path), create=True)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("scheme", ["sqlite:///", "journal:"])

@@ -136,13 +136,24 @@ VARIANTS = {
     "sgd, decay, early stopping, he": {
         "optimizer": "sgd",
         "momentum": 0.9,
+        "learning_rate": 0.3,
         "schedule": "exponential",
         "early_stopping": "on",
         "patience": 1,
-        "epochs": 6,
+        "min_delta": 0.05,  # patience runs out once the loss settles: weights are restored
+        "epochs": 8,
         "initializer": "he_normal",
     },
 }
+
+
+def test_patience_that_runs_out_on_the_last_epoch_is_no_early_stop() -> None:
+    # No change counts as improvement after the first epoch: patience 1 runs out at epoch 2.
+    stop = {"early_stopping": "on", "patience": 1, "min_delta": 10.0}
+    before = fit(tiny_params(batch_size=20, epochs=3, **stop), tiny_data(), 1)
+    assert before.n_epochs == 2 and before.stopped_early
+    at_budget = fit(tiny_params(batch_size=20, epochs=2, **stop), tiny_data(), 1)
+    assert at_budget.n_epochs == 2 and not at_budget.stopped_early  # it saved no epoch
 
 
 def weights(run) -> list[np.ndarray]:
@@ -163,11 +174,13 @@ def test_a_warm_model_on_keras_s_numpy_input_trains_as_a_fresh_build() -> None:
 def a_warm_model_trains_as_a_fresh_build(overrides: dict, loop: Loop) -> None:
     data = tiny_data()
     params = tiny_params(batch_size=20, **overrides)
-    other = tiny_params(batch_size=20, learning_rate=0.003, **overrides)
+    other = tiny_params(**{"batch_size": 20, **overrides, "learning_rate": 0.003})
     fresh = {}
     for seed in (1, 2):
         run = fit(params, data, seed, loop=loop)
         fresh[seed] = (run.history, weights(run))
+        # The early-stopping variant must stop early, or it does not test restored weights.
+        assert run.stopped_early == (params["early_stopping"] == "on"), run.history["val_loss"]
     forget_warm_models()
     fit(params, data, 1, loop=loop, reuse=True)
     fit(other, data, 1, loop=loop, reuse=True)  # built while another is kept: no clearing
