@@ -93,6 +93,8 @@ def strategy_spec(base: str, strategy: str, seed: int, tiny: bool = False) -> st
     if tiny:
         text = _replace_table(text, "data", TINY_DATA.split("\n", 1)[1])
         text = re.sub(r"(?m)^epochs = \d+$", "epochs = 4", text)
+        # A warm-up past 4 epochs could prune nothing, and such a spec is refused.
+        text = re.sub(r"(?m)^n_warmup_steps = \d+$", "n_warmup_steps = 2", text)
     # The queue must follow [params] (an array of tables ends the table before it).
     return text.rstrip() + "\n" + queue
 

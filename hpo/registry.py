@@ -170,6 +170,39 @@ def grid_sizes(space: Mapping[str, Any], search: str = "grid search") -> dict[st
     return sizes
 
 
+def never_prunes(name: str, args: Mapping[str, Any], last_step: int) -> str | None:
+    """Why pruner `name` with `args` can prune no trial whose last report is at step
+    `last_step` (the epochs' 0-based index), or None where it can. Read from the arguments as
+    Optuna's pruners use them: each waits for a step of at least its first rung or warm-up."""
+    if name in ("median", "percentile", "threshold"):
+        warmup = int(args.get("n_warmup_steps", 0))
+        if warmup > last_step:
+            return f"n_warmup_steps = {warmup} waits past the last epoch's step ({last_step})"
+    if name == "threshold":
+        for key in ("lower", "upper"):
+            value = args.get(key)
+            if isinstance(value, float) and math.isnan(value):
+                return f"{key} = nan compares false with every value"
+    if name in ("successive_halving", "hyperband"):
+        low = args.get("min_resource", "auto" if name == "successive_halving" else 1)
+        high = args.get("max_resource", "auto")
+        if isinstance(low, int):
+            factor = int(args.get("reduction_factor", 4 if name == "successive_halving" else 3))
+            first = low * factor ** int(args.get("min_early_stopping_rate", 0))
+            if first > last_step:
+                return f"its first rung is at step {first}, past the last epoch's ({last_step})"
+            if isinstance(high, int) and high < low:
+                return f"max_resource = {high} is below min_resource = {low}"
+    if name == "patient":
+        delta = args.get("min_delta", 0.0)
+        if isinstance(delta, float) and math.isnan(delta):
+            return "min_delta = nan compares false with every value"
+        wrapped = dict(args.get("wrapped", {}))
+        inner = never_prunes(str(wrapped.pop("type", "none")), wrapped, last_step)
+        return None if inner is None else f"its wrapped pruner: {inner}"
+    return None
+
+
 def make_pruner(name: str, args: Mapping[str, Any]) -> optuna.pruners.BasePruner:
     """Build the pruner `name`; a patient pruner wraps the pruner its `wrapped` table names."""
     kwargs = dict(args)

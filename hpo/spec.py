@@ -32,6 +32,7 @@ from hpo.registry import (
     grid_sizes,
     make_pruner,
     make_sampler,
+    never_prunes,
 )
 from hpo.space import KNOBS, Knob, Param, ParamValue, complete_params
 
@@ -311,7 +312,25 @@ class _Validator:
         self.buildable(spec)
         if not self.stored:
             self.fits_the_cnn(spec)
+            if "pruner" in raw:  # the default is left to act where it can
+                self.can_prune(spec)
         return spec
+
+    def can_prune(self, spec: Spec) -> None:
+        """A pruner the spec names must be able to prune a trial of its longest budget."""
+        epochs = spec.space.get("epochs", KNOBS["epochs"].default)
+        if isinstance(epochs, IntDistribution):
+            longest = epochs.high
+        elif isinstance(epochs, CategoricalDistribution):
+            longest = max(int(c) for c in epochs.choices)  # type: ignore[arg-type]
+        else:
+            longest = int(epochs)  # type: ignore[arg-type]
+        why = never_prunes(spec.pruner.type, spec.pruner.args, longest - 1)
+        if why is not None:
+            raise self.fail(
+                f"[pruner] (type {spec.pruner.type!r}) can prune no trial of at most {longest} "
+                f'epochs: {why}; use type "none" for no pruning'
+            )
 
     def fits_the_cnn(self, spec: Spec) -> None:
         """A CNN halves its images twice: synthetic images under 4 pixels leave it nothing

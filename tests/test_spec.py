@@ -351,6 +351,45 @@ def test_numbers_and_grids_too_large_to_hold_are_refused_at_load() -> None:
     assert load_spec_text(fine).sampler.type == "grid"  # 900,001 points: allowed
 
 
+@pytest.mark.parametrize(
+    ("pruner", "why"),
+    [
+        ('type = "median"\nn_warmup_steps = 2', "n_warmup_steps = 2 waits past the last"),
+        ('type = "percentile"\npercentile = 25.0\nn_warmup_steps = 9', "waits past"),
+        ('type = "threshold"\nlower = nan', "lower = nan compares false"),
+        ('type = "successive_halving"\nmin_resource = 2', "its first rung is at step 2"),
+        (
+            'type = "successive_halving"\nmin_resource = 1\nmin_early_stopping_rate = 1',
+            "its first rung is at step 4",
+        ),
+        ('type = "hyperband"\nmin_resource = 3', "its first rung is at step 3"),
+        (
+            'type = "patient"\npatience = 1\nwrapped = { type = "median", n_warmup_steps = 5 }',
+            "its wrapped pruner: n_warmup_steps = 5",
+        ),
+    ],
+)
+def test_a_pruner_that_can_prune_no_trial_is_refused(pruner: str, why: str) -> None:
+    # TINY_SPEC trains 2 epochs: reports at steps 0 and 1.
+    text = TINY_SPEC.replace('[pruner]\ntype = "none"', f"[pruner]\n{pruner}")
+    with pytest.raises(SpecError, match=r"\(type '\w+'\) can prune no trial of at most 2"):
+        load_spec_text(text)
+    with pytest.raises(SpecError, match=re.escape(why)):
+        load_spec_text(text)
+    # With a budget long enough, each can act (a nan bound never can).
+    longer = text.replace("epochs = 2\n", "epochs = { low = 2, high = 12 }\n")
+    if "nan" not in pruner:
+        assert load_spec_text(longer).pruner.type in pruner
+    hyperband = 'type = "hyperband"\nmin_resource = 2\nmax_resource = 1'
+    with pytest.raises(SpecError, match="max_resource = 1 is below min_resource = 2"):
+        load_spec_text(longer.replace(f"[pruner]\n{pruner}", f"[pruner]\n{hyperband}"))
+
+
+def test_the_default_pruner_is_kept_where_it_cannot_act_yet() -> None:
+    text = TINY_SPEC.replace('[pruner]\ntype = "none"\n', "")
+    assert load_spec_text(text).pruner.type == "median"  # 5 warm-up epochs, 2 trained
+
+
 def test_a_cnn_on_images_too_small_to_pool_twice_is_refused() -> None:
     for architecture in ('"cnn"', '{ choices = ["mlp", "cnn"] }'):
         text = with_params(f"architecture = {architecture}").replace(
