@@ -18,7 +18,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.ablation import DESIGNS, Comparison, Plan, plan_ablation
+from hpo.ablation import DESIGNS, LEAVE_ONE_OUT, Comparison, Plan, plan_ablation
 from hpo.errors import HpoError
 from hpo.secrets import mask
 from hpo.spec import load_spec_text
@@ -49,6 +49,8 @@ from hpo.study import (
     tally,
 )
 
+DEFAULT_SEEDS = 10
+"""Paired seeds of a new ablation when `--seeds` is not given."""
 PLAN_ATTR = "ablation"
 SEEDS_ATTR = "seeds"
 DELTA_ATTR = "delta"
@@ -74,7 +76,7 @@ def ablation_seeds(study_seed: int, n_seeds: int) -> list[int]:
 def prepare_ablation(
     name: str,
     url: str,
-    n_seeds: int,
+    n_seeds: int | None,
     designs: Sequence[str] = DESIGNS,
     techniques: Sequence[str] | None = None,
     delta: float | None = None,
@@ -92,7 +94,7 @@ def prepare_ablation(
     same two configurations) leaves it as it is, said through `echo`; any other difference
     is refused.
     """
-    if n_seeds < 2:
+    if n_seeds is not None and n_seeds < 2:
         raise HpoError(f"--seeds must be at least 2 to pair differences, got {n_seeds}")
     if name.endswith(ABLATION_SUFFIX):
         raise HpoError(f"'{name}' is an ablation already; ablate the study it belongs to")
@@ -102,10 +104,18 @@ def prepare_ablation(
     plan = plan_ablation(parent.get_trials(deepcopy=False), spec, designs, techniques)
     if not plan.comparisons and not _has_plan(storage, companion_name):
         what = ", ".join(techniques) if techniques else "a technique it searched"
+        if list(designs) == [LEAVE_ONE_OUT]:
+            why = f"its best trial does not set {what} otherwise than its baseline"
+            hint = "; `--design add-one-in` compares what other trials used"
+        else:
+            why = (
+                f"no complete or pruned trial with a score sets {what} otherwise than its "
+                "baseline, and no experiment of its spec does"
+            )
+            hint = ""
         raise HpoError(
-            f"nothing to compare in study '{name}': no complete or pruned trial with a score "
-            f"sets {what} otherwise than its baseline, and no experiment of its spec does "
-            "(an ablation would train only the baseline)"
+            f"nothing to compare in study '{name}': {why} (an ablation would train only the "
+            f"baseline){hint}"
         )
     try:
         if companion_name in study_names(storage):
@@ -140,7 +150,8 @@ def prepare_ablation(
         companion.set_user_attr(SPEC_ATTR, spec.text)
         companion.set_user_attr(PLAN_ATTR, plan.to_json())
         seeds = []
-    wanted = ablation_seeds(spec.seed, n_seeds)
+    # No count given: the ablation's own (a resumed one goes on as it was), else the default.
+    wanted = ablation_seeds(spec.seed, n_seeds or len(seeds) or DEFAULT_SEEDS)
     stages = stages_of(companion.user_attrs)
     if seeds and not stages:  # made before stages were recorded: its seeds were the first
         companion.set_user_attr(f"{STAGE_PREFIX}{len(seeds)}", True)
@@ -278,7 +289,8 @@ def load_ablation(name: str, url: str) -> tuple[optuna.Study, Plan, list[int]] |
             f"`hpo ablate {name}` prepares it again"
         )
     attrs = study.user_attrs
-    seeds = stored_seeds(attrs, load_spec_text(str(parent)).seed)
+    spec = load_spec_text(str(parent), f"the spec stored with study '{name}'", stored=True)
+    seeds = stored_seeds(attrs, spec.seed)
     return study, Plan.from_json(attrs[PLAN_ATTR]), seeds
 
 

@@ -110,7 +110,7 @@ def create(
 
     from hpo.secrets import mask
     from hpo.spec import NAME_RULE, is_study_name, load_spec
-    from hpo.storage import storage_failure, storage_url
+    from hpo.storage import DEFAULT_STORAGE, storage_failure, storage_url
     from hpo.study import create_study
 
     if name is not None and not is_study_name(name):
@@ -130,7 +130,7 @@ def create(
         raise HpoError(failure) from err
     n_waiting = len(study.get_trials(deepcopy=False))
     typer.echo(f"created study '{spec.name}' in {mask(url)} ({n_waiting} enqueued trials)")
-    if url != storage_url():
+    if url != (os.environ.get("HPO_STORAGE") or DEFAULT_STORAGE):
         typer.echo(f"later commands need --storage {mask(url)} (or HPO_STORAGE)")
 
 
@@ -424,8 +424,14 @@ class Design(str, Enum):
 def ablate(
     name: Annotated[str, typer.Argument(help="The finished study to ablate.")],
     seeds: Annotated[
-        int, typer.Option("--seeds", help="K, paired seeds per variant (more extends it).")
-    ] = 10,
+        int | None,
+        typer.Option(
+            "--seeds",
+            help="K, paired seeds per variant; more extends it [default: the ablation's own, "
+            "else 10].",
+            show_default=False,
+        ),
+    ] = None,
     design: Annotated[Design, typer.Option(help="Which comparisons to run.")] = Design.both,
     technique: Annotated[
         list[str] | None,

@@ -132,7 +132,8 @@ study could run, and Optuna builds the whole grid in memory."""
 
 def grid_of(space: Mapping[str, Any]) -> dict[str, list[Any]]:
     """Every searched knob as a list of values, for grid search."""
-    sizes = grid_sizes(space)
+    # Not capped here: a study stored before the cap keeps its grid (a new spec is checked).
+    sizes = grid_sizes(space, limit=None)
     grid: dict[str, list[Any]] = {}
     for name, dist in space.items():
         if isinstance(dist, CategoricalDistribution):
@@ -144,9 +145,15 @@ def grid_of(space: Mapping[str, Any]) -> dict[str, list[Any]]:
     return grid
 
 
-def grid_sizes(space: Mapping[str, Any], search: str = "grid search") -> dict[str, int]:
+def grid_sizes(
+    space: Mapping[str, Any],
+    search: str = "grid search",
+    whole: bool = True,
+    limit: int | None = MAX_GRID_POINTS,
+) -> dict[str, int]:
     """How many values each searched knob takes in a grid, checked before any is listed: a
-    knob that cannot be enumerated, or a grid of more than `MAX_GRID_POINTS`, is refused."""
+    knob that cannot be enumerated, or a grid (with `whole`; else one knob) of more than
+    `limit` points, is refused."""
     sizes: dict[str, int] = {}
     for name, dist in space.items():
         if isinstance(dist, CategoricalDistribution):
@@ -159,11 +166,11 @@ def grid_sizes(space: Mapping[str, Any], search: str = "grid search") -> dict[st
             sizes[name] = round((dist.high - dist.low) / dist.step) + 1
         elif isinstance(dist, BaseDistribution):
             raise ValueError(f"{search} cannot enumerate '{name}'")
-    total = math.prod(sizes.values())
-    if total > MAX_GRID_POINTS:
+    total = math.prod(sizes.values()) if whole else max(sizes.values(), default=0)
+    if limit is not None and total > limit:
         widest = max(sizes, key=lambda k: sizes[k])
         raise ValueError(
-            f"{search} over {total:,} points is more than {MAX_GRID_POINTS:,} "
+            f"{search} over {total:,} points is more than {limit:,} "
             f"('{widest}' alone takes {sizes[widest]:,} values): give fewer values or a "
             "coarser step"
         )
@@ -179,28 +186,44 @@ def never_prunes(name: str, args: Mapping[str, Any], last_step: int) -> str | No
         if warmup > last_step:
             return f"n_warmup_steps = {warmup} waits past the last epoch's step ({last_step})"
     if name == "threshold":
-        for key in ("lower", "upper"):
-            value = args.get(key)
-            if isinstance(value, float) and math.isnan(value):
-                return f"{key} = nan compares false with every value"
+        # It prunes a value below `lower` or above `upper`: a bound that no finite value
+        # passes (missing, nan, or the infinity on its own side) prunes nothing.
+        lower, upper = args.get("lower"), args.get("upper")
+        if _never_passed(lower, -math.inf) and _never_passed(upper, math.inf):
+            return f"no finite value is below lower = {lower} or above upper = {upper}"
     if name in ("successive_halving", "hyperband"):
         low = args.get("min_resource", "auto" if name == "successive_halving" else 1)
         high = args.get("max_resource", "auto")
         if isinstance(low, int):
             factor = int(args.get("reduction_factor", 4 if name == "successive_halving" else 3))
-            first = low * factor ** int(args.get("min_early_stopping_rate", 0))
+            first = low
+            for _ in range(int(args.get("min_early_stopping_rate", 0))):
+                if first > last_step:
+                    break
+                first *= factor
             if first > last_step:
-                return f"its first rung is at step {first}, past the last epoch's ({last_step})"
+                return f"its first rung is past the last epoch's step ({last_step})"
             if isinstance(high, int) and high < low:
                 return f"max_resource = {high} is below min_resource = {low}"
     if name == "patient":
+        # It compares the best before its last `patience` + 1 reports with the best of them.
+        patience = int(args.get("patience", 0))
+        if patience >= last_step:
+            return f"patience = {patience} needs more than the {last_step + 1} epochs' reports"
         delta = args.get("min_delta", 0.0)
         if isinstance(delta, float) and math.isnan(delta):
             return "min_delta = nan compares false with every value"
         wrapped = dict(args.get("wrapped", {}))
-        inner = never_prunes(str(wrapped.pop("type", "none")), wrapped, last_step)
+        kind = str(wrapped.pop("type", "none"))
+        if kind == "none":
+            return 'its wrapped pruner is type "none", which prunes nothing'
+        inner = never_prunes(kind, wrapped, last_step)
         return None if inner is None else f"its wrapped pruner: {inner}"
     return None
+
+
+def _never_passed(bound: Any, infinity: float) -> bool:
+    return bound is None or (isinstance(bound, float) and (math.isnan(bound) or bound == infinity))
 
 
 def make_pruner(name: str, args: Mapping[str, Any]) -> optuna.pruners.BasePruner:

@@ -206,6 +206,8 @@ def load_spec_text(text: str, source: str = "<spec>", stored: bool = False) -> S
         raise SpecError(f"{source} is not valid TOML: {err}") from err
     except RecursionError as err:
         raise SpecError(f"{source} nests arrays or tables too deeply to read") from err
+    except ValueError as err:  # an integer of thousands of digits: Python's limit on them
+        raise SpecError(f"{source} is not valid TOML: {err}") from err
     huge = _beyond_64_bits(raw)
     if huge is not None:
         # TOML's integers are 64-bit; Python's parser takes any, and they fail later as floats.
@@ -424,10 +426,11 @@ class _Validator:
             self.seed(args["seed"], "[sampler] seed")
         if name == "cmaes" and importlib.util.find_spec("cmaes") is None:
             raise self.fail("[sampler] type 'cmaes' needs the cmaes package: pip install cmaes")
-        if name in ("grid", "bruteforce"):
+        if name in ("grid", "bruteforce") and not self.stored:
             searched = {k: v for k, v in space.items() if isinstance(v, BaseDistribution)}
             try:
-                grid_sizes(searched, f"{name} search")
+                # Optuna lists the whole grid, but a brute-force search each knob's values.
+                grid_sizes(searched, f"{name} search", whole=name == "grid")
             except ValueError as err:
                 raise self.fail(f"[sampler] {err}") from err
         return Component(name, args)

@@ -19,8 +19,11 @@ from typer.testing import CliRunner
 from benchmarks.ranking_calibration import KNOWN as KNOWN_SPEC
 from hpo.ablate import analyze, collect_runs, load_ablation
 from hpo.cli import app
+from hpo.errors import HpoError
+from hpo.spec import load_spec_text
 from hpo.stats import ALPHA, HELPS, HURTS, NO_EFFECT, judge, paired_effect
 from hpo.storage import open_storage
+from hpo.study import SPEC_ATTR
 
 from .conftest import REPO, TINY_SPEC
 
@@ -132,6 +135,11 @@ def test_an_ablation_stopped_by_sigterm_says_how_to_resume_it(
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
     assert f"finished trials are kept; `hpo ablate {name}` resumes" in out, out
+    # And it does resume: its own 6 seeds, in the same analysis (10 would start a second).
+    from hpo.ablate import prepare_ablation, stored_stage
+
+    companion, plan, n_runs = prepare_ablation(name, sqlite_url, None)
+    assert n_runs == 6 * len(plan.variants) and stored_stage(companion) == 1
 
 
 def test_an_ablation_resumes_after_its_process_is_killed(tmp_path: Path, sqlite_url: str) -> None:
@@ -299,6 +307,24 @@ def test_the_report_judges_with_the_margin_the_ablation_was_run_with(
     assert result.exit_code == 0, result.output
     text = out.read_text()
     assert "±2.5 points" in text and "±0.5 points" not in text
+    # A parent whose stored spec a newer rule refuses (its pruner could prune nothing) keeps
+    # its ablation readable: stored specs are read as they were made.
+    parent = optuna.load_study(study_name=name, storage=sqlite_url)
+    old = parent.user_attrs["spec_toml"].replace(
+        'type = "none"', 'type = "median"\nn_warmup_steps = 9'
+    )
+    with pytest.raises(HpoError, match="can prune no trial"):
+        load_spec_text(old)
+    made = parent.user_attrs[SPEC_ATTR]
+    parent.set_user_attr(SPEC_ATTR, old)
+    try:
+        # Its companion's spec is the one it was made with: compare like with like.
+        companion = optuna.load_study(study_name=f"{name}:ablation", storage=sqlite_url)
+        companion.set_user_attr(SPEC_ATTR, old)
+        assert load_ablation(name, sqlite_url) is not None
+    finally:
+        parent.set_user_attr(SPEC_ATTR, made)
+        companion.set_user_attr(SPEC_ATTR, made)
     # The ablation's own study is not reported as a search (its values are not the metric's).
     one_line_error(
         hpo("report", f"{name}:ablation", "--out", str(out), "--storage", sqlite_url),

@@ -328,6 +328,20 @@ def test_create_on_a_file_that_is_no_database_names_the_storage(
     one_line_error(result, f"cannot open storage sqlite:///{text}", "file is not a database")
 
 
+def test_an_empty_hpo_storage_refuses_the_default_but_not_a_given_storage(
+    tmp_path: Path, tiny_spec_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HPO_STORAGE", "")
+    one_line_error(hpo("study", "list"), "HPO_STORAGE is empty")
+    url = f"sqlite:///{tmp_path / 'given.db'}"
+    result = hpo("study", "create", str(tiny_spec_file), "--storage", url)
+    assert result.exit_code == 0, result.output
+    assert (
+        "created study 'tiny'" in result.output and "later commands need --storage" in result.output
+    )
+    assert optuna.get_all_study_names(url) == ["tiny"]
+
+
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     from hpo.errors import HpoError
 

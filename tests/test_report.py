@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import gc
 import os
 import re
@@ -653,7 +654,7 @@ def test_importances_match_optunas_own_study_of_the_same_trials() -> None:
         )
         for i in range(80)
     ]
-    before = [(t.params, t.user_attrs, t.intermediate_values) for t in trials]
+    before = copy.deepcopy([(t.params, t.user_attrs, t.intermediate_values) for t in trials])
     plain = optuna.create_study(direction="minimize")
     plain.add_trials(trials)
     expected = optuna.importance.get_param_importances(

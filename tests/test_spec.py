@@ -330,6 +330,8 @@ def test_an_enqueued_trial_sets_nothing_its_other_values_leave_unused() -> None:
 def test_numbers_and_grids_too_large_to_hold_are_refused_at_load() -> None:
     with pytest.raises(SpecError, match="holds an integer beyond 64 bits"):
         load_spec_text(TINY_SPEC.replace("\nunits = 8\n", "\nunits = 1" + "0" * 400 + "\n"))
+    with pytest.raises(SpecError, match="is not valid TOML"):  # past Python's 4,300 digits
+        load_spec_text(TINY_SPEC.replace("seed = 3", "seed = 1" + "0" * 5000))
     with pytest.raises(SpecError, match="nests arrays or tables too deeply"):
         load_spec_text(TINY_SPEC.replace("seed = 3", "seed = 3\nx = " + "[" * 3000 + "]" * 3000))
     huge = TINY_SPEC.replace("\nunits = 8\n", "\nunits = { low = 1, high = 1000000000000000 }\n")
@@ -349,6 +351,19 @@ def test_numbers_and_grids_too_large_to_hold_are_refused_at_load() -> None:
     with pytest.raises(SpecError, match=r"\('learning_rate' alone takes 900,001 values\)"):
         load_spec_text(fine.replace("\nunits = 8\n", "\nunits = { low = 1, high = 2 }\n"))
     assert load_spec_text(fine).sampler.type == "grid"  # 900,001 points: allowed
+    # A brute-force search lists one knob's values at a time, not the whole grid.
+    wide = fine.replace('type = "grid"', 'type = "bruteforce"').replace(
+        "\nunits = 8\n", "\nunits = { low = 1, high = 1000 }\n"
+    )
+    assert load_spec_text(wide).sampler.type == "bruteforce"  # 900 million points
+    # A study made before the limit keeps its grid: only a new spec is checked.
+    from hpo.registry import grid_of
+
+    wider = {
+        "units": IntDistribution(1, 2000),
+        "first_units": IntDistribution(1, 1000),
+    }
+    assert {k: len(v) for k, v in grid_of(wider).items()} == {"units": 2000, "first_units": 1000}
 
 
 @pytest.mark.parametrize(
@@ -356,15 +371,28 @@ def test_numbers_and_grids_too_large_to_hold_are_refused_at_load() -> None:
     [
         ('type = "median"\nn_warmup_steps = 2', "n_warmup_steps = 2 waits past the last"),
         ('type = "percentile"\npercentile = 25.0\nn_warmup_steps = 9', "waits past"),
-        ('type = "threshold"\nlower = nan', "lower = nan compares false"),
-        ('type = "successive_halving"\nmin_resource = 2', "its first rung is at step 2"),
+        ('type = "threshold"\nlower = nan', "no finite value is below lower = nan or above"),
+        ('type = "threshold"\nlower = -inf\nupper = inf', "below lower = -inf or above upper"),
+        ('type = "successive_halving"\nmin_resource = 2', "its first rung is past"),
         (
             'type = "successive_halving"\nmin_resource = 1\nmin_early_stopping_rate = 1',
-            "its first rung is at step 4",
+            "its first rung is past the last epoch's step (1)",
         ),
-        ('type = "hyperband"\nmin_resource = 3', "its first rung is at step 3"),
         (
-            'type = "patient"\npatience = 1\nwrapped = { type = "median", n_warmup_steps = 5 }',
+            'type = "successive_halving"\nmin_resource = 1\nmin_early_stopping_rate = 10000',
+            "its first rung is past",
+        ),
+        ('type = "hyperband"\nmin_resource = 3', "its first rung is past"),
+        (
+            'type = "patient"\npatience = 0\nwrapped = { type = "none" }',
+            'its wrapped pruner is type "none"',
+        ),
+        (
+            'type = "patient"\npatience = 12\nwrapped = { type = "median" }',
+            "patience = 12 needs more than the 2 epochs' reports",
+        ),
+        (
+            'type = "patient"\npatience = 0\nwrapped = { type = "median", n_warmup_steps = 5 }',
             "its wrapped pruner: n_warmup_steps = 5",
         ),
     ],
@@ -378,11 +406,17 @@ def test_a_pruner_that_can_prune_no_trial_is_refused(pruner: str, why: str) -> N
         load_spec_text(text)
     # With a budget long enough, each can act (a nan bound never can).
     longer = text.replace("epochs = 2\n", "epochs = { low = 2, high = 12 }\n")
-    if "nan" not in pruner:
-        assert load_spec_text(longer).pruner.type in pruner
+    if not any(never in pruner for never in ("nan", "inf", '"none"', "10000")):
+        assert load_spec_text(longer.replace("patience = 12", "patience = 3")).pruner.type in pruner
     hyperband = 'type = "hyperband"\nmin_resource = 2\nmax_resource = 1'
     with pytest.raises(SpecError, match="max_resource = 1 is below min_resource = 2"):
         load_spec_text(longer.replace(f"[pruner]\n{pruner}", f"[pruner]\n{hyperband}"))
+
+
+def test_a_threshold_with_one_bound_that_can_prune_is_kept() -> None:
+    # A nan lower bound prunes nothing, but the upper one still prunes a loss above it.
+    text = TINY_SPEC.replace('type = "none"', 'type = "threshold"\nlower = nan\nupper = 0.9')
+    assert load_spec_text(text).pruner.args["upper"] == 0.9
 
 
 def test_the_default_pruner_is_kept_where_it_cannot_act_yet() -> None:
