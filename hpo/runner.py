@@ -11,7 +11,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.errors import HpoError
 from hpo.optimize import MAX_FAILURES, optimize
 from hpo.progress import Progress
-from hpo.study import FINISHED, best_so_far, count, load_study
+from hpo.study import FINISHED, best_so_far, count, load_study, nothing_to_run
 from hpo.summary import trial_line
 
 
@@ -42,10 +42,7 @@ def run_study(
         raise HpoError(f"study '{name}' has no n_trials in its spec: give --n-trials or --timeout")
     already = count(study)
     if target is not None and already >= target:
-        echo(
-            f"study '{name}' already holds {already} finished trials (target {target}): "
-            "nothing to run; give a larger --n-trials to run more"
-        )
+        echo(nothing_to_run(study, already, target))
         return study
     data = load_dataset(spec.data, data_path)
     progress = Progress(target, already, best_so_far(study), spec.direction == "maximize", echo)

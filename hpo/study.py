@@ -156,6 +156,19 @@ def count(study: optuna.Study, states: Sequence[TrialState] = FINISHED) -> int:
     return sum(counts[state] for state in states)
 
 
+def nothing_to_run(study: optuna.Study, already: int, target: int) -> str:
+    """The line for a run of a study that already holds its target, and how to run more."""
+    name = study.study_name
+    more = "give a larger --n-trials to run more"
+    if study.user_attrs.get(FIXED_ONLY):  # an ablation: its total is its seeds' runs
+        parent = name.removesuffix(ABLATION_SUFFIX)
+        more = f"`hpo ablate {parent} --seeds K` with more seeds runs more"
+    return (
+        f"study '{name}' already holds {already} finished trials (target {target}): "
+        f"nothing to run; {more}"
+    )
+
+
 def tally(study: optuna.Study) -> Counter[TrialState]:
     """How many trials are in each state: one query where the storage allows it."""
     reader = _READERS.get(study)

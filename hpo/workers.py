@@ -137,7 +137,7 @@ def run_workers(
     from hpo.errors import HpoError
     from hpo.secrets import mask
     from hpo.storage import default_heartbeat_interval, supports_heartbeat
-    from hpo.study import best_so_far, count, load_study
+    from hpo.study import best_so_far, count, load_study, nothing_to_run
 
     default_heartbeat_interval()  # a bad $HPO_HEARTBEAT_INTERVAL: one line here, not per worker
     study, spec = load_study(name, url, heartbeat_interval=None)
@@ -145,11 +145,9 @@ def run_workers(
     target = n_trials if n_trials is not None else spec.n_trials
     if target is None and timeout is None:
         raise HpoError(f"study '{name}' has no n_trials in its spec: give --n-trials or --timeout")
-    if target is not None and count(study) >= target:
-        echo(
-            f"study '{name}' already holds {count(study)} finished trials (target {target}): "
-            "nothing to run; give a larger --n-trials to run more"
-        )
+    already = count(study)
+    if target is not None and already >= target:
+        echo(nothing_to_run(study, already, target))
         return study
     cores = available_cores()
     shares = thread_shares(n_workers, cores)

@@ -121,10 +121,10 @@ def test_an_ablation_stopped_by_sigterm_says_how_to_resume_it(
     tmp_path: Path, sqlite_url: str
 ) -> None:
     name = make_study(tmp_path, sqlite_url)
-    proc = ablate_in_subprocess(sqlite_url, name, "--seeds", "6")
+    proc = ablate_in_subprocess(sqlite_url, name, "--seeds", "8")
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.3)
+        time.sleep(0.1)
         try:
             study = optuna.load_study(study_name=f"{name}:ablation", storage=sqlite_url)
         except KeyError:
@@ -135,11 +135,11 @@ def test_an_ablation_stopped_by_sigterm_says_how_to_resume_it(
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
     assert f"finished trials are kept; `hpo ablate {name}` resumes" in out, out
-    # And it does resume: its own 6 seeds, in the same analysis (10 would start a second).
+    # And it does resume: its own 8 seeds, in the same analysis (10 would start a second).
     from hpo.ablate import prepare_ablation, stored_stage
 
     companion, plan, n_runs = prepare_ablation(name, sqlite_url, None)
-    assert n_runs == 6 * len(plan.variants) and stored_stage(companion) == 1
+    assert n_runs == 8 * len(plan.variants) and stored_stage(companion) == 1
 
 
 def test_an_ablation_resumes_after_its_process_is_killed(tmp_path: Path, sqlite_url: str) -> None:
@@ -294,6 +294,8 @@ def test_the_report_judges_with_the_margin_the_ablation_was_run_with(
         result = hpo("ablate", name, *args, *again)
         assert result.exit_code == 0, result.output
         assert "no effect = within +-2.5" in result.output
+        # Its runs are done: more come from more seeds (`hpo ablate` has no --n-trials).
+        assert f"nothing to run; `hpo ablate {name} --seeds K` with more seeds" in result.output
     companion = optuna.load_study(study_name=f"{name}:ablation", storage=sqlite_url)
     attrs = dict(companion.user_attrs)
     one_line_error(
