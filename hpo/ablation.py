@@ -222,16 +222,16 @@ def plan_ablation(
     )
     experiments = [e for e in spec.enqueue if e.name != "baseline"]
     chosen = _chosen(spec, techniques, [e.name for e in experiments])
+    changes = {
+        e.name: changed_knobs(baseline, experiment_params(spec, e.params)) for e in experiments
+    }
     if techniques:
         # The whole plan compares a technique that experiments change through them (it adds
         # no comparison of its own): asking for the technique asks for those experiments.
         covering = {
             e.name
             for e in experiments
-            if any(
-                set(changed_knobs(baseline, experiment_params(spec, e.params))) & set(family(t))
-                for t in chosen.techniques
-            )
+            if any(set(changes[e.name]) & set(family(t)) for t in chosen.techniques)
         }
         chosen = _Chosen(
             chosen.techniques,
@@ -263,10 +263,7 @@ def plan_ablation(
             covered: list[tuple[str, Sequence[str]]] = [
                 (c.technique, ()) for c in comparisons if c.design == LEAVE_ONE_OUT
             ]
-            covered += [
-                (e.name, changed_knobs(baseline, experiment_params(spec, e.params)))
-                for e in experiments
-            ]
+            covered += [(e.name, changes[e.name]) for e in experiments]
             alone = not_compared(alone, covered)
         for t in alone:
             # As the best complete trial that used it had it; where the search pruned every

@@ -110,7 +110,7 @@ def create(
 
     from hpo.secrets import mask
     from hpo.spec import NAME_RULE, is_study_name, load_spec
-    from hpo.storage import DEFAULT_STORAGE, storage_failure, storage_url
+    from hpo.storage import storage_failure, storage_url, usual_storage
     from hpo.study import create_study
 
     if name is not None and not is_study_name(name):
@@ -130,7 +130,7 @@ def create(
         raise HpoError(failure) from err
     n_waiting = len(study.get_trials(deepcopy=False))
     typer.echo(f"created study '{spec.name}' in {mask(url)} ({n_waiting} enqueued trials)")
-    if url != (os.environ.get("HPO_STORAGE") or DEFAULT_STORAGE):
+    if url != usual_storage():
         typer.echo(f"later commands need --storage {mask(url)} (or HPO_STORAGE)")
 
 

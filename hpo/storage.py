@@ -45,7 +45,13 @@ def storage_url(url: str | None = None) -> str:
         raise StorageError("--storage is empty: give a storage URL, or leave the option out")
     if url is None and "HPO_STORAGE" in os.environ and not os.environ["HPO_STORAGE"].strip():
         raise StorageError("HPO_STORAGE is empty: give it a storage URL, or unset it")
-    return url or os.environ.get("HPO_STORAGE") or DEFAULT_STORAGE
+    return url or usual_storage()
+
+
+def usual_storage() -> str:
+    """The storage later commands use without --storage: $HPO_STORAGE, else the default file
+    (unchecked: `storage_url` refuses an empty $HPO_STORAGE where one is needed)."""
+    return os.environ.get("HPO_STORAGE") or DEFAULT_STORAGE
 
 
 def supports_heartbeat(url: str) -> bool:
