@@ -107,3 +107,44 @@ def _in_storage_code(frame: Any) -> bool:
             return True
         frame = frame.f_back
     return False
+
+
+class BetweenSteps:
+    """Ctrl-C and SIGTERM during training noted, and raised only where training is between
+    steps (`raise_pending`, from a Keras callback) or once it is over.
+
+    Raised wherever the signal lands, a KeyboardInterrupt can cut TensorFlow's own Python code
+    halfway (a graph being traced, a resource being freed, an iterator being made), and a
+    process interrupted that way was seen aborting on a corrupted heap before it could record
+    its trial. Between steps, the interrupt leaves a fit the way an exception of a callback
+    does (pruning's), which TensorFlow handles. Only Python handlers are wrapped; each signal
+    is raised through the handler it was meant for.
+    """
+
+    def __init__(self) -> None:
+        self.saved: dict[int, Any] = {}
+        self.pending: int | None = None
+
+    def __enter__(self) -> BetweenSteps:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                if callable(signal.getsignal(signum)):
+                    self.saved[signum] = signal.signal(signum, self._note)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self.saved.items():
+            signal.signal(signum, handler)
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            # Through the restored handler, as if the signal came now.
+            signal.raise_signal(pending)
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self.pending = signum
+
+    def raise_pending(self) -> None:
+        """Raise a signal noted so far through the handler it was meant for."""
+        signum, self.pending = self.pending, None
+        if signum is not None:
+            self.saved[signum](signum, None)

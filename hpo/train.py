@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from hpo.data import Dataset
+from hpo.interrupts import BetweenSteps
 from hpo.model import build_model, compile_model
 from hpo.pipeline import eval_batches, training_batches
 
@@ -84,6 +85,21 @@ class _StopOnNaN(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class _Interruptible(keras.callbacks.Callback):
+    """Raises a Ctrl-C or SIGTERM that came during a fit or an evaluation after the step
+    (or group of steps) it came in: see `BetweenSteps`."""
+
+    def __init__(self, signals: BetweenSteps) -> None:
+        super().__init__()
+        self.signals = signals
+
+    def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        self.signals.raise_pending()
+
+    def on_test_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        self.signals.raise_pending()
+
+
 class _EpochTimer(keras.callbacks.Callback):
     def __init__(self, seconds: list[float]) -> None:
         super().__init__()
@@ -121,35 +137,38 @@ def fit(
     if not reuse:
         _WARM.clear()
     key = _graph_key(params, data, batch_size, per_call, loop)
-    built = _WARM.pop(key, None)
-    if built is None:
-        built = _build(params, data, seed, n_steps, per_call, loop)
-    else:
-        _restart(built, params, data, seed)
-        if loop.pipeline == "numpy":
-            # Keras shuffles numpy input with TensorFlow's global seed, as a fresh build
-            # leaves it (the tensor pipeline takes its seed from the run instead).
-            tf.random.set_seed(seed)
-    if reuse:
-        _WARM[key] = built
-        inputs = _kept_inputs(built, data, batch_size, seed, loop)
-    else:
-        inputs = _inputs(data, batch_size, seed, loop)
-    model = built.model
-    run = Run(model)
-    early = _early_stopping(params)
-    all_callbacks = [
-        _EpochTimer(run.seconds_per_epoch),
-        _StopOnNaN(),
-        *callbacks,
-        *([early] if early else []),
-    ]
-    history = model.fit(
-        **inputs,
-        epochs=int(params["epochs"]),
-        callbacks=all_callbacks,
-        verbose=0,
-    )
+    # Building and tracing are TensorFlow's Python code too: a signal waits for the first step.
+    with BetweenSteps() as signals:
+        built = _WARM.pop(key, None)
+        if built is None:
+            built = _build(params, data, seed, n_steps, per_call, loop)
+        else:
+            _restart(built, params, data, seed)
+            if loop.pipeline == "numpy":
+                # Keras shuffles numpy input with TensorFlow's global seed, as a fresh build
+                # leaves it (the tensor pipeline takes its seed from the run instead).
+                tf.random.set_seed(seed)
+        if reuse:
+            _WARM[key] = built
+            inputs = _kept_inputs(built, data, batch_size, seed, loop)
+        else:
+            inputs = _inputs(data, batch_size, seed, loop)
+        model = built.model
+        run = Run(model)
+        early = _early_stopping(params)
+        all_callbacks = [
+            _Interruptible(signals),
+            _EpochTimer(run.seconds_per_epoch),
+            _StopOnNaN(),
+            *callbacks,
+            *([early] if early else []),
+        ]
+        history = model.fit(
+            **inputs,
+            epochs=int(params["epochs"]),
+            callbacks=all_callbacks,
+            verbose=0,
+        )
     run.history = {k: [float(v) for v in vs] for k, vs in history.history.items()}
     # Keras marks a stop when patience runs out, on the budget's last epoch too, where
     # stopping saved nothing: that run ended at its budget.
@@ -389,5 +408,8 @@ def use_xla(loop: Loop, keras_default: bool) -> bool:
 
 def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """Loss and accuracy of `model` on (x, y)."""
-    loss, accuracy = model.evaluate(eval_batches(x, y, EVAL_BATCH_SIZE), verbose=0)
+    with BetweenSteps() as signals:
+        loss, accuracy = model.evaluate(
+            eval_batches(x, y, EVAL_BATCH_SIZE), callbacks=[_Interruptible(signals)], verbose=0
+        )
     return {"loss": float(loss), "accuracy": float(accuracy)}

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from hpo.interrupts import HeldInterrupts
+from hpo.interrupts import BetweenSteps, HeldInterrupts
 
 
 def interrupt() -> None:
@@ -116,3 +116,52 @@ def test_ignored_signals_stay_ignored_and_handlers_are_restored() -> None:
         assert signal.getsignal(signal.SIGINT) == before
     finally:
         signal.signal(signal.SIGTERM, saved)
+
+
+def test_a_signal_during_training_waits_for_a_step_to_end() -> None:
+    with BetweenSteps() as signals:
+        interrupt()
+        assert signals.pending == signal.SIGINT  # noted, not raised inside TensorFlow's code
+        with pytest.raises(KeyboardInterrupt):
+            signals.raise_pending()  # what a callback does after a step
+        assert signals.pending is None
+
+
+def test_a_signal_still_noted_when_training_ends_is_raised_then() -> None:
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt), BetweenSteps():
+        interrupt()
+        reached = True
+    assert reached
+    assert signal.getsignal(signal.SIGINT) == before
+
+
+def test_inside_held_interrupts_a_step_raises_through_the_held_handler() -> None:
+    """In `study run`, training runs in the objective: the interrupt goes to `HeldInterrupts`,
+    which raises it there, outside storage code."""
+    with (
+        HeldInterrupts() as held,
+        pytest.raises(KeyboardInterrupt),
+        held.delivered(),
+        BetweenSteps() as signals,
+    ):
+        interrupt()
+        assert held.pending is None
+        signals.raise_pending()
+        pytest.fail("the step went on after Ctrl-C")
+
+
+def test_training_leaves_ignored_signals_ignored(sigterm_raises: None) -> None:
+    saved = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with BetweenSteps() as signals:
+            assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+            interrupt()
+            assert signals.pending is None
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            assert signals.pending == signal.SIGTERM
+            with pytest.raises(SystemExit):
+                signals.raise_pending()  # SIGTERM's own handler
+    finally:
+        signal.signal(signal.SIGINT, saved)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gc
+import os
+import signal
+import threading
 
 import numpy as np
 import pytest
@@ -268,3 +271,27 @@ def test_the_process_keeps_a_bounded_number_of_warm_models(monkeypatch) -> None:
     assert n_warm_models() == 2
     fit(tiny_params(batch_size=20, epochs=1), data, 0)
     assert n_warm_models() == 0
+
+
+@pytest.mark.parametrize("where", ["fit", "evaluate"])
+def test_ctrl_c_in_training_is_raised_after_a_step_not_inside_tensorflow(where: str) -> None:
+    """A KeyboardInterrupt raised wherever the signal lands can cut TensorFlow's Python code
+    halfway; raised from hpo's callback after a step, it leaves the fit like pruning does."""
+    data = tiny_data(n_train=3000)
+    params = tiny_params(epochs=1_000_000 if where == "fit" else 1, batch_size=10)
+    model = None if where == "fit" else fit(params, data, seed=0).model
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt) as caught:
+            if model is None:
+                fit(params, data, seed=0, loop=Loop(steps_per_execution=1))
+            else:
+                for _ in range(100_000):
+                    evaluate(model, data.x_train, data.y_train)
+    finally:
+        timer.cancel()
+    # Raised by hpo's own code: a callback after a step, or the end of the guarded block.
+    last = caught.traceback[-1]
+    assert last.path.name == "interrupts.py", caught.traceback
+    assert last.name in {"raise_pending", "__exit__"}
