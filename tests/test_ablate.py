@@ -576,3 +576,59 @@ def test_runs_queued_twice_and_two_ablates_at_once_train_each_run_once(
     assert len(keys) == 9 and len(set(keys)) == 9  # every run once: none lost, none twice
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert failed and all(t.user_attrs["fail_reason"].startswith("surplus") for t in failed)
+
+
+def test_the_margin_an_ablation_is_judged_with_decides_no_effect() -> None:
+    # Dropout adds 1 point on every seed, give or take 0.1: inside a margin of 2.5 points
+    # that is "no effect"; against the default margin of 0.5 points it helps.
+    import numpy as np
+
+    seeds = list(range(1, 11))
+    rng = np.random.default_rng(3)
+    runs: dict[tuple[str, int], dict[str, float]] = {}
+    for seed in seeds:
+        luck = 0.2 + rng.normal(0, 0.02)
+        shifted = luck + 0.01 + rng.normal(0, 0.001)
+        runs["baseline", seed] = {"test_accuracy": luck, "val_accuracy": luck}
+        runs["dropout", seed] = {"test_accuracy": shifted, "val_accuracy": shifted}
+    wide = analyze(a_plan(), seeds, runs, delta=0.025)
+    assert wide.delta == 0.025
+    assert [(r.test.label, r.test.delta) for r in wide.rows] == [(NO_EFFECT, 0.025)]
+    assert [r.test.label for r in analyze(a_plan(), seeds, runs).rows] == [HELPS]
+
+
+def test_a_chosen_variant_outside_every_comparison_is_judged_as_one_of_all_variants() -> None:
+    """Validation picks the study's best configuration, which no add-one-in row compares with
+    the baseline: its test against the baseline counts every variant validation chose from."""
+    import numpy as np
+    from scipy import stats
+
+    from hpo.ablation import ADD_ONE_IN, Comparison, Plan, Variant
+    from hpo.report.answer import answer
+
+    variants = (
+        Variant("baseline", {}),
+        Variant("dropout", {"dropout": "on"}),
+        Variant("best", {"dropout": "on", "learning_rate": 0.003}),
+    )
+    comparison = Comparison(ADD_ONE_IN, "dropout", "dropout", "baseline", "dropout=on")
+    plan = Plan("s", variants, (comparison,), 7, "baseline", "best")
+    # Differences whose one-sample t-test gives p = 0.018: below the first analysis's level
+    # (0.025) alone, above it as one of the 2 variants besides the baseline (Holm: 0.036).
+    z = np.array([-1.5, -1.0, -0.5, -0.2, 0.0, 0.0, 0.2, 0.5, 1.0, 1.5])
+    z = (z - z.mean()) / z.std(ddof=1)
+    n, sd = len(z), 0.02
+    shift = stats.t.ppf(1 - 0.018 / 2, n - 1) * sd / np.sqrt(n)
+    seeds = list(range(1, n + 1))
+    runs: dict[tuple[str, int], dict[str, float]] = {}
+    for seed, step in zip(seeds, z, strict=True):
+        base = 0.2 + 0.003 * seed
+        runs["baseline", seed] = {"test_accuracy": base, "val_accuracy": 0.20}
+        runs["dropout", seed] = {"test_accuracy": base, "val_accuracy": 0.21}
+        runs["best", seed] = {"test_accuracy": base + shift + sd * step, "val_accuracy": 0.22}
+    assert stats.ttest_1samp(shift + sd * z, 0).pvalue == pytest.approx(0.018)
+    text = "\n".join(answer(analyze(plan, seeds, runs), runs, "s"))
+    assert (
+        "**Nothing is shown to beat the baseline.** The validation choice would be `best`" in text
+    ), text
+    assert "points, unknown (judged as one of the 2 variants validation chose from)" in text

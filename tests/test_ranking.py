@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import optuna
 import pytest
 
@@ -169,3 +171,18 @@ def test_a_techniques_best_trial_is_the_earliest_of_tied_best_ones(metric: str) 
     holding = [r for r in rows if r.best_with == best]
     assert holding  # the tied trials have some technique's setting
     assert all(r.best_trial == tied.number for r in holding), holding
+
+
+def test_the_bootstrap_interval_is_a_95_percent_one() -> None:
+    # For groups this large the bootstrap distribution of a difference of means is close to
+    # normal: the 95% percentile interval spans about 1.96 standard errors each side (a 90%
+    # one 1.64, a 99% one 2.58).
+    import numpy as np
+
+    rng = np.random.default_rng(2)
+    with_, without = rng.normal(0.3, 0.05, 600), rng.normal(0.2, 0.05, 400)
+    se = math.sqrt(with_.var() / len(with_) + without.var() / len(without))
+    low, high = bootstrap_interval(list(with_), list(without), seed=4)
+    centre = with_.mean() - without.mean()
+    assert (centre - low) / se == pytest.approx(1.96, rel=0.06)
+    assert (high - centre) / se == pytest.approx(1.96, rel=0.06)

@@ -329,3 +329,49 @@ def test_expected_best_of_a_large_study_is_given_on_a_grid_of_n_with_exact_value
         exact = float(np.dot(w, v))
         assert mean[i] == pytest.approx(exact, rel=1e-9)
         assert sd[i] == pytest.approx(math.sqrt(max(0.0, np.dot(w, v**2) - exact**2)), abs=1e-7)
+
+
+def test_a_family_counts_its_comparisons_not_yet_tested() -> None:
+    # Three comparisons, one with a single seed: every level is alpha/3, for the test, the
+    # interval and the seeds that would settle the others at the next analysis.
+    rng = np.random.default_rng(5)
+    e = paired_effect(rng.normal(0.0, 0.02, 10), np.zeros(10))
+    untested = paired_effect([0.2], [0.21])
+    verdicts = judge([e, e, untested], alpha=stage_alpha(1), settle_alpha=stage_alpha(2))
+    assert [v.level for v in verdicts] == [pytest.approx(stage_alpha(1) / 3)] * 3
+    assert [v.settle_level for v in verdicts] == [pytest.approx(stage_alpha(2) / 3)] * 3
+    first = verdicts[0]
+    assert first.label == INCONCLUSIVE and verdicts[2].label == INCONCLUSIVE
+    n = first.n_seeds_needed
+    assert n is not None
+    # The least count with 80% power at the next analysis's level shared by three.
+    settle = stage_alpha(2) / 3
+    assert settle_power(n, abs(e.mean), e.sd, DELTA, settle) >= 0.8
+    assert settle_power(n - 1, abs(e.mean), e.sd, DELTA, settle) < 0.8
+    [alone] = judge([e], alpha=stage_alpha(1), settle_alpha=stage_alpha(2))
+    assert alone.n_seeds_needed is not None and alone.n_seeds_needed < n
+
+
+def test_settle_power_matches_the_integral_it_approximates() -> None:
+    """The chance of a verdict, integrated over the sample sd with adaptive quadrature."""
+    from scipy import integrate, stats
+
+    def exact(n: int, mean: float, sd: float, delta: float, alpha: float) -> float:
+        t = stats.t.ppf(1 - alpha / 2, n - 1)
+        se = sd / math.sqrt(n)
+
+        def neither(q: float) -> float:  # q = s^2 (n-1) / sd^2, chi-squared
+            a = t * sd * math.sqrt(q / (n - 1)) / math.sqrt(n)
+            lo = max(delta - a, 0.0)
+            if lo >= a:
+                return 0.0
+            inside = stats.norm.cdf(a, mean, se) - stats.norm.cdf(lo, mean, se)
+            inside += stats.norm.cdf(-lo, mean, se) - stats.norm.cdf(-a, mean, se)
+            return inside * stats.chi2.pdf(q, n - 1)
+
+        return 1 - integrate.quad(neither, 0, np.inf, limit=200, epsabs=1e-9)[0]
+
+    for n, mean, sd in [(5, 0.0, 0.01), (20, 0.0, 0.01), (12, 0.004, 0.01), (40, 0.002, 0.01)]:
+        assert settle_power(n, mean, sd, DELTA, ALPHA) == pytest.approx(
+            exact(n, mean, sd, DELTA, ALPHA), abs=1e-3
+        )
