@@ -26,7 +26,8 @@ app = typer.Typer(
 study_app = typer.Typer(help="Create, run and inspect studies.", no_args_is_help=True)
 app.add_typer(study_app, name="study")
 
-_state = {"debug": False}
+_state: dict[str, Any] = {"debug": False, "on_interrupt": ""}
+"""`debug`: tracebacks shown; `on_interrupt`: what the command's interrupted line adds."""
 F = TypeVar("F", bound=Callable[..., Any])
 
 StorageOption = Annotated[
@@ -47,6 +48,10 @@ def handles_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            _stop_listening()
+            typer.echo(f"interrupted{_state['on_interrupt']}", err=True)
+            raise typer.Exit(130) from None
         except HpoError as err:
             if _state["debug"]:
                 raise
@@ -65,6 +70,8 @@ def handles_errors(command: F) -> F:
             typer.echo(f"error: {failure}", err=True)
             # A write that failed while Ctrl-C was being handled still ends as an interrupt.
             interrupted = any(isinstance(e, KeyboardInterrupt) for e in exception_chain(err))
+            if interrupted:
+                _stop_listening()
             raise typer.Exit(130 if interrupted else 2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -91,11 +98,14 @@ def root(debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False) 
     import optuna
 
     _state["debug"] = debug
+    _state["on_interrupt"] = ""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # A process started in the background by a non-interactive shell inherits SIGINT ignored;
     # hpo's long commands promise that Ctrl-C (SIGINT) stops them cleanly, so take it back.
+    # SIGTERM (a service manager, `kill`) stops every command as Ctrl-C does.
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _interrupt)
 
 
 @study_app.command("create")
@@ -187,7 +197,6 @@ def _run(
 ) -> None:
     """Run study `name` to its total; on Ctrl-C or SIGTERM, say that `resume` (default
     `hpo study run NAME`) goes on with it."""
-    signal.signal(signal.SIGTERM, _interrupt)
     try:
         if workers > 1:
             from hpo.workers import run_workers
@@ -207,6 +216,7 @@ def _run(
                 max_failures=max_failures,
             )
     except KeyboardInterrupt:
+        _stop_listening()
         typer.echo(
             "interrupted: the running trial was recorded as failed, finished trials are "
             f"kept; `{resume or f'hpo study run {name}'}` resumes",
@@ -217,6 +227,14 @@ def _run(
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+def _stop_listening() -> None:
+    """Ignore Ctrl-C and SIGTERM from here on: the command is already stopping, and another
+    signal would cut its last line short or turn its exit into a traceback."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 @study_app.command("list")
@@ -399,6 +417,10 @@ def report(
         raise HpoError(
             "--data goes with --evaluate-test or --activations: only they read image data"
         )
+    if evaluate_test:
+        _state["on_interrupt"] = (
+            ": the test evaluations that finished are stored; the same command goes on from them"
+        )
     path = write_report(
         name,
         storage_url(storage),
@@ -478,6 +500,7 @@ def ablate(
     url = storage_url(storage)
     designs = DESIGNS if design == Design.both else (design.value,)
     margin = None if delta is None else delta / 100
+    _state["on_interrupt"] = f": finished runs are kept; `hpo ablate {name}` resumes"
     companion, plan, n_runs = prepare_ablation(
         name, url, seeds, designs, technique, margin, echo=typer.echo
     )

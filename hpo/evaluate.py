@@ -144,12 +144,15 @@ def evaluate_configs(
 
     import_tensorflow()
     from hpo.data import load_dataset
+    from hpo.interrupts import BetweenSteps
 
     data = load_dataset(spec.data, data_path)
-    for i, (config, seed) in enumerate(missing, start=1):
-        echo(f"test evaluation {i}/{len(missing)}: {config.label}, seed {seed}")
-        result = run_once(config.params, data, seed)
-        study.set_user_attr(result_key(config.params, seed), dict(result, config=config.key))
+    # Ctrl-C stops between training steps, or after a result is stored: never halfway.
+    with BetweenSteps():
+        for i, (config, seed) in enumerate(missing, start=1):
+            echo(f"test evaluation {i}/{len(missing)}: {config.label}, seed {seed}")
+            result = run_once(config.params, data, seed)
+            study.set_user_attr(result_key(config.params, seed), dict(result, config=config.key))
     return len(missing)
 
 

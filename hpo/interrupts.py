@@ -30,7 +30,7 @@ class HeldInterrupts:
         self.pending: int | None = None
         self.raised: int | None = None
         self.open = False
-        self.retry: threading.Timer | None = None
+        self.retries: list[threading.Timer] = []
         self.saved_hook: Any = None
 
     def __enter__(self) -> HeldInterrupts:
@@ -43,8 +43,8 @@ class HeldInterrupts:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self.retry is not None:
-            self.retry.cancel()
+        for retry in self.retries:
+            retry.cancel()
         for signum, handler in self.saved.items():
             signal.signal(signum, handler)
         if self.saved_hook is not None:
@@ -61,9 +61,10 @@ class HeldInterrupts:
             self.saved_hook(unraisable)
 
     def _retry(self, signum: int) -> None:
-        self.retry = threading.Timer(self.RETRY_S, os.kill, (os.getpid(), signum))
-        self.retry.daemon = True
-        self.retry.start()
+        retry = threading.Timer(self.RETRY_S, os.kill, (os.getpid(), signum))
+        retry.daemon = True
+        retry.start()
+        self.retries = [r for r in self.retries if r.is_alive()] + [retry]
 
     def _note(self, signum: int, frame: Any) -> None:
         self.pending = signum
@@ -117,34 +118,54 @@ class BetweenSteps:
     halfway (a graph being traced, a resource being freed, an iterator being made), and a
     process interrupted that way was seen aborting on a corrupted heap before it could record
     its trial. Between steps, the interrupt leaves a fit the way an exception of a callback
-    does (pruning's), which TensorFlow handles. Only Python handlers are wrapped; each signal
-    is raised through the handler it was meant for.
+    does (pruning's), which TensorFlow handles. A second signal while one waits is raised at
+    once: a step that never ends still stops. Only Python handlers are wrapped; each signal
+    is raised through the handler it was meant for. A block inside another (an evaluation in
+    a trial) leaves the signals to the outer one and raises what it noted.
     """
+
+    _active = threading.local()
 
     def __init__(self) -> None:
         self.saved: dict[int, Any] = {}
         self.pending: int | None = None
+        self.outer: BetweenSteps | None = None
 
     def __enter__(self) -> BetweenSteps:
-        if threading.current_thread() is threading.main_thread():
+        self.outer = getattr(BetweenSteps._active, "block", None)
+        if self.outer is None and threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 if callable(signal.getsignal(signum)):
                     self.saved[signum] = signal.signal(signum, self._note)
+            BetweenSteps._active.block = self
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        if self.outer is not None or not self.saved:
+            return
+        BetweenSteps._active.block = None
         for signum, handler in self.saved.items():
-            signal.signal(signum, handler)
+            if signal.getsignal(signum) == self._note:  # not one installed meanwhile
+                signal.signal(signum, handler)
         pending, self.pending = self.pending, None
         if pending is not None:
             # Through the restored handler, as if the signal came now.
             signal.raise_signal(pending)
 
     def _note(self, signum: int, frame: Any) -> None:
+        if self.pending is not None:
+            # Asked twice: now, where the signal landed (`HeldInterrupts` still holds it
+            # back inside storage code).
+            self.pending = None
+            self.saved[signum](signum, frame)
+            return
         self.pending = signum
 
     def raise_pending(self) -> None:
         """Raise a signal noted so far through the handler it was meant for."""
+        if self.outer is not None:
+            self.outer.raise_pending()
+            return
         signum, self.pending = self.pending, None
         if signum is not None:
             self.saved[signum](signum, None)

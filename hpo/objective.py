@@ -13,6 +13,7 @@ import optuna
 
 from hpo.data import Dataset
 from hpo.errors import HpoError
+from hpo.interrupts import BetweenSteps
 from hpo.space import suggest_params
 from hpo.spec import Spec
 from hpo.study import FIXED_ONLY, FIXED_RUN
@@ -77,6 +78,12 @@ def make_objective(
         check_writable(Path(spec.artifact_dir))
 
     def objective(trial: optuna.Trial) -> float:
+        # Ctrl-C and SIGTERM wait for a training step's end, or the trial's, wherever they
+        # land: TensorFlow's code also runs outside the fit (a model freed, weights saved).
+        with BetweenSteps():
+            return _objective(trial)
+
+    def _objective(trial: optuna.Trial) -> float:
         try:
             if trial.user_attrs.get(FIXED_RUN):
                 return run_fixed(trial, data, on_epoch)

@@ -134,11 +134,12 @@ def fit(
     batch_size = int(params["batch_size"])
     n_steps = math.ceil(len(data.x_train) / batch_size)
     per_call = steps_per_execution(loop, n_steps)
-    if not reuse:
-        _WARM.clear()
     key = _graph_key(params, data, batch_size, per_call, loop)
-    # Building and tracing are TensorFlow's Python code too: a signal waits for the first step.
+    # Freeing models, building and tracing are TensorFlow's Python code too: a signal waits
+    # for the first step.
     with BetweenSteps() as signals:
+        if not reuse:
+            _WARM.clear()
         built = _WARM.pop(key, None)
         if built is None:
             built = _build(params, data, seed, n_steps, per_call, loop)

@@ -173,9 +173,11 @@ def run_workers(
         target, count(study), best_so_far(study), spec.direction == "maximize", echo
     )
     pool = _Pool(ctx, study, data_ready, progress, retry_orphans=not supports_heartbeat(url))
+    ended = False
     try:
         pool.start(jobs)
         pool.relay()
+        ended = True
     except KeyboardInterrupt:
         with _signals_ignored():
             pool.stop()
@@ -183,17 +185,18 @@ def run_workers(
             progress.close()
             echo(_summary(study, n_workers, time.monotonic() - began))
         raise
-    except Exception:
-        # The workers are stopped here: their trials must not stay RUNNING (on a storage
-        # without a heartbeat nothing else would fail them). A storage that is the error
-        # itself may refuse this too; the error that stopped the run is the one to show.
-        pool.kill()
-        with suppress(Exception):
-            pool.fail_orphans(retry=False)
-        raise
     finally:
-        pool.kill()
-        progress.close()
+        with _signals_ignored():
+            pool.kill()
+            progress.close()
+            if not ended:
+                # Stopped by an error, or by a second signal before the stop above recorded
+                # anything: the workers are gone, and their trials must not stay RUNNING (on
+                # a storage without a heartbeat nothing else would fail them). A storage that
+                # is the error itself may refuse this too; the error that stopped the run is
+                # the one to show.
+                with suppress(Exception):
+                    pool.fail_orphans(retry=False)
     pool.fail_orphans(retry=False)
     echo(_summary(study, n_workers, time.monotonic() - began))
     if pool.errors and (target is None or count(study) < target):
@@ -230,6 +233,7 @@ class _Pool:
         self.processes: list[BaseProcess] = []
         self.readers: dict[Connection, int] = {}
         self.sentinels: dict[int, int] = {}
+        self.stopping = False
 
     def start(self, jobs: list[Job]) -> None:
         # Workers ignore SIGINT (inherited through exec): Ctrl-C reaches them as SIGTERM from
@@ -283,7 +287,8 @@ class _Pool:
         if worker == 0 and self.data_ready is not None:
             self.data_ready.set()
         code = process.exitcode
-        if code == INTERRUPTED:
+        # A worker asked to stop before it could handle SIGTERM (still starting) dies of it.
+        if code == INTERRUPTED or (self.stopping and code == -signal.SIGTERM):
             self.echo(f"[w{worker}] stopped")
         elif code is not None and code < 0:
             killed = f"[w{worker}] killed by {signal.Signals(-code).name}"
@@ -297,6 +302,7 @@ class _Pool:
 
     def stop(self) -> None:
         """Ask each worker to stop (SIGTERM, repeated), relay what they say, kill stragglers."""
+        self.stopping = True
         deadline = time.monotonic() + STOP_GRACE_S
         while self.sentinels and time.monotonic() < deadline:
             for process in self.processes:

@@ -43,10 +43,13 @@ learning_rate = { low = 1e-3, high = 1e-2, log = true }
 
 @pytest.fixture(autouse=True)
 def sigint_raises_keyboard_interrupt() -> Iterator[None]:
-    """Tests send Ctrl-C to themselves; a runner started in the background ignores SIGINT."""
+    """Tests send Ctrl-C to themselves; a runner started in the background ignores SIGINT.
+    The CLI's commands set both signals' handlers in this process: each test starts afresh."""
     saved = signal.signal(signal.SIGINT, signal.default_int_handler)
+    saved_term = signal.getsignal(signal.SIGTERM)
     yield
     signal.signal(signal.SIGINT, saved)
+    signal.signal(signal.SIGTERM, saved_term)
 
 
 @pytest.fixture

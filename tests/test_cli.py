@@ -385,6 +385,93 @@ def test_ctrl_c_records_the_running_trial_as_failed_and_exits_130(tmp_path: Path
     assert trial.state == TrialState.FAIL
 
 
+def start_slow_run(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+    """`hpo study run` of a trial far longer than a test waits, once it has trained an epoch."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    spec = tmp_path / "slow.toml"
+    spec.write_text(TINY_SPEC.replace("epochs = 2", "epochs = 100000"))
+    env = {**os.environ, "HPO_STORAGE": url}
+    command = [sys.executable, "-m", "hpo", "study"]
+    subprocess.run([*command, "create", str(spec)], env=env, check=True, capture_output=True)
+    process = subprocess.Popen(
+        [*command, "run", "tiny", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    study = optuna.load_study(study_name="tiny", storage=url)
+    while time.monotonic() < deadline and not any(
+        t.intermediate_values for t in study.get_trials(states=(TrialState.RUNNING,))
+    ):
+        time.sleep(0.2)
+    return process, url
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_pressed_over_and_over_still_ends_with_one_line_and_130(
+    tmp_path: Path, workers: str
+) -> None:
+    process, url = start_slow_run(tmp_path, "--workers", workers)
+    try:
+        for _ in range(300):  # 1.5 s of signals, through the stop and the exit
+            if process.poll() is not None:
+                break
+            process.send_signal(signal.SIGINT)
+            time.sleep(0.005)
+        _, err = process.communicate(timeout=90)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert "interrupted: the running trial was recorded as failed" in err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    states = {t.state for t in optuna.load_study(study_name="tiny", storage=url).trials}
+    assert states == {TrialState.FAIL}
+
+
+def test_sigterm_during_a_test_evaluation_stops_it_with_one_line(tmp_path: Path) -> None:
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    spec = tmp_path / "slow.toml"
+    spec.write_text(TINY_SPEC.replace("epochs = 2", "epochs = 100000"))
+    assert hpo("study", "create", str(spec), "--storage", url).exit_code == 0
+    # A finished trial to evaluate: retraining it takes far longer than the test waits.
+    study = optuna.load_study(study_name="tiny", storage=url)
+    lr = FloatDistribution(1e-3, 1e-2, log=True)
+    study.add_trial(
+        create_trial(
+            value=0.5, params={"learning_rate": 0.005}, distributions={"learning_rate": lr}
+        )
+    )
+    out = tmp_path / "r.md"
+    report = ["report", "tiny", "--evaluate-test", "--seeds", "1", "--out", str(out)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hpo", *report, "--storage", url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        while line and "test evaluation 1/" not in line:
+            line = process.stdout.readline()
+        time.sleep(3)  # training
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert err.strip() == (
+        "interrupted: the test evaluations that finished are stored; the same command goes "
+        "on from them"
+    )
+    assert not out.exists()
+
+
 def test_a_study_whose_trials_all_fail_stops_with_one_line(tmp_path: Path, sqlite_url: str) -> None:
     spec = tmp_path / "x.toml"
     spec.write_text(

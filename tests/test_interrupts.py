@@ -165,3 +165,34 @@ def test_training_leaves_ignored_signals_ignored(sigterm_raises: None) -> None:
                 signals.raise_pending()  # SIGTERM's own handler
     finally:
         signal.signal(signal.SIGINT, saved)
+
+
+def test_a_second_signal_during_training_is_raised_at_once() -> None:
+    with pytest.raises(KeyboardInterrupt), BetweenSteps() as signals:
+        interrupt()
+        assert signals.pending == signal.SIGINT
+        interrupt()  # a step that never ends still stops
+        pytest.fail("the second Ctrl-C was only noted")
+
+
+def test_a_block_inside_another_raises_through_the_outer_one() -> None:
+    before = signal.getsignal(signal.SIGINT)
+    with BetweenSteps() as outer:
+        handler = signal.getsignal(signal.SIGINT)
+        with BetweenSteps() as inner:
+            assert signal.getsignal(signal.SIGINT) == handler  # the outer block's
+            interrupt()
+            assert outer.pending == signal.SIGINT
+            with pytest.raises(KeyboardInterrupt):
+                inner.raise_pending()  # an evaluation's step, inside a trial
+        assert signal.getsignal(signal.SIGINT) == handler
+    assert signal.getsignal(signal.SIGINT) == before
+
+
+def test_a_handler_installed_during_training_is_left_in_place() -> None:
+    def mine(signum: int, frame: object) -> None:
+        pass
+
+    with BetweenSteps():
+        signal.signal(signal.SIGINT, mine)
+    assert signal.getsignal(signal.SIGINT) == mine
