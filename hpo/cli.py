@@ -22,8 +22,12 @@ app = typer.Typer(
     help="Measured, reproducible Optuna studies of Keras training on CIFAR-100.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Help texts are plain: "[default: ...]" in them must not be read as markup and dropped.
+    rich_markup_mode=None,
 )
-study_app = typer.Typer(help="Create, run and inspect studies.", no_args_is_help=True)
+study_app = typer.Typer(
+    help="Create, run and inspect studies.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(study_app, name="study")
 
 _state: dict[str, Any] = {"debug": False, "on_interrupt": ""}
@@ -542,10 +546,10 @@ def main() -> None:
     except typer.TyperException as err:
         message = err.format_message()
         if type(err).__name__ == "NoArgsIsHelpError":
-            # A group named without a command: its help, which rich output already printed
-            # (the message is then empty), plain output not.
+            # A group named without a command: its help, on stdout as `--help` prints it
+            # (rich output has printed it already, and the message is then empty).
             if message:
-                typer.echo(message, err=True)
+                typer.echo(message)
         else:
             context = getattr(err, "ctx", None)
             hint = f" (see '{context.command_path} --help')" if context is not None else ""

@@ -551,3 +551,18 @@ def test_a_study_whose_stored_spec_no_longer_loads_can_be_deleted(sqlite_url: st
     result = hpo("study", "delete", "old", "--yes", "--storage", sqlite_url)
     assert result.exit_code == 0, result.output
     assert "deleted study 'old' (0 trials)" in result.output
+
+
+@pytest.mark.parametrize(
+    ("command", "default"),
+    [
+        (["study", "run"], "[default: $HPO_STORAGE or sqlite:///studies/hpo.db]"),
+        (["study", "run"], "[default: the spec's n_trials]"),
+        (["ablate"], "[default: the ablation's own, else 10]"),
+        (["report"], "[default: 3]"),
+    ],
+)
+def test_help_shows_the_defaults_written_in_it(command: list[str], default: str) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0
+    assert default in " ".join(result.output.split())
