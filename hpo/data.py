@@ -75,8 +75,17 @@ class Dataset:
 
 
 def resolve_source(spec: DataSpec, path: str | Path | None = None) -> str:
-    """Name the source a study reads: 'synthetic', a local path, or 'keras' for the download."""
+    """Name the source a study reads: 'synthetic', a local path, or 'keras' for the download.
+
+    A `path` given for synthetic data is refused: it would be silently unused ($HPO_DATA, a
+    default for every command, is not).
+    """
     if spec.dataset == "synthetic":
+        if path is not None:
+            raise DataError(
+                f"--data {path} names image data, and this study's data are synthetic "
+                '([data] dataset = "synthetic"): leave it out'
+            )
         return "synthetic"
     chosen = path or os.environ.get("HPO_DATA")
     if not chosen:

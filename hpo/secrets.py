@@ -32,6 +32,11 @@ def mask(url: str) -> str:
         query = urlencode(hidden, safe="*", quote_via=quote)
     if (netloc, query) == (parts.netloc, parts.query):
         return url
+    if netloc == parts.netloc:
+        # Only the query changes: kept as written before it (`urlunsplit` would turn
+        # `sqlite:////tmp/a.db`, whose host is empty, into `sqlite://tmp/a.db`).
+        fragment = f"#{parts.fragment}" if parts.fragment else ""
+        return f"{url.split('?', 1)[0]}?{query}{fragment}"
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 

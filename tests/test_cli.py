@@ -173,6 +173,16 @@ def test_missing_data_file_is_one_line(tmp_path: Path, sqlite_url: str) -> None:
     one_line_error(result, "nope.npz does not exist", "HPO_DATA")
 
 
+def test_data_for_a_synthetic_study_is_refused_in_one_line(
+    tiny_spec_file: Path, sqlite_url: str, tmp_path: Path
+) -> None:
+    hpo("study", "create", str(tiny_spec_file), "--storage", sqlite_url)
+    data = str(tmp_path / "c.npz")
+    result = hpo("study", "run", "tiny", "--data", data, "--storage", sqlite_url)
+    one_line_error(result, f"--data {data} names image data", "synthetic")
+    assert not optuna.load_study(study_name="tiny", storage=sqlite_url).trials
+
+
 def test_export_to_a_folder_that_does_not_exist_is_one_line(
     tiny_spec_file: Path, sqlite_url: str, tmp_path: Path
 ) -> None:

@@ -146,7 +146,10 @@ def test_source_prefers_the_given_path_then_the_environment(
     monkeypatch.setenv("HPO_DATA", "/data/c.npz")
     assert resolve_source(DataSpec()) == "/data/c.npz"
     assert resolve_source(DataSpec(), "/other.npz") == "/other.npz"
-    assert resolve_source(DataSpec(dataset="synthetic"), "/other.npz") == "synthetic"
+    # $HPO_DATA is every command's default; a path given for synthetic data would go unused.
+    assert resolve_source(DataSpec(dataset="synthetic")) == "synthetic"
+    with pytest.raises(DataError, match="this study's data are synthetic"):
+        resolve_source(DataSpec(dataset="synthetic"), "/other.npz")
     # A home folder that does not exist is a data error (one line), not a traceback.
     with pytest.raises(DataError, match="cannot find the data file ~no_such_user_hpo/c.npz"):
         resolve_source(DataSpec(), "~no_such_user_hpo/c.npz")

@@ -34,6 +34,9 @@ from .conftest import TINY_SPEC
         ("redis://:pw@localhost:6379/0", "redis://:***@localhost:6379/0"),
         ("sqlite:///studies/hpo.db", "sqlite:///studies/hpo.db"),
         ("journal:studies/x.log", "journal:studies/x.log"),
+        # An empty host keeps its slashes: the masked URL still names the same file.
+        ("sqlite:////tmp/a.db?password=x", "sqlite:////tmp/a.db?password=***"),
+        ("sqlite:///a.db?password=x#f", "sqlite:///a.db?password=***#f"),
     ],
 )
 def test_mask_hides_every_form_of_password(url: str, masked: str) -> None:
