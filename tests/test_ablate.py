@@ -513,8 +513,8 @@ def test_the_answer_names_what_it_did_not_compare_and_every_caveat() -> None:
     from hpo.report.answer import answer
     from hpo.stats import DELTA, Verdict
 
-    # The lesson's dropout experiment also widens the first layer: the answer says so, and
-    # leaves out the rate that only comes with switching dropout on.
+    # The lesson's dropout experiment also widens the first layer: the answer says so, with
+    # the rate (a strength); the table leaves out what only comes with switching dropout on.
     with_ = {"dropout": "on", "dropout_rate": 0.1, "first_units": 140}
     plan = Plan(
         "s",
@@ -536,7 +536,10 @@ def test_the_answer_names_what_it_did_not_compare_and_every_caveat() -> None:
     row = Row(plan.comparisons[0], helps, helps)
     analysis = Analysis(plan, seeds, [row], 20, 20, DELTA, 1)
     lead, use, table = answer(analysis, runs, "s", ["dropout", "weight_decay"])[1:4]
-    assert "wider_dropout (first_units=140, dropout=on) +1.0 [-0.0, +2.0]" in lead
+    assert (
+        "wider_dropout on its own (first_units=140, dropout=on, dropout_rate=0.1) "
+        "+1.0 [-0.0, +2.0]" in lead
+    )
     # The experiment changes dropout, so dropout was compared; weight decay never was.
     assert "**Not compared**: weight_decay." in lead
     assert "**Use** `dropout`" in use and TOUCHES_ZERO in use
@@ -631,4 +634,5 @@ def test_a_chosen_variant_outside_every_comparison_is_judged_as_one_of_all_varia
     assert (
         "**Nothing is shown to beat the baseline.** The validation choice would be `best`" in text
     ), text
-    assert "points, unknown (judged as one of the 2 variants validation chose from)" in text
+    # Its interval is at 1 - 2.5%/2, stated beside it.
+    assert "points (a 98.8% interval), unknown (judged as one of the 2 variants validation " in text

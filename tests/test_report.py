@@ -476,10 +476,12 @@ def test_the_ablation_leads_the_ranking_with_its_known_answers(
     assert "10 of 10 runs" not in section and "10 paired seeds" in section
     assert "(r/effects.png)" in text and (tmp_path / "r" / "effects.png").exists()
     answer = text.split("## Answer")[1].split("## Summary")[0]
-    assert "**Helps**: dropout +3." in answer
+    # Which comparison judged each, and all it changes: the strength too.
+    assert "**Helps**: dropout on its own (dropout=on, dropout_rate=0.1) +3." in answer
     assert "Not compared" not in answer  # every searched technique has an experiment
-    assert "**Hurts**: sd_one -7." in answer or "**Hurts**: sd_one -8." in answer
-    assert "**No effect** (within ±0.5 points): l2 " in answer
+    hurts = "**Hurts**: sd_one on its own (initializer=random_normal, init_stddev=1) -"
+    assert f"{hurts}7." in answer or f"{hurts}8." in answer
+    assert "**No effect** (within ±0.5 points): l2 on its own (weight_decay=on, " in answer
     assert "**Use** `dropout` (the highest mean validation accuracy" in answer
     # The seeds' own luck (sd 0.02 in the fake runs) is the spread beside each number.
     import re
@@ -732,3 +734,23 @@ def test_importances_are_computed_without_importing_scikit_learn() -> None:
     assert lean["found"] == plain["found"]
     found = lean["found"]
     assert isinstance(found, dict) and set(found) == {"x", "c"}
+
+
+def test_defaults_a_named_experiment_ran_come_from_its_trial(sqlite_url: str) -> None:
+    """No experiment is named "baseline": the defaults are the baseline, and the experiment
+    that ran them is their source trial (its test score then shows in its row)."""
+    from hpo.report.sections import ranking
+    from hpo.report.writer import choose_configs, gather
+
+    text = LESSON.replace('name = "baseline"', 'name = "reference"')
+    spec = load_spec_text(text)
+    study = make_study(sqlite_url, text)
+    add_fake_experiments(study, spec, {"reference": 0.3, "dropout": 0.32})
+    add_fake_trials(study, spec, 6, seed=1)  # sampled trials besides the experiments
+    trials = study.get_trials()
+    baseline, configs = choose_configs(spec, trials, [])
+    assert baseline.label == "baseline (defaults) / reference"
+    assert baseline.trial == 0 and configs[0] == baseline
+    facts = gather(study, spec, trials)
+    screening = "\n".join(ranking(facts))
+    assert "2 of this study's trials are named experiments, so each group" in screening

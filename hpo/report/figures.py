@@ -277,8 +277,9 @@ def plot_gaps(
         ax.set_visible(False)
     axes.flat[0].legend(loc="upper left", fontsize=9)
     fig.suptitle(
-        "The overfitting gap: training (solid) and validation (dashed) accuracy, with the "
-        "technique (blue) and without (grey); mean over seeds, band min-max",
+        # Two lines: one is wider than a figure of two panels.
+        "The overfitting gap: training (solid) and validation (dashed) accuracy,\n"
+        "with the technique (blue) and without (grey); mean over seeds, band min-max",
         fontsize=12,
     )
     return _save(fig, path, WIDE_DPI)

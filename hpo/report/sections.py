@@ -35,6 +35,7 @@ from hpo.summary import state_counts
 
 if TYPE_CHECKING:
     from hpo.report.facts import Facts
+    from hpo.spec import Spec
 
 TOP_K = 10
 SCREENING = "Screening: trials with and without each technique"
@@ -159,7 +160,7 @@ def summary(facts: Facts) -> list[str]:
         "\n".join(
             [
                 f"- Objective: {spec.direction} `{spec.metric}` of the model each trial ends "
-                "with (early stopping's restored weights where it restores them)",
+                f"with{_restored(spec)}",
                 f"- Sampler: `{spec.sampler.type}`{_args(dict(spec.sampler.args))}, "
                 f"seed {spec.seed}",
                 f"- Pruner: `{spec.pruner.type}`{_args(dict(spec.pruner.args))}",
@@ -258,8 +259,12 @@ def ranking(facts: Facts) -> list[str]:
         table(headers, rows, numeric=[0, 5, 6, 7, 8, 9]),
         *(
             [
-                "This study's trials are named experiments, so each group above mixes "
-                "unrelated changes: "
+                (
+                    "This study's trials are named experiments, "
+                    if facts.only_experiments
+                    else f"{len(facts.experiments)} of this study's trials are named experiments, "
+                )
+                + "so each group above mixes unrelated changes: "
                 + (
                     "the ablation above compares each experiment with the baseline on paired seeds."
                     if facts.ablation is not None
@@ -276,6 +281,16 @@ def ranking(facts: Facts) -> list[str]:
         "about one technique in twenty without any effect still gets an interval that "
         "excludes zero. The test evaluation retrains chosen configurations on fresh seeds.",
     ]
+
+
+def _restored(spec: Spec) -> str:
+    """What the objective's model is where early stopping can be on."""
+    if spec.space.get("early_stopping", "off") == "off":
+        return ""
+    return (
+        " (early stopping's restored weights where it restores them; early stopping watches "
+        f"`val_loss`, so its best epoch can differ from the `{spec.metric}` peak shown below)"
+    )
 
 
 def _counts(n: int, pruned: int, failed: int) -> str:
@@ -331,7 +346,13 @@ def test_evaluation(facts: Facts) -> list[str]:
         f"only scores); Δ is against `{facts.baseline.label}`; sd is the sample standard "
         "deviation over seeds. Every score is of the model a run ends with, as in the study; "
         f"the trial's `{metric}` is one seed, so the two differ by seed noise (and by any "
-        "change to the training code since the study ran).",
+        "change to the training code since the study ran)."
+        + (
+            f" Rows with 0 seeds have no retrained runs yet: `hpo report {name} "
+            "--evaluate-test` trains them."
+            if not all(s for _, s in stored)
+            else ""
+        ),
         table(
             [
                 "configuration",
@@ -385,7 +406,7 @@ def experiments(facts: Facts) -> list[str]:
     return [
         "## Experiments side by side",
         f"Each experiment changes what its `changes` column lists against "
-        f"`{base.user_attrs['experiment']}` (one knob or two, as the lesson did). "
+        f"`{base.user_attrs['experiment']}`. "
         f"`{metric}` is the trial's one seed ({better} is better), test accuracy the mean ± sd "
         "over retrained seeds; accuracy in %, differences in points.",
         table(

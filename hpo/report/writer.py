@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import datetime
 import math
 import random
@@ -237,7 +238,9 @@ def choose_configs(
 
     def add(label: str, trial: FrozenTrial) -> None:
         config = Config(label, resolved_params(trial, spec), trial.number)
-        labels, _ = labelled.setdefault(config.key, ([], config))
+        labels, found = labelled.setdefault(config.key, ([], config))
+        if found.trial is None:  # the defaults, which this trial ran: it is their source
+            labelled[config.key] = (labels, dataclasses.replace(found, trial=trial.number))
         if label not in labels:
             labels.append(label)
 
