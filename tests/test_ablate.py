@@ -636,3 +636,37 @@ def test_a_chosen_variant_outside_every_comparison_is_judged_as_one_of_all_varia
     ), text
     # Its interval is at 1 - 2.5%/2, stated beside it.
     assert "points (a 98.8% interval), unknown (judged as one of the 2 variants validation " in text
+
+
+def test_the_answer_says_when_early_stopping_never_acted() -> None:
+    """Patience 7 in a 20-epoch budget may stop no run: its "no effect" is then no verdict on
+    early stopping, and the answer says how many runs it stopped."""
+    from hpo.ablation import ADD_ONE_IN, Comparison, Plan, Variant
+    from hpo.report.answer import answer
+
+    on = {"early_stopping": "on", "patience": 7, "epochs": 20}
+    plan = Plan(
+        "s",
+        (Variant("baseline", {"early_stopping": "off", "epochs": 20}), Variant("es", on)),
+        (Comparison(ADD_ONE_IN, "early_stopping", "es", "baseline", "early_stopping=on"),),
+        0,
+        "baseline",
+        "es",
+    )
+    seeds = list(range(10))
+
+    def runs(stops: int) -> dict[tuple[str, int], dict[str, Any]]:
+        made: dict[tuple[str, int], dict[str, Any]] = {}
+        for seed in seeds:
+            score = {"test_accuracy": 0.2 + 0.001 * seed, "val_accuracy": 0.2}
+            made["baseline", seed] = {**score, "stopped_by": "budget"}
+            stopped = "early_stopping" if seed < stops else "budget"
+            made["es", seed] = {**score, "stopped_by": stopped}
+        return made
+
+    never = runs(0)
+    text = "\n".join(answer(analyze(plan, seeds, never), never, "s"))
+    assert "(early stopping stopped none of its 10 runs before their 20 epochs" in text, text
+    some = runs(3)
+    text = "\n".join(answer(analyze(plan, seeds, some), some, "s"))
+    assert "(early stopping stopped 3 of its 10 runs)" in text, text

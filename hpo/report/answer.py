@@ -82,7 +82,8 @@ def answer(
     groups: dict[str, list[str]] = {label: [] for label in WORDS}
     for technique, rows in by_technique.items():
         row = rows.get(ADD_ONE_IN) or rows[LEAVE_ONE_OUT]
-        groups[row.test.label].append(_named(technique, row, plan))
+        named = _named(technique, row, plan) + _early_stops(row, plan, runs, analysis.seeds)
+        groups[row.test.label].append(named)
     sentences = [
         "Each technique or experiment's effect on test accuracy, in points (higher is "
         f"better) over {paired_seeds(analysis)}, with family-wise {confidence(analysis)} "
@@ -224,6 +225,24 @@ def _named(technique: str, row: Row, plan: Plan) -> str:
     if touches_zero(v):
         text += f" ({TOUCHES_ZERO})"
     return text
+
+
+def _early_stops(
+    row: Row, plan: Plan, runs: Mapping[tuple[str, int], Mapping[str, Any]], seeds: Sequence[int]
+) -> str:
+    """For a comparison that switches early stopping on: how many of its runs it stopped. A
+    verdict of no effect on a technique that never acted says nothing of the technique."""
+    without, with_ = _sides(plan, row)
+    if with_.get("early_stopping") != "on" or without.get("early_stopping") == "on":
+        return ""
+    done = [runs[row.comparison.with_, s] for s in seeds if (row.comparison.with_, s) in runs]
+    stopped = sum(r.get("stopped_by") == "early_stopping" for r in done)
+    if not done or stopped:
+        return f" (early stopping stopped {stopped} of its {len(done)} runs)" if done else ""
+    return (
+        f" (early stopping stopped none of its {len(done)} runs before their "
+        f"{with_.get('epochs')} epochs: it never acted here)"
+    )
 
 
 def _percent(level: float) -> str:
