@@ -46,7 +46,8 @@ StorageOption = Annotated[
 
 def handles_errors(command: F) -> F:
     """Turn an HpoError, or a storage's failure (a write refused, a server gone), into one
-    line on stderr and exit code 2 (a traceback with --debug)."""
+    line on stderr and exit code 2 (a traceback with --debug); Ctrl-C or SIGTERM into
+    "interrupted" (with what the command adds) and exit code 130."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -223,7 +224,7 @@ def _run(
         _stop_listening()
         typer.echo(
             "interrupted: the running trial was recorded as failed, finished trials are "
-            f"kept; `{resume or f'hpo study run {name}'}` resumes",
+            f"kept; `{resume or f'hpo study run {name}{_storage_option(url)}'}` resumes",
             err=True,
         )
         raise typer.Exit(130) from None
@@ -231,6 +232,15 @@ def _run(
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+def _storage_option(url: str) -> str:
+    """` --storage URL` (its password masked) for a command to repeat, where the storage is
+    not the one commands use without the option."""
+    from hpo.secrets import mask
+    from hpo.storage import usual_storage
+
+    return "" if url == usual_storage() else f" --storage {mask(url)}"
 
 
 def _stop_listening() -> None:
@@ -504,7 +514,13 @@ def ablate(
     url = storage_url(storage)
     designs = DESIGNS if design == Design.both else (design.value,)
     margin = None if delta is None else delta / 100
-    _state["on_interrupt"] = f": finished runs are kept; `hpo ablate {name}` resumes"
+    again = f"hpo ablate {name}{_storage_option(url)}"
+    _state["on_interrupt"] = f": finished runs are kept; `{again}` resumes"
+    if data is not None:  # refused before anything is planned or stored
+        from hpo.data import resolve_source
+        from hpo.study import load_study
+
+        resolve_source(load_study(name, url, heartbeat_interval=None)[1].data, data)
     companion, plan, n_runs = prepare_ablation(
         name, url, seeds, designs, technique, margin, echo=typer.echo
     )
@@ -513,7 +529,7 @@ def ablate(
         f"seeds = {n_runs} runs, {len(plan.comparisons)} comparisons "
         f"(study '{companion.study_name}')"
     )
-    _run(companion.study_name, None, timeout, data, url, workers, 10, f"hpo ablate {name}")
+    _run(companion.study_name, None, timeout, data, url, workers, 10, again)
     _, _, seeds_used = load_ablation(name, url)  # type: ignore[misc]
     runs = collect_runs(companion.get_trials(deepcopy=False))
     analysis = analyze(plan, seeds_used, runs, stored_delta(companion), stored_stage(companion))

@@ -118,7 +118,7 @@ class BetweenSteps:
     halfway (a graph being traced, a resource being freed, an iterator being made), and a
     process interrupted that way was seen aborting on a corrupted heap before it could record
     its trial. Between steps, the interrupt leaves a fit the way an exception of a callback
-    does (pruning's), which TensorFlow handles. A second signal while one waits is raised at
+    does (pruning's), which TensorFlow handles. A second Ctrl-C while one waits is raised at
     once: a step that never ends still stops. Only Python handlers are wrapped; each signal
     is raised through the handler it was meant for. A block inside another (an evaluation in
     a trial) leaves the signals to the outer one and raises what it noted.
@@ -141,9 +141,10 @@ class BetweenSteps:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self.outer is not None or not self.saved:
+        if self.outer is not None:
             return
-        BetweenSteps._active.block = None
+        if getattr(BetweenSteps._active, "block", None) is self:
+            BetweenSteps._active.block = None
         for signum, handler in self.saved.items():
             if signal.getsignal(signum) == self._note:  # not one installed meanwhile
                 signal.signal(signum, handler)
@@ -153,9 +154,10 @@ class BetweenSteps:
             signal.raise_signal(pending)
 
     def _note(self, signum: int, frame: Any) -> None:
-        if self.pending is not None:
-            # Asked twice: now, where the signal landed (`HeldInterrupts` still holds it
-            # back inside storage code).
+        if self.pending is not None and signum == signal.SIGINT:
+            # Ctrl-C twice: now, where it landed (`HeldInterrupts` still holds it back inside
+            # storage code). A repeated SIGTERM is not a person insisting: a worker's parent
+            # resends it while the worker stops, and kills what does not stop in time.
             self.pending = None
             self.saved[signum](signum, frame)
             return

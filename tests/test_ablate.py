@@ -134,7 +134,9 @@ def test_an_ablation_stopped_by_sigterm_says_how_to_resume_it(
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
-    assert f"finished trials are kept; `hpo ablate {name}` resumes" in out, out
+    # With the storage it was given: the hint repeats it (this URL holds no password).
+    again = f"hpo ablate {name} --storage {sqlite_url}"
+    assert f"finished trials are kept; `{again}` resumes" in out, out
     # And it does resume: its own 8 seeds, in the same analysis (10 would start a second).
     from hpo.ablate import prepare_ablation, stored_stage
 
@@ -635,38 +637,56 @@ def test_a_chosen_variant_outside_every_comparison_is_judged_as_one_of_all_varia
         "**Nothing is shown to beat the baseline.** The validation choice would be `best`" in text
     ), text
     # Its interval is at 1 - 2.5%/2, stated beside it.
-    assert "points (a 98.8% interval), unknown (judged as one of the 2 variants validation " in text
+    assert (
+        "points (a 98.75% interval), unknown (judged as one of the 2 variants validation " in text
+    )
 
 
 def test_the_answer_says_when_early_stopping_never_acted() -> None:
     """Patience 7 in a 20-epoch budget may stop no run: its "no effect" is then no verdict on
-    early stopping, and the answer says how many runs it stopped."""
+    early stopping, and the answer says in how many runs it acted. Restoring the best weights,
+    it also acts where a run's best val_loss came before its last epoch (Keras restores them
+    at the end of every fit)."""
     from hpo.ablation import ADD_ONE_IN, Comparison, Plan, Variant
     from hpo.report.answer import answer
 
-    on = {"early_stopping": "on", "patience": 7, "epochs": 20}
-    plan = Plan(
-        "s",
-        (Variant("baseline", {"early_stopping": "off", "epochs": 20}), Variant("es", on)),
-        (Comparison(ADD_ONE_IN, "early_stopping", "es", "baseline", "early_stopping=on"),),
-        0,
-        "baseline",
-        "es",
-    )
-    seeds = list(range(10))
+    def plan(restore: bool) -> Plan:
+        on = {"early_stopping": "on", "patience": 7, "epochs": 20, "min_delta": 0.01}
+        on["restore_best_weights"] = restore
+        return Plan(
+            "s",
+            (Variant("baseline", {"early_stopping": "off", "epochs": 20}), Variant("es", on)),
+            (Comparison(ADD_ONE_IN, "early_stopping", "es", "baseline", "early_stopping=on"),),
+            0,
+            "baseline",
+            "es",
+        )
 
-    def runs(stops: int) -> dict[tuple[str, int], dict[str, Any]]:
+    seeds = list(range(10))
+    falling = [2.0 - 0.05 * e for e in range(20)]  # improves to the last epoch
+    # Best at epoch 5; later epochs improve on it by less than min_delta only.
+    early_best = [2.0 - 0.1 * min(e, 5) - 0.001 * max(e - 5, 0) for e in range(20)]
+
+    def runs(stops: int, curve: list[float]) -> dict[tuple[str, int], dict[str, Any]]:
         made: dict[tuple[str, int], dict[str, Any]] = {}
         for seed in seeds:
             score = {"test_accuracy": 0.2 + 0.001 * seed, "val_accuracy": 0.2}
             made["baseline", seed] = {**score, "stopped_by": "budget"}
             stopped = "early_stopping" if seed < stops else "budget"
-            made["es", seed] = {**score, "stopped_by": stopped}
+            made["es", seed] = {**score, "stopped_by": stopped, "curve_val_loss": curve}
         return made
 
-    never = runs(0)
-    text = "\n".join(answer(analyze(plan, seeds, never), never, "s"))
-    assert "(early stopping stopped none of its 10 runs before their 20 epochs" in text, text
-    some = runs(3)
-    text = "\n".join(answer(analyze(plan, seeds, some), some, "s"))
-    assert "(early stopping stopped 3 of its 10 runs)" in text, text
+    def said(restore: bool, made: dict[tuple[str, int], dict[str, Any]]) -> str:
+        return "\n".join(answer(analyze(plan(restore), seeds, made), made, "s"))
+
+    never = runs(0, falling)
+    assert "(early stopping stopped 0 of its 10 runs early: it never acted here)" in said(
+        False, never
+    )
+    assert (
+        "(early stopping stopped 0 of its 10 runs early and ended 0 on an earlier epoch's "
+        "weights: it never acted here)" in said(True, never)
+    )
+    assert "(early stopping stopped 3 of its 10 runs early)" in said(False, runs(3, falling))
+    restored = said(True, runs(0, early_best))
+    assert "stopped 0 of its 10 runs early and ended 10 on an earlier epoch's weights)" in restored

@@ -576,3 +576,13 @@ def test_help_shows_the_defaults_written_in_it(command: list[str], default: str)
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0
     assert default in " ".join(result.output.split())
+
+
+def test_data_for_a_synthetic_study_is_refused_before_an_ablation_is_planned(
+    tiny_spec_file: Path, sqlite_url: str, tmp_path: Path
+) -> None:
+    hpo("study", "create", str(tiny_spec_file), "--storage", sqlite_url)
+    data = str(tmp_path / "c.npz")
+    result = hpo("ablate", "tiny", "--data", data, "--storage", sqlite_url)
+    one_line_error(result, f"--data {data} names image data")
+    assert optuna.get_all_study_names(sqlite_url) == ["tiny"]  # no ablation study made

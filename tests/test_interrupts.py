@@ -196,3 +196,32 @@ def test_a_handler_installed_during_training_is_left_in_place() -> None:
     with BetweenSteps():
         signal.signal(signal.SIGINT, mine)
     assert signal.getsignal(signal.SIGINT) == mine
+
+
+def test_a_block_that_wrapped_nothing_leaves_the_next_one_whole() -> None:
+    """Entered with both signals ignored or at their defaults (a background library caller),
+    a block wraps nothing; the next block, with handlers back, still holds the signal."""
+    saved = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    saved_term = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        with BetweenSteps() as idle:
+            assert not idle.saved
+    finally:
+        signal.signal(signal.SIGINT, saved)
+        signal.signal(signal.SIGTERM, saved_term)
+    with BetweenSteps() as signals:
+        interrupt()
+        assert signals.pending == signal.SIGINT
+        signals.pending = None  # delivered nowhere: the test only looks
+
+
+def test_a_repeated_sigterm_waits_for_the_step(sigterm_raises: None) -> None:
+    """A worker's parent resends SIGTERM while the worker stops: that is no reason to raise
+    inside TensorFlow's code."""
+    with BetweenSteps() as signals:
+        for _ in range(2):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+        assert signals.pending == signal.SIGTERM
+        with pytest.raises(SystemExit):
+            signals.raise_pending()

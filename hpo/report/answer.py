@@ -6,6 +6,7 @@ show, so the answer and the tables cannot disagree.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -230,24 +231,47 @@ def _named(technique: str, row: Row, plan: Plan) -> str:
 def _early_stops(
     row: Row, plan: Plan, runs: Mapping[tuple[str, int], Mapping[str, Any]], seeds: Sequence[int]
 ) -> str:
-    """For a comparison that switches early stopping on: how many of its runs it stopped. A
-    verdict of no effect on a technique that never acted says nothing of the technique."""
+    """For a comparison that switches early stopping on: in how many of its runs it acted.
+
+    It acts by stopping a run before its budget, and, restoring the best weights, by ending a
+    run on an earlier epoch's weights (Keras restores them at the end of every fit, stopped or
+    not). A verdict of no effect on a technique that never acted says nothing of it.
+    """
     without, with_ = _sides(plan, row)
     if with_.get("early_stopping") != "on" or without.get("early_stopping") == "on":
         return ""
     done = [runs[row.comparison.with_, s] for s in seeds if (row.comparison.with_, s) in runs]
+    if not done:
+        return ""
     stopped = sum(r.get("stopped_by") == "early_stopping" for r in done)
-    if not done or stopped:
-        return f" (early stopping stopped {stopped} of its {len(done)} runs)" if done else ""
-    return (
-        f" (early stopping stopped none of its {len(done)} runs before their "
-        f"{with_.get('epochs')} epochs: it never acted here)"
-    )
+    text = f" (early stopping stopped {stopped} of its {len(done)} runs early"
+    if with_.get("restore_best_weights"):
+        delta = float(with_.get("min_delta") or 0.0)
+        earlier = sum(_ends_before_best(r.get("curve_val_loss"), delta) for r in done)
+        text += f" and ended {earlier} on an earlier epoch's weights"
+        acted = stopped or earlier
+    else:
+        acted = stopped
+    return text + (")" if acted else ": it never acted here)")
+
+
+def _ends_before_best(curve: Sequence[float | None] | None, min_delta: float) -> bool:
+    """Whether early stopping, restoring its best weights, ends a run on an earlier epoch's:
+    its last improvement of `val_loss` by more than `min_delta` (Keras's rule) is not the
+    run's last epoch."""
+    if not curve:
+        return False
+    best, best_epoch = math.inf, None
+    for epoch, value in enumerate(curve):
+        if value is not None and value < best - min_delta:
+            best, best_epoch = value, epoch
+    return best_epoch is not None and best_epoch < len(curve) - 1
 
 
 def _percent(level: float) -> str:
-    """A confidence level as a percentage with the digits that tell it apart: 97.5%, 99.8%."""
-    return f"{100 * level:.3g}%" if level < 0.999 else f"{100 * level:.2f}%"
+    """A confidence level as a percentage, never rounded up to a level it does not reach:
+    97.5%, 99.7917%, as `confidence` writes the family-wise one."""
+    return f"{100 * level:g}%"
 
 
 def _main_changes(plan: Plan, row: Row) -> str:

@@ -287,10 +287,13 @@ def _restored(spec: Spec) -> str:
     """What the objective's model is where early stopping can be on."""
     if spec.space.get("early_stopping", "off") == "off":
         return ""
-    return (
-        " (early stopping's restored weights where it restores them; early stopping watches "
-        f"`val_loss`, so its best epoch can differ from the `{spec.metric}` peak shown below)"
-    )
+    text = " (early stopping's restored weights where it restores them"
+    if spec.metric != "val_loss":
+        text += (
+            "; early stopping watches `val_loss`, so its best epoch can differ from the "
+            f"`{spec.metric}` peak shown below"
+        )
+    return text + ")"
 
 
 def _counts(n: int, pruned: int, failed: int) -> str:

@@ -84,6 +84,10 @@ def write_report(
             f"--activations compares the initializers a study searches, and study '{name}' "
             "searches none"
         )
+    if evaluate_test and data_path is not None:
+        from hpo.data import resolve_source
+
+        resolve_source(spec.data, data_path)  # refused now, even with nothing left to train
     if activations:
         from hpo.data import load_dataset
 
