@@ -200,34 +200,31 @@ def _run(
     max_failures: int,
     resume: str = "",
 ) -> None:
-    """Run study `name` to its total; on Ctrl-C or SIGTERM, say that `resume` (default
-    `hpo study run NAME`) goes on with it."""
-    try:
-        if workers > 1:
-            from hpo.workers import run_workers
+    """Run study `name` to its total; on Ctrl-C or SIGTERM (`handles_errors` says it), say
+    that `resume` (default `hpo study run NAME`) goes on with it."""
+    after = _state["on_interrupt"]
+    _state["on_interrupt"] = (
+        ": the running trial was recorded as failed, finished trials are kept; "
+        f"`{resume or f'hpo study run {name}{_storage_option(url)}'}` resumes"
+    )
+    if workers > 1:
+        from hpo.workers import run_workers
 
-            run_workers(name, url, n_trials, timeout, data, workers, typer.echo, max_failures)
-        else:
-            from hpo.runner import run_study
+        run_workers(name, url, n_trials, timeout, data, workers, typer.echo, max_failures)
+    else:
+        from hpo.runner import run_study
 
-            run_study(
-                name,
-                url,
-                n_trials,
-                timeout,
-                data,
-                echo=typer.echo,
-                debug=_state["debug"],
-                max_failures=max_failures,
-            )
-    except KeyboardInterrupt:
-        _stop_listening()
-        typer.echo(
-            "interrupted: the running trial was recorded as failed, finished trials are "
-            f"kept; `{resume or f'hpo study run {name}{_storage_option(url)}'}` resumes",
-            err=True,
+        run_study(
+            name,
+            url,
+            n_trials,
+            timeout,
+            data,
+            echo=typer.echo,
+            debug=_state["debug"],
+            max_failures=max_failures,
         )
-        raise typer.Exit(130) from None
+    _state["on_interrupt"] = after
 
 
 def _interrupt(signum: int, frame: Any) -> None:

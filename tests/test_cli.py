@@ -362,39 +362,6 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     assert isinstance(plain.exception, SystemExit) and plain.exit_code == 2
 
 
-def test_ctrl_c_records_the_running_trial_as_failed_and_exits_130(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 's.db'}"
-    spec = tmp_path / "slow.toml"
-    # Far more epochs than the test can wait for: the trial is still training when Ctrl-C comes.
-    spec.write_text(TINY_SPEC.replace("epochs = 2", "epochs = 100000"))
-    env = {**os.environ, "HPO_STORAGE": url}
-    command = [sys.executable, "-m", "hpo", "study"]
-    subprocess.run([*command, "create", str(spec)], env=env, check=True, capture_output=True)
-    process = subprocess.Popen(
-        [*command, "run", "tiny", "--n-trials", "2"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        study = optuna.load_study(study_name="tiny", storage=url)
-        while time.monotonic() < deadline and not any(
-            t.intermediate_values for t in study.get_trials(states=(TrialState.RUNNING,))
-        ):
-            time.sleep(0.2)
-        time.sleep(0.5)
-        process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    assert process.returncode == 130, err
-    assert "interrupted" in err and "Traceback" not in err
-    (trial,) = optuna.load_study(study_name="tiny", storage=url).trials
-    assert trial.state == TrialState.FAIL
-
-
 def start_slow_run(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
     """`hpo study run` of a trial far longer than a test waits, once it has trained an epoch."""
     url = f"sqlite:///{tmp_path / 's.db'}"
@@ -417,6 +384,20 @@ def start_slow_run(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], s
     ):
         time.sleep(0.2)
     return process, url
+
+
+def test_ctrl_c_records_the_running_trial_as_failed_and_exits_130(tmp_path: Path) -> None:
+    process, url = start_slow_run(tmp_path, "--n-trials", "2")
+    try:
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    (trial,) = optuna.load_study(study_name="tiny", storage=url).trials
+    assert trial.state == TrialState.FAIL
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
