@@ -5,8 +5,10 @@ Used by benchmarks.trial_speed, which measures the matmul in every round, beside
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.common import BATCH_SIZE, cpu_seconds, spread, start_tensorflow
@@ -36,6 +38,82 @@ def matmul_gflops(
         float(tf.reduce_sum(c))  # waits for an asynchronous device
         wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
         best = max(best, (flops * n_calls / wall / 1e9, flops * n_calls / max(cpu, 1e-9) / 1e9))
+    return best
+
+
+@dataclass(frozen=True)
+class Matmul:
+    """One matmul of a training step or a validation pass: (n x k) @ (k x m), an operand stored
+    transposed where TensorFlow's gradient of a Dense layer stores it, `per_epoch` calls."""
+
+    what: str
+    n: int
+    k: int
+    m: int
+    per_epoch: float
+    transpose_a: bool = False
+    transpose_b: bool = False
+
+    @property
+    def flops(self) -> float:
+        return 2.0 * self.n * self.k * self.m * self.per_epoch
+
+
+def epoch_matmuls(
+    shapes: list[tuple[int, int]], n_train: int, n_validation: int, batch: int, eval_batch: int
+) -> list[Matmul]:
+    """The matmuls of an epoch of an MLP whose first layer reads the images, at their shapes.
+
+    Each Dense layer (inputs x units) computes, per training step of `batch` images, its
+    output x @ W, its weights' gradient x^T @ dy and, except the first, its input's gradient
+    dy @ W^T; per validation batch of `eval_batch` images, its output. A partial last batch is
+    counted as its share of a call, so the FLOPs add up to `epoch_flops`'s exact count.
+    """
+    steps, val_batches = n_train / batch, n_validation / eval_batch
+    calls = []
+    for i, (n_in, n_out) in enumerate(shapes):
+        calls += [
+            Matmul(f"layer {i + 1} output", batch, n_in, n_out, steps),
+            Matmul(f"layer {i + 1} weights' gradient", n_in, batch, n_out, steps, True, False),
+        ]
+        if i > 0:
+            calls.append(
+                Matmul(f"layer {i + 1} input's gradient", batch, n_out, n_in, steps, False, True)
+            )
+        calls.append(Matmul(f"layer {i + 1} validation", eval_batch, n_in, n_out, val_batches))
+    return calls
+
+
+def model_matmuls(model: Any, data: Any) -> list[Matmul]:
+    """`epoch_matmuls` of `model` on `data`, at the benchmark's batch and hpo's eval batch."""
+    from hpo.train import EVAL_BATCH_SIZE
+
+    return epoch_matmuls(
+        dense_shapes(model), len(data.x_train), len(data.x_val), BATCH_SIZE, EVAL_BATCH_SIZE
+    )
+
+
+def shape_seconds(call: Matmul, repeats: int = 3) -> float:
+    """Seconds of one call at its own shape, best of `repeats`: the matmul repeated inside one
+    graph (a loop whose every turn computes it again), so no Python runs between calls."""
+    tf = start_tensorflow()
+    a = tf.random.uniform((call.k, call.n) if call.transpose_a else (call.n, call.k))
+    b = tf.random.uniform((call.m, call.k) if call.transpose_b else (call.k, call.m))
+    n_calls = max(10, int(2e9 // (2 * call.n * call.k * call.m)))  # about 2 GFLOP per timing
+
+    @tf.function
+    def calls() -> Any:
+        c = tf.zeros((call.n, call.m))
+        for _ in tf.range(n_calls):
+            c = tf.matmul(a, b, transpose_a=call.transpose_a, transpose_b=call.transpose_b)
+        return c[0, 0]
+
+    float(calls())
+    best = math.inf
+    for _ in range(repeats):
+        wall = time.perf_counter()
+        float(calls())
+        best = min(best, (time.perf_counter() - wall) / n_calls)
     return best
 
 
@@ -112,12 +190,17 @@ def epoch_flops(model: Any, n_train: int, n_validation: int) -> tuple[float, flo
     return rule, rule - layers[0] * n_train
 
 
-def floor_table(result: dict[str, Any], data: Any) -> tuple[str, list[float]]:
+def floor_table(result: dict[str, Any], data: Any) -> tuple[str, list[float], list[float]]:
     """The floor against the trials of `result` (from compare_trial_and_plain), round by round.
 
     The exact floor of an epoch: its FLOPs at the large-square matmul rate, Adam's memory
     traffic (ADAM_PASSES passes over the parameters per step) at the in-cache update rate, and
     one read of the epoch's images at the streaming read rate, each measured in the round.
+    Beside it, the same floor with each matmul timed at its own shape instead: the arithmetic
+    the step cannot avoid at the rate this machine's matmul reaches for those shapes.
+
+    Returns:
+        The table, and per round the trial over the exact floor and over the shapes' floor.
     """
     from hpo.model import build_model
     from hpo.testing import full_params
@@ -137,8 +220,20 @@ def floor_table(result: dict[str, Any], data: Any) -> tuple[str, list[float]]:
             result["gflops"], result["update_rates"], result["read_rates"], strict=True
         )
     ]
+    matmuls = model_matmuls(model, data)
+    per_round = [
+        [seconds * call.per_epoch for seconds, call in zip(timed, matmuls, strict=True)]
+        for timed in result["shape_seconds"]
+    ]
+    shape_floors = [
+        sum(parts) + optimizer_bytes / update + image_bytes / read
+        for parts, update, read in zip(
+            per_round, result["update_rates"], result["read_rates"], strict=True
+        )
+    ]
     hpo, plain = result["runs"]["hpo"], result["runs"].get("plain", [])
     gaps = [t.epoch_s / f for t, f in zip(hpo, floors, strict=True)]
+    shape_gaps = [t.epoch_s / f for t, f in zip(hpo, shape_floors, strict=True)]
     n_in, n_out = dense_shapes(model)[0]
     first = matmul_gflops(BATCH_SIZE, n_out, n_in)[0]
     rows = [
@@ -170,6 +265,26 @@ def floor_table(result: dict[str, Any], data: Any) -> tuple[str, list[float]]:
             spread([t.epoch_s / (rule / g / 1e9) for t, g in zip(hpo, wall, strict=True)]),
         ),
     ]
+    for i, call in enumerate(matmuls):
+        shape = f"{call.n}x{call.k} @ {call.k}x{call.m}"
+        rates = [2e-9 * call.n * call.k * call.m / timed[i] for timed in result["shape_seconds"]]
+        rows.append(
+            (
+                f"{call.what} ({shape}): GFLOP/s at its shape; share of the exact FLOPs",
+                f"{spread(rates, 1)}; {call.flops / exact:.1%}",
+            )
+        )
+    rows += [
+        (
+            "the matmuls at their own shapes, s/epoch",
+            spread([sum(parts) for parts in per_round]),
+        ),
+        (
+            "**floor at the step's own shapes, s/epoch** (with Adam's traffic and the images)",
+            spread(shape_floors),
+        ),
+        ("**hpo trial / floor at the step's own shapes**", spread(shape_gaps)),
+    ]
     if plain:
         rows.append(
             (
@@ -189,4 +304,4 @@ def floor_table(result: dict[str, Any], data: Any) -> tuple[str, list[float]]:
         ]
     lines = ["| quantity | median [min-max] over rounds |", "| --- | --- |"]
     lines += [f"| {name} | {value} |" for name, value in rows]
-    return "\n".join(lines), gaps
+    return "\n".join(lines), gaps, shape_gaps

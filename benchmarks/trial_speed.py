@@ -50,7 +50,14 @@ def compare_trial_and_plain(
     """Interleaved rounds of the plain script (unless not `plain`) and hpo's trial without and
     with dropout, each built afresh, with the machine's matmul and memory rates measured in
     every round."""
-    from benchmarks.bench_floor import matmul_gflops, read_rate, square_size, update_rate
+    from benchmarks.bench_floor import (
+        matmul_gflops,
+        model_matmuls,
+        read_rate,
+        shape_seconds,
+        square_size,
+        update_rate,
+    )
     from hpo.model import build_model
     from hpo.pipeline import hold
     from hpo.testing import full_params
@@ -68,11 +75,14 @@ def compare_trial_and_plain(
     for array in (data.x_train, data.y_train, data.x_val, data.y_val):
         hold(array)
     hold_s = time.perf_counter() - start
-    n_params = build_model(full_params(), data.input_shape, data.n_classes).count_params()
+    model = build_model(full_params(), data.input_shape, data.n_classes)
+    n_params = model.count_params()
+    matmuls = model_matmuls(model, data)
     for run in contestants.values():  # warm up: first-use costs of the process, untimed
         run(0)
     results: dict[str, list[Timing]] = {name: [] for name in contestants}
     gflops, update_rates, read_rates, loads = [], [], [], []
+    shape_s: list[list[float]] = []
     for round_ in range(rounds):
         order = list(contestants) if round_ % 2 == 0 else list(reversed(contestants))
         for name in order:
@@ -83,12 +93,14 @@ def compare_trial_and_plain(
         gflops.append(matmul_gflops(square_size()))
         update_rates.append(update_rate(n_params))
         read_rates.append(read_rate(hold(data.x_train)))
+        shape_s.append([shape_seconds(call) for call in matmuls])
         loads.append(os.getloadavg()[0])
     return {
         "runs": results,
         "gflops": gflops,
         "update_rates": update_rates,
         "read_rates": read_rates,
+        "shape_seconds": shape_s,
         "loads": loads,
         "hold_s": hold_s,
     }
@@ -303,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         from benchmarks.bench_floor import floor_table
 
-        floor, gaps = floor_table(result, data)
+        floor, gaps, shape_gaps = floor_table(result, data)
         report += [
             f"## Training throughput: {len(data.x_train)} images, batch {BATCH_SIZE}, "
             f"{args.epochs} epochs, {args.rounds} interleaved rounds",
@@ -326,8 +338,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             "gflops": result["gflops"],
             "update_rates": result["update_rates"],
             "read_rates": result["read_rates"],
+            "shape_seconds": result["shape_seconds"],
             "loads": result["loads"],
             "trial_over_floor": gaps,
+            "trial_over_shape_floor": shape_gaps,
         }
     if "dropout" not in args.skip:
         pairs = dropout_pairs(data, args.dropout_pairs)

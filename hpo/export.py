@@ -338,12 +338,13 @@ def export_trial(
 
     trial = _chosen(study, number)
     params = resolved_params(trial, spec)
-    source = resolve_source(spec.data, data_path)
-    if source == "synthetic":
+    # Checked before `--data`, which a synthetic study refuses: one line names the real problem.
+    if spec.data.dataset == "synthetic":
         raise HpoError(
             f"study '{study.study_name}' trains on synthetic images; a Keras export trains on "
             "CIFAR-100 and needs a study of it"
         )
+    source = resolve_source(spec.data, data_path)
     arrays = download_cifar100() if source == "keras" else read_cifar100(Path(source))
     # An ablation's runs are scored by validation accuracy, whatever the study's metric.
     metric = "val_accuracy" if study.user_attrs.get(FIXED_ONLY) else spec.metric

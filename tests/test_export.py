@@ -162,6 +162,9 @@ def test_exporting_needs_cifar100_and_a_real_trial(tmp_path: Path) -> None:
     runner.invoke(app, ["study", "run", "tiny", "--n-trials", "1", "--storage", url])
     result = runner.invoke(app, export)
     assert result.exit_code == 2 and "trains on synthetic images" in result.stderr
+    # With --data too, the line names the synthetic study, not the unused --data.
+    result = runner.invoke(app, [*export, "--data", str(tmp_path / "c.npz")])
+    assert result.exit_code == 2 and "trains on synthetic images" in result.stderr
     result = runner.invoke(app, [*export, "--trial", "7"])
     assert result.exit_code == 2 and "has no trial 7" in result.stderr
     csv = ["study", "export", "tiny", "--trial", "0", "--storage", url]

@@ -83,3 +83,30 @@ def _tiny_trial(data, epochs, seed, label="", reuse=False, **_):
     timing.wall_s = sum(timing.epoch_wall_s) + 0.01
     timing.cpu_s = timing.wall_s
     return timing
+
+
+def test_the_matmuls_of_an_epoch_add_up_to_its_exact_flops() -> None:
+    from benchmarks.bench_floor import dense_shapes, epoch_flops, epoch_matmuls
+    from hpo.model import build_model
+    from hpo.testing import full_params
+
+    model = build_model(full_params(), (32, 32, 3), 100)
+    calls = epoch_matmuls(dense_shapes(model), 45_050, 4_950, 100, 5_000)
+    _, exact = epoch_flops(model, 45_050, 4_950)
+    assert sum(call.flops for call in calls) == pytest.approx(exact, rel=1e-12)
+    # Three outputs, three weights' gradients, two inputs' gradients, three validation passes.
+    assert len(calls) == 11
+    assert [c.what for c in calls if c.transpose_b] == [
+        "layer 2 input's gradient",
+        "layer 3 input's gradient",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("transpose_a", "transpose_b"), [(False, False), (True, False), (False, True)]
+)
+def test_a_matmul_is_timed_at_its_own_shape(transpose_a: bool, transpose_b: bool) -> None:
+    from benchmarks.bench_floor import Matmul, shape_seconds
+
+    seconds = shape_seconds(Matmul("x", 40, 30, 20, 1.0, transpose_a, transpose_b), repeats=1)
+    assert 0 < seconds < 0.1
