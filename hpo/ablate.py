@@ -57,6 +57,12 @@ DELTA_ATTR = "delta"
 STAGE_PREFIX = "stage:"
 """An attribute `stage:N` marks an analysis stage of N seeds, one per `hpo ablate` that added
 seeds: one attribute each, so two `hpo ablate` adding seeds at once both count."""
+STAGES_SPENT_ATTR = "ablation_stages"
+"""On the study itself: the analysis stages its ablations have begun, kept when an ablation is
+deleted. Its seeds are a fixed stream, so an ablation planned anew runs the same seeds again:
+its analyses go on from there rather than judging the same data at the first stage's level."""
+STAGE_OFFSET_ATTR = "stage_offset"
+"""On an ablation: the stages that earlier, deleted ablations of its study had begun."""
 METRICS = ("test_accuracy", "val_accuracy")
 PRESENT = (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)
 """The states of a run that is done or on its way: such a run is not queued again."""
@@ -131,7 +137,10 @@ def prepare_ablation(
     if stored_plan is not None:
         stored = Plan.from_json(stored_plan)
         if _shape(stored) != _shape(plan):
-            anew = f"`hpo study delete {companion_name}` and `hpo ablate {name}` plan it anew"
+            anew = (
+                f"`hpo study delete {companion_name}` and `hpo ablate {name}` plan it anew "
+                "(its analyses go on from the next stage: its seeds give the same runs)"
+            )
             if not _extends(plan, stored):
                 raise HpoError(
                     f"study '{companion_name}' in {mask(url)} holds an ablation with another "
@@ -147,6 +156,10 @@ def prepare_ablation(
         seeds = stored_seeds(companion.user_attrs, spec.seed)
     else:  # new, or its preparation was cut short: the plan is a function of the study
         companion.set_user_attr(FIXED_ONLY, True)  # first: never run as a sampled study
+        if STAGE_OFFSET_ATTR not in companion.user_attrs:
+            companion.set_user_attr(
+                STAGE_OFFSET_ATTR, int(parent.user_attrs.get(STAGES_SPENT_ATTR, 0))
+            )
         companion.set_user_attr(SPEC_ATTR, spec.text)
         companion.set_user_attr(PLAN_ATTR, plan.to_json())
         seeds = []
@@ -161,6 +174,9 @@ def prepare_ablation(
     companion.set_user_attr(SEEDS_ATTR, seeds)
     if not stages or len(seeds) > stages[-1]:
         companion.set_user_attr(f"{STAGE_PREFIX}{len(seeds)}", True)
+    spent = stored_stage(companion)
+    if spent > int(parent.user_attrs.get(STAGES_SPENT_ATTR, 0)):
+        parent.set_user_attr(STAGES_SPENT_ATTR, spent)
     if delta is not None or DELTA_ATTR not in companion.user_attrs:
         companion.set_user_attr(DELTA_ATTR, DELTA if delta is None else delta)
     companion.set_user_attr(N_RUNS, n_runs)
@@ -316,8 +332,10 @@ def stages_of(attrs: Mapping[str, Any]) -> list[int]:
 
 
 def stored_stage(companion: optuna.Study) -> int:
-    """The ablation's current analysis stage: 1, plus one for each time seeds were added."""
-    return max(1, len(stages_of(companion.user_attrs)))
+    """The ablation's current analysis stage: 1, plus one for each time seeds were added, plus
+    the stages that earlier, deleted ablations of its study had begun."""
+    attrs = companion.user_attrs
+    return int(attrs.get(STAGE_OFFSET_ATTR, 0)) + max(1, len(stages_of(attrs)))
 
 
 def collect_runs(trials: Sequence[FrozenTrial]) -> dict[tuple[str, int], Mapping[str, Any]]:

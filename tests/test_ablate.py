@@ -450,6 +450,30 @@ def test_the_answer_says_on_how_many_pairs_a_half_done_ablation_rests() -> None:
     assert "over 10 paired seeds," in text
 
 
+def test_an_ablation_planned_anew_goes_on_from_the_stages_spent(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    from hpo.ablate import STAGES_SPENT_ATTR, prepare_ablation, stored_stage
+
+    name = make_study(tmp_path, sqlite_url)
+    for n_seeds in (2, 3):
+        companion, _, _ = prepare_ablation(name, sqlite_url, n_seeds, techniques=["l2_one"])
+    assert stored_stage(companion) == 2
+    parent = optuna.load_study(study_name=name, storage=sqlite_url)
+    assert parent.user_attrs[STAGES_SPENT_ATTR] == 2
+    # Deleted and planned anew, it runs the same seeds again: not a first look at them.
+    assert (
+        hpo("study", "delete", companion.study_name, "-y", "--storage", sqlite_url).exit_code == 0
+    )
+    companion, _, _ = prepare_ablation(name, sqlite_url, 2, techniques=["l2_one"])
+    assert stored_stage(companion) == 3
+    assert parent.user_attrs[STAGES_SPENT_ATTR] == 3
+    companion, _, _ = prepare_ablation(name, sqlite_url, 2, techniques=["l2_one"])
+    assert stored_stage(companion) == 3  # resumed, no seeds added: the same analysis
+    companion, _, _ = prepare_ablation(name, sqlite_url, 4, techniques=["l2_one"])
+    assert stored_stage(companion) == 4 and parent.user_attrs[STAGES_SPENT_ATTR] == 4
+
+
 def test_adding_seeds_starts_the_next_analysis_at_half_the_level(
     tmp_path: Path, sqlite_url: str
 ) -> None:
