@@ -57,10 +57,11 @@ DELTA_ATTR = "delta"
 STAGE_PREFIX = "stage:"
 """An attribute `stage:N` marks an analysis stage of N seeds, one per `hpo ablate` that added
 seeds: one attribute each, so two `hpo ablate` adding seeds at once both count."""
-STAGES_SPENT_ATTR = "ablation_stages"
-"""On the study itself: the analysis stages its ablations have begun, kept when an ablation is
-deleted. Its seeds are a fixed stream, so an ablation planned anew runs the same seeds again:
-its analyses go on from there rather than judging the same data at the first stage's level."""
+SPENT_PREFIX = "ablation_stage:"
+"""On the study itself, `ablation_stage:K`: its ablations have begun K analysis stages (the
+largest K counts; one attribute each, so two `hpo ablate` at once never lower it). Kept when an
+ablation is deleted: its seeds are a fixed stream, so an ablation planned anew runs the same
+seeds again, and its analyses go on from there rather than at the first stage's level."""
 STAGE_OFFSET_ATTR = "stage_offset"
 """On an ablation: the stages that earlier, deleted ablations of its study had begun."""
 METRICS = ("test_accuracy", "val_accuracy")
@@ -105,6 +106,8 @@ def prepare_ablation(
     if name.endswith(ABLATION_SUFFIX):
         raise HpoError(f"'{name}' is an ablation already; ablate the study it belongs to")
     parent, spec = load_study(name, url, heartbeat_interval=None)
+    # Read before the ablation is made: one made beside this one cannot have raised it yet.
+    offset = stages_spent(parent.user_attrs)
     storage = open_storage(url, heartbeat_interval=None)
     companion_name = ablation_name(name)
     plan = plan_ablation(parent.get_trials(deepcopy=False), spec, designs, techniques)
@@ -139,7 +142,7 @@ def prepare_ablation(
         if _shape(stored) != _shape(plan):
             anew = (
                 f"`hpo study delete {companion_name}` and `hpo ablate {name}` plan it anew "
-                "(its analyses go on from the next stage: its seeds give the same runs)"
+                "(it runs the same seeds, so its analyses go on from the next stage)"
             )
             if not _extends(plan, stored):
                 raise HpoError(
@@ -157,9 +160,7 @@ def prepare_ablation(
     else:  # new, or its preparation was cut short: the plan is a function of the study
         companion.set_user_attr(FIXED_ONLY, True)  # first: never run as a sampled study
         if STAGE_OFFSET_ATTR not in companion.user_attrs:
-            companion.set_user_attr(
-                STAGE_OFFSET_ATTR, int(parent.user_attrs.get(STAGES_SPENT_ATTR, 0))
-            )
+            companion.set_user_attr(STAGE_OFFSET_ATTR, offset)
         companion.set_user_attr(SPEC_ATTR, spec.text)
         companion.set_user_attr(PLAN_ATTR, plan.to_json())
         seeds = []
@@ -174,9 +175,7 @@ def prepare_ablation(
     companion.set_user_attr(SEEDS_ATTR, seeds)
     if not stages or len(seeds) > stages[-1]:
         companion.set_user_attr(f"{STAGE_PREFIX}{len(seeds)}", True)
-    spent = stored_stage(companion)
-    if spent > int(parent.user_attrs.get(STAGES_SPENT_ATTR, 0)):
-        parent.set_user_attr(STAGES_SPENT_ATTR, spent)
+    keep_stages(parent, companion)
     if delta is not None or DELTA_ATTR not in companion.user_attrs:
         companion.set_user_attr(DELTA_ATTR, DELTA if delta is None else delta)
     companion.set_user_attr(N_RUNS, n_runs)
@@ -331,11 +330,34 @@ def stages_of(attrs: Mapping[str, Any]) -> list[int]:
     return sorted(found)
 
 
+def stored_offset(companion: optuna.Study) -> int:
+    """The analysis stages that earlier, deleted ablations of the study had begun."""
+    return int(companion.user_attrs.get(STAGE_OFFSET_ATTR, 0))
+
+
 def stored_stage(companion: optuna.Study) -> int:
     """The ablation's current analysis stage: 1, plus one for each time seeds were added, plus
     the stages that earlier, deleted ablations of its study had begun."""
+    return stored_offset(companion) + max(1, len(stages_of(companion.user_attrs)))
+
+
+def stages_spent(attrs: Mapping[str, Any]) -> int:
+    """The analysis stages a study's ablations have begun, from the study's attributes."""
+    return max(
+        (int(k.removeprefix(SPENT_PREFIX)) for k in attrs if k.startswith(SPENT_PREFIX)),
+        default=0,
+    )
+
+
+def keep_stages(parent: optuna.Study, companion: optuna.Study) -> None:
+    """Mark on study `parent` the stages its ablation `companion` has begun (if it has seeds),
+    where that is more than marked: an ablation deleted and planned anew goes on from there."""
     attrs = companion.user_attrs
-    return int(attrs.get(STAGE_OFFSET_ATTR, 0)) + max(1, len(stages_of(attrs)))
+    if not attrs.get(SEEDS_ATTR) and not stages_of(attrs):
+        return  # its preparation was cut short before any seed: no run, no analysis
+    spent = stored_stage(companion)
+    if spent > stages_spent(parent.user_attrs):
+        parent.set_user_attr(f"{SPENT_PREFIX}{spent}", True)
 
 
 def collect_runs(trials: Sequence[FrozenTrial]) -> dict[tuple[str, int], Mapping[str, Any]]:
@@ -369,6 +391,8 @@ class Analysis:
     delta: float
     stage: int = 1
     interim: bool = False
+    earlier: int = 0
+    """Of `stage`, the stages begun by earlier, deleted ablations of the study."""
 
     @property
     def alpha(self) -> float:
@@ -385,10 +409,12 @@ def analyze(
     runs: Mapping[tuple[str, int], Mapping[str, Any]],
     delta: float = DELTA,
     stage: int = 1,
+    earlier: int = 0,
 ) -> Analysis:
     """Verdicts for every comparison of `plan`, each design a family for Holm's correction,
-    tested at the level of analysis stage `stage` (`hpo.stats.stage_alpha`); the seeds that
-    would settle an inconclusive one are planned for the next stage's level.
+    tested at the level of analysis stage `stage` (`hpo.stats.stage_alpha`; `earlier` of the
+    stages were begun by deleted ablations of the study); the seeds that would settle an
+    inconclusive one are planned for the next stage's level.
 
     Only seeds with a finished run on both sides of a comparison pair up. While any planned
     run is missing the analysis is interim and every label is "pending": a verdict on the
@@ -410,7 +436,7 @@ def analyze(
         for i, c in enumerate(comparisons):
             rows.append(Row(c, verdicts["test_accuracy"][i], verdicts["val_accuracy"][i]))
     n_runs = len(plan.variants) * len(seeds)
-    return Analysis(plan, list(seeds), rows, n_runs, len(runs), delta, stage, interim)
+    return Analysis(plan, list(seeds), rows, n_runs, len(runs), delta, stage, interim, earlier)
 
 
 def pending(v: Verdict) -> Verdict:
@@ -511,13 +537,24 @@ def confidence(analysis: Analysis) -> str:
     return f"{100 * (1 - analysis.alpha):g}%"
 
 
+def which_analysis(analysis: Analysis) -> str:
+    """`analysis 2 of this ablation`; counting stages that deleted ablations of the study began,
+    `analysis 3 of this study's ablations (2 of them by ablations deleted since, ...)`."""
+    if not analysis.earlier:
+        return f"analysis {analysis.stage} of this ablation"
+    return (
+        f"analysis {analysis.stage} of this study's ablations ({analysis.earlier} of them by "
+        "ablations deleted since, on the same seeds)"
+    )
+
+
 def stage_text(analysis: Analysis) -> str:
     """Which analysis of the ablation this is and the level its verdicts are tested at."""
     spent = sum(stage_alpha(k) for k in range(1, analysis.stage + 1))
     return (
-        f"analysis {analysis.stage} of this ablation: family-wise {confidence(analysis)} t "
+        f"{which_analysis(analysis)}: family-wise {confidence(analysis)} t "
         f"intervals and Holm-corrected verdicts at {100 * analysis.alpha:g}% "
-        f"({100 * spent:g}% of its {100 * ALPHA:g}% spent so far; adding seeds starts the "
+        f"({100 * spent:g}% of the {100 * ALPHA:g}% spent so far; adding seeds starts the "
         "next analysis at half the level)"
     )
 

@@ -365,6 +365,16 @@ def delete(
     if not yes and not typer.confirm(f"delete {what}?"):
         typer.echo("nothing deleted")
         raise typer.Exit(1)
+    # An ablation's study keeps the stages it began: one planned anew runs the same seeds.
+    of = name.removesuffix(ABLATION_SUFFIX)
+    if (
+        name.endswith(ABLATION_SUFFIX)
+        and study.user_attrs.get(FIXED_ONLY)
+        and of in study_names(store)
+    ):
+        from hpo.ablate import keep_stages
+
+        keep_stages(optuna.load_study(study_name=of, storage=store), study)
     for key, n in reversed(doomed.items()):  # the ablation first: never left without its study
         optuna.delete_study(study_name=key, storage=store)
         typer.echo(f"deleted study '{key}' ({n} trials) from {mask(url)}")
@@ -498,6 +508,7 @@ def ablate(
         load_ablation,
         prepare_ablation,
         stored_delta,
+        stored_offset,
         stored_stage,
         verdict_lines,
     )
@@ -529,7 +540,14 @@ def ablate(
     _run(companion.study_name, None, timeout, data, url, workers, 10, again)
     _, _, seeds_used = load_ablation(name, url)  # type: ignore[misc]
     runs = collect_runs(companion.get_trials(deepcopy=False))
-    analysis = analyze(plan, seeds_used, runs, stored_delta(companion), stored_stage(companion))
+    analysis = analyze(
+        plan,
+        seeds_used,
+        runs,
+        stored_delta(companion),
+        stored_stage(companion),
+        stored_offset(companion),
+    )
     typer.echo("\n".join(verdict_lines(analysis)))
 
 

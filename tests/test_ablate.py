@@ -453,25 +453,49 @@ def test_the_answer_says_on_how_many_pairs_a_half_done_ablation_rests() -> None:
 def test_an_ablation_planned_anew_goes_on_from_the_stages_spent(
     tmp_path: Path, sqlite_url: str
 ) -> None:
-    from hpo.ablate import STAGES_SPENT_ATTR, prepare_ablation, stored_stage
+    from hpo.ablate import (
+        STAGE_OFFSET_ATTR,
+        analyze,
+        prepare_ablation,
+        stage_text,
+        stages_spent,
+        stored_offset,
+        stored_stage,
+    )
 
     name = make_study(tmp_path, sqlite_url)
+    parent = optuna.load_study(study_name=name, storage=sqlite_url)
     for n_seeds in (2, 3):
         companion, _, _ = prepare_ablation(name, sqlite_url, n_seeds, techniques=["l2_one"])
-    assert stored_stage(companion) == 2
-    parent = optuna.load_study(study_name=name, storage=sqlite_url)
-    assert parent.user_attrs[STAGES_SPENT_ATTR] == 2
-    # Deleted and planned anew, it runs the same seeds again: not a first look at them.
-    assert (
-        hpo("study", "delete", companion.study_name, "-y", "--storage", sqlite_url).exit_code == 0
+    assert stored_stage(companion) == 2 and stages_spent(parent.user_attrs) == 2
+    # The same study and ablation as an earlier version left them: no stages on the study.
+    (tmp_path / "old").mkdir()
+    old_url = f"sqlite:///{tmp_path / 'old' / 'old.db'}"
+    assert make_study(tmp_path / "old", old_url) == name
+    optuna.copy_study(
+        from_study_name=companion.study_name, from_storage=sqlite_url, to_storage=old_url
     )
-    companion, _, _ = prepare_ablation(name, sqlite_url, 2, techniques=["l2_one"])
-    assert stored_stage(companion) == 3
-    assert parent.user_attrs[STAGES_SPENT_ATTR] == 3
+    # Deleted and planned anew, it runs the same seeds again: not a first look at them.
+    for url in (sqlite_url, old_url):
+        delete = ("study", "delete", companion.study_name, "-y", "--storage", url)
+        assert hpo(*delete).exit_code == 0
+        again, plan, _ = prepare_ablation(name, url, 2, techniques=["l2_one"])
+        assert stored_stage(again) == 3 and stored_offset(again) == 2
+        assert again.user_attrs[STAGE_OFFSET_ATTR] == 2
+        marks = optuna.load_study(study_name=name, storage=url).user_attrs
+        assert stages_spent(marks) == 3
     companion, _, _ = prepare_ablation(name, sqlite_url, 2, techniques=["l2_one"])
     assert stored_stage(companion) == 3  # resumed, no seeds added: the same analysis
+    text = stage_text(analyze(plan, [1, 2], {}, stage=3, earlier=2))
+    assert text.startswith(
+        "analysis 3 of this study's ablations (2 of them by ablations deleted since, on the "
+        "same seeds): family-wise 99.375% t intervals and Holm-corrected verdicts at 0.625% "
+        "(4.375% of the 5% spent so far;"
+    ), text
     companion, _, _ = prepare_ablation(name, sqlite_url, 4, techniques=["l2_one"])
-    assert stored_stage(companion) == 4 and parent.user_attrs[STAGES_SPENT_ATTR] == 4
+    assert stored_stage(companion) == 4 and stages_spent(parent.user_attrs) == 4
+    # Two `hpo ablate` at once each mark the stage they began: the larger one counts.
+    assert stages_spent({"ablation_stage:5": True, "ablation_stage:4": True, "x": 1}) == 5
 
 
 def test_adding_seeds_starts_the_next_analysis_at_half_the_level(
@@ -529,7 +553,7 @@ def test_adding_seeds_starts_the_next_analysis_at_half_the_level(
     assert v1.effect == v2.effect and v2.high - v2.low > v1.high - v1.low
     text = "\n".join(verdict_lines(second))
     assert "analysis 2 of this ablation: family-wise 98.75% t intervals" in text
-    assert "(3.75% of its 5% spent so far" in text
+    assert "(3.75% of the 5% spent so far" in text
 
 
 def test_the_answer_names_what_it_did_not_compare_and_every_caveat() -> None:

@@ -22,6 +22,7 @@ from hpo.ablate import (
     seeds_to_settle_text,
     touches_zero,
     variant_scores,
+    which_analysis,
 )
 from hpo.ablation import (
     ADD_ONE_IN,
@@ -88,7 +89,7 @@ def answer(
     sentences = [
         "Each technique or experiment's effect on test accuracy, in points (higher is "
         f"better) over {paired_seeds(analysis)}, with family-wise {confidence(analysis)} "
-        f"intervals (analysis {analysis.stage} of this ablation; each design's verdicts over "
+        f"intervals ({which_analysis(analysis)}; each design's verdicts over "
         f"all its analyses hold at a family-wise error of {ALPHA:.0%}). *On its own* is the "
         "technique switched on in the baseline, where the study tested it so; *in the best "
         "configuration* is the technique taken out of the study's best configuration, "

@@ -19,7 +19,14 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.ablate import analyze, collect_runs, load_ablation, stored_delta, stored_stage
+from hpo.ablate import (
+    analyze,
+    collect_runs,
+    load_ablation,
+    stored_delta,
+    stored_offset,
+    stored_stage,
+)
 from hpo.errors import HpoError
 from hpo.evaluate import (
     Config,
@@ -111,7 +118,12 @@ def write_report(
             companion, plan, seeds = found
             facts.ablation_runs = dict(collect_runs(companion.get_trials(deepcopy=False)))
             facts.ablation = analyze(
-                plan, seeds, facts.ablation_runs, stored_delta(companion), stored_stage(companion)
+                plan,
+                seeds,
+                facts.ablation_runs,
+                stored_delta(companion),
+                stored_stage(companion),
+                stored_offset(companion),
             )
         if evaluate_test:
             evaluate_configs(study, spec, facts.configs, n_seeds, data_path, echo)
