@@ -319,11 +319,6 @@ def stored_seeds(attrs: Mapping[str, Any], study_seed: int) -> list[int]:
     return seeds + [s for s in ablation_seeds(study_seed, n) if s not in seeds]
 
 
-def stored_delta(companion: optuna.Study) -> float:
-    """The margin of "no effect" the ablation was last run with (a fraction)."""
-    return float(companion.user_attrs.get(DELTA_ATTR, DELTA))
-
-
 def stages_of(attrs: Mapping[str, Any]) -> list[int]:
     """The seed counts of an ablation's analysis stages so far, from its study's attributes."""
     found = {int(k.removeprefix(STAGE_PREFIX)) for k in attrs if k.startswith(STAGE_PREFIX)}
@@ -332,13 +327,21 @@ def stages_of(attrs: Mapping[str, Any]) -> list[int]:
 
 def stored_offset(companion: optuna.Study) -> int:
     """The analysis stages that earlier, deleted ablations of the study had begun."""
-    return int(companion.user_attrs.get(STAGE_OFFSET_ATTR, 0))
+    return _offset(companion.user_attrs)
 
 
 def stored_stage(companion: optuna.Study) -> int:
     """The ablation's current analysis stage: 1, plus one for each time seeds were added, plus
     the stages that earlier, deleted ablations of its study had begun."""
-    return stored_offset(companion) + max(1, len(stages_of(companion.user_attrs)))
+    return _stage(companion.user_attrs)
+
+
+def _offset(attrs: Mapping[str, Any]) -> int:
+    return int(attrs.get(STAGE_OFFSET_ATTR, 0))
+
+
+def _stage(attrs: Mapping[str, Any]) -> int:
+    return _offset(attrs) + max(1, len(stages_of(attrs)))
 
 
 def stages_spent(attrs: Mapping[str, Any]) -> int:
@@ -355,7 +358,7 @@ def keep_stages(parent: optuna.Study, companion: optuna.Study) -> None:
     attrs = companion.user_attrs
     if not attrs.get(SEEDS_ATTR) and not stages_of(attrs):
         return  # its preparation was cut short before any seed: no run, no analysis
-    spent = stored_stage(companion)
+    spent = _stage(attrs)
     if spent > stages_spent(parent.user_attrs):
         parent.set_user_attr(f"{SPENT_PREFIX}{spent}", True)
 
@@ -437,6 +440,18 @@ def analyze(
             rows.append(Row(c, verdicts["test_accuracy"][i], verdicts["val_accuracy"][i]))
     n_runs = len(plan.variants) * len(seeds)
     return Analysis(plan, list(seeds), rows, n_runs, len(runs), delta, stage, interim, earlier)
+
+
+def analyze_stored(
+    companion: optuna.Study,
+    plan: Plan,
+    seeds: Sequence[int],
+    runs: Mapping[tuple[str, int], Mapping[str, Any]],
+) -> Analysis:
+    """`analyze` with the margin and the stage the ablation `companion` stores."""
+    attrs = companion.user_attrs
+    delta = float(attrs.get(DELTA_ATTR, DELTA))
+    return analyze(plan, seeds, runs, delta, _stage(attrs), _offset(attrs))
 
 
 def pending(v: Verdict) -> Verdict:

@@ -503,13 +503,10 @@ def ablate(
     each run after every choice was made on validation.
     """
     from hpo.ablate import (
-        analyze,
+        analyze_stored,
         collect_runs,
         load_ablation,
         prepare_ablation,
-        stored_delta,
-        stored_offset,
-        stored_stage,
         verdict_lines,
     )
     from hpo.ablation import DESIGNS
@@ -540,14 +537,7 @@ def ablate(
     _run(companion.study_name, None, timeout, data, url, workers, 10, again)
     _, _, seeds_used = load_ablation(name, url)  # type: ignore[misc]
     runs = collect_runs(companion.get_trials(deepcopy=False))
-    analysis = analyze(
-        plan,
-        seeds_used,
-        runs,
-        stored_delta(companion),
-        stored_stage(companion),
-        stored_offset(companion),
-    )
+    analysis = analyze_stored(companion, plan, seeds_used, runs)
     typer.echo("\n".join(verdict_lines(analysis)))
 
 

@@ -19,14 +19,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.ablate import (
-    analyze,
-    collect_runs,
-    load_ablation,
-    stored_delta,
-    stored_offset,
-    stored_stage,
-)
+from hpo.ablate import analyze_stored, collect_runs, load_ablation
 from hpo.errors import HpoError
 from hpo.evaluate import (
     Config,
@@ -117,14 +110,7 @@ def write_report(
         if found is not None:
             companion, plan, seeds = found
             facts.ablation_runs = dict(collect_runs(companion.get_trials(deepcopy=False)))
-            facts.ablation = analyze(
-                plan,
-                seeds,
-                facts.ablation_runs,
-                stored_delta(companion),
-                stored_stage(companion),
-                stored_offset(companion),
-            )
+            facts.ablation = analyze_stored(companion, plan, seeds, facts.ablation_runs)
         if evaluate_test:
             evaluate_configs(study, spec, facts.configs, n_seeds, data_path, echo)
         tested = {
