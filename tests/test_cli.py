@@ -156,6 +156,26 @@ def test_a_group_alone_shows_its_help_without_rich_output_too() -> None:
     assert "error:" not in shown.stdout + shown.stderr
 
 
+def test_a_commands_process_exits_with_its_objects_frozen(
+    tiny_spec_file: Path, sqlite_url: str
+) -> None:
+    """The interpreter's collections at exit then walk none of them; what it stored is kept."""
+    script = "\n".join(
+        [
+            "import atexit, gc, sys",
+            "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0))",
+            "from hpo.cli import main",
+            f"sys.argv = ['hpo', 'study', 'create', {str(tiny_spec_file)!r}, "
+            f"'--storage', {sqlite_url!r}]",
+            "main()",
+        ]
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "frozen at exit: True"
+    assert optuna.get_all_study_names(sqlite_url) == ["tiny"]
+
+
 def test_unknown_study_lists_the_known_ones(tiny_spec_file: Path, sqlite_url: str) -> None:
     hpo("study", "create", str(tiny_spec_file), "--storage", sqlite_url)
     for command in (("run", "nope"), ("show", "nope"), ("export", "nope"), ("delete", "nope")):
