@@ -16,6 +16,7 @@ schema is not one of these.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -145,12 +146,23 @@ def _fetch(db: sa.Connection, query: sa.Select[Any]) -> list[tuple[Any, ...]]:
     own; its bound values (ids) are written into the statement.
     """
     sql = str(query.compile(dialect=db.dialect, compile_kwargs={"literal_binds": True}))
+    driver_error = db.dialect.loaded_dbapi.Error
     cursor = db.connection.cursor()
     try:
         cursor.execute(sql)
         return list(cursor.fetchall())
+    except driver_error as err:
+        # As SQLAlchemy raises it (what hpo's storage errors catch), and a lost connection
+        # leaves the pool as it would.
+        lost = db.dialect.is_disconnect(err, db.connection.dbapi_connection, cursor)
+        if lost:
+            db.invalidate(err)
+        raise sa.exc.DBAPIError.instance(
+            sql, None, err, driver_error, connection_invalidated=lost, dialect=db.dialect
+        ) from err
     finally:
-        cursor.close()
+        with contextlib.suppress(driver_error):
+            cursor.close()
 
 
 def _column(table: sa.Table, name: str) -> sa.ColumnElement[Any]:

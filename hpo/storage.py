@@ -3,11 +3,13 @@ timeouts, heartbeat and checks that keep a command from hanging or writing where
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
 import threading
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -225,7 +227,7 @@ def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
         _check_sqlite_file(url, parsed.get_driver_name(), parsed.database, create)
         # Several local workers write the same file: wait for the lock instead of failing.
         sqlite_args = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
-        return _SQLiteStorage(url, engine_kwargs=sqlite_args, **heartbeat)
+        return _closed_at_exit(_SQLiteStorage(url, engine_kwargs=sqlite_args, **heartbeat))
     given, url = url, _with_installed_driver(url)
     if backend in ("mysql", "mariadb"):
         _check_charset(make_url(url), given)
@@ -234,7 +236,30 @@ def _rdb(url: str, create: bool, heartbeat_interval: int | None) -> BaseStorage:
     storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
     if backend == "postgresql":
         _end_idle_transactions(storage.engine)
+    return _closed_at_exit(storage)
+
+
+_ENGINES: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _closed_at_exit(storage: optuna.storages.RDBStorage) -> optuna.storages.RDBStorage:
+    """`storage`, its connections closed when the process exits.
+
+    A process of hpo's command line leaves its objects to the exit without collecting them
+    (`hpo.cli.main`), connection pools included: closed here, a server sees each session end
+    rather than its socket drop.
+    """
+    if not _ENGINES:
+        atexit.unregister(_close_engines)
+        atexit.register(_close_engines)
+    _ENGINES.add(storage.engine)
     return storage
+
+
+def _close_engines() -> None:
+    for engine in list(_ENGINES):
+        with contextlib.suppress(Exception):  # the process is ending: a failed close is moot
+            engine.dispose()
 
 
 def _check_sqlite_file(url: str, driver: str, database: str | None, create: bool) -> None:

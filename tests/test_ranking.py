@@ -186,3 +186,21 @@ def test_the_bootstrap_interval_is_a_95_percent_one() -> None:
     centre = with_.mean() - without.mean()
     assert (centre - low) / se == pytest.approx(1.96, rel=0.06)
     assert (high - centre) / se == pytest.approx(1.96, rel=0.06)
+
+
+def test_a_value_of_minus_zero_counts_as_zero() -> None:
+    # -0.0 == 0.0, but it would print as "-0.0000": the ranking reads it as 0.0.
+    spec = spec_for("val_loss")
+    study = optuna.create_study(direction=spec.direction)
+    for i in range(2 * MIN_TRIALS):
+        params = {"weight_decay": "on" if i % 2 else "off"}
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions={"weight_decay": spec.searched()["weight_decay"]},
+                value=-0.0 if i < 2 else 0.5 + i,
+            )
+        )
+    row = by_name(rank(study.get_trials(), find_techniques(spec), spec.direction))["weight_decay"]
+    assert row.best_with == 0.0 and row.best_without == 0.0
+    assert math.copysign(1.0, row.best_with) == math.copysign(1.0, row.best_without) == 1.0

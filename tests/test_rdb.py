@@ -8,13 +8,15 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy as sa
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.engine import make_url
 
 from benchmarks.report_scale import spec_text
 from hpo.optimize import _taken_before
 from hpo.rdb import KNOWN_SCHEMAS, reader_for
 from hpo.spec import load_spec_text
-from hpo.storage import open_storage
+from hpo.storage import open_storage, storage_failure
 from hpo.study import FINISHED, all_trials, count, create_study, load_study, tally
 from hpo.testing import add_fake_trials
 
@@ -57,6 +59,9 @@ def _reads_agree(url: str) -> None:
         # Values that a joined decoding could split wrongly: separators inside strings.
         running[0].set_user_attr("awkward", {"a": [1, 'x,]"[y'], "b": float("inf"), "c": ""})
         running[0].set_user_attr("text", "],[")
+        # Special intermediate values, each stored as a type beside an empty value.
+        for step, value in enumerate([float("-inf"), float("nan"), float("inf"), -0.0]):
+            running[0].report(value, step)
         study.tell(running[0], float("inf"))
         fresh, _ = load_study(spec.name, url, heartbeat_interval=None)
         ours = all_trials(fresh)
@@ -95,6 +100,31 @@ def test_fast_reads_agree_with_optuna_on_postgresql() -> None:
 @pytest.mark.mysql
 def test_fast_reads_agree_with_optuna_on_mysql() -> None:
     _reads_agree(server_url(MYSQL, "MYSQL"))
+
+
+@pytest.mark.postgres
+def test_a_read_the_server_refuses_is_a_storage_failure_of_one_line() -> None:
+    base = server_url(POSTGRES, "POSTGRES")
+    # A lock held elsewhere, and a server that waits 0.3 s for it at most.
+    url = (
+        make_url(base)
+        .update_query_dict({"options": "-c lock_timeout=300"})
+        .render_as_string(hide_password=False)
+    )
+    spec = load_spec_text(spec_text().replace("report-scale", f"rdb-{uuid.uuid4().hex[:8]}"))
+    create_study(spec, base)
+    study, _ = load_study(spec.name, url, heartbeat_interval=None)
+    add_fake_trials(study, spec, 5)
+    locker = sa.create_engine(base).connect()
+    try:
+        locker.exec_driver_sql("LOCK TABLE trial_params IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(sa.exc.OperationalError) as raised:
+            all_trials(study)
+        assert "lock timeout" in (storage_failure(raised.value, url) or "")
+    finally:
+        locker.rollback()
+        locker.close()
+        optuna.delete_study(study_name=spec.name, storage=open_storage(base))
 
 
 def test_a_journal_study_is_counted_through_optuna(tmp_path: Path, tiny_spec_text: str) -> None:

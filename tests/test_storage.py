@@ -211,6 +211,46 @@ def test_a_transaction_a_lost_worker_left_open_stops_blocking_the_others(
 
 
 @pytest.mark.postgres
+def test_a_commands_exit_ends_its_server_sessions_cleanly() -> None:
+    # The command line leaves its objects uncollected at exit (`hpo.cli.main`): the storages'
+    # connection pools are closed before, so the server counts no abandoned session.
+    import time
+
+    import sqlalchemy as sa
+
+    from .test_workers import POSTGRES, server_url
+
+    url = server_url(POSTGRES, "POSTGRES")
+    stats = (
+        "SELECT sessions, sessions_abandoned FROM pg_stat_database "
+        "WHERE datname = current_database()"
+    )
+    watcher = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with watcher.connect() as db:
+
+        def counts() -> tuple[int, int]:
+            db.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
+            sessions, abandoned = db.exec_driver_sql(stats).one()
+            return int(sessions), int(abandoned)
+
+        before = counts()
+        listed = subprocess.run(
+            [sys.executable, "-m", "hpo", "study", "list", "--storage", url],
+            capture_output=True,
+            text=True,
+        )
+        assert listed.returncode == 0, listed.stderr
+        deadline = time.monotonic() + 10
+        while counts()[0] == before[0] and time.monotonic() < deadline:
+            time.sleep(0.1)  # the server counts a session when its process has ended
+        time.sleep(0.5)
+        after = counts()
+    watcher.dispose()
+    assert after[0] > before[0], "the command's sessions were not counted"
+    assert after[1] == before[1], f"{after[1] - before[1]} session(s) abandoned"
+
+
+@pytest.mark.postgres
 def test_an_idle_transaction_limit_set_elsewhere_is_kept() -> None:
     from .test_workers import POSTGRES, server_url
 

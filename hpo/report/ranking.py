@@ -185,9 +185,9 @@ def _row(technique: Technique, with_: Group, without: Group, sign: float) -> Row
 
 
 def _final(trial: FrozenTrial) -> float | None:
-    """The trial's final value, if it completed with a finite one."""
+    """The trial's final value, if it completed with a finite one (-0.0 read as 0.0)."""
     value = trial.value if trial.state == TrialState.COMPLETE else None
-    return float(value) if value is not None and math.isfinite(value) else None
+    return float(value) + 0.0 if value is not None and math.isfinite(value) else None
 
 
 def _median(values: Sequence[float]) -> float:
