@@ -561,14 +561,12 @@ def dashboard(
 def main() -> None:
     """Run the command line. A usage error (an unknown option, a value of the wrong type) is one
     line on stderr naming the problem, exit code 2, like every other error."""
-    # Registered before the command runs, so it runs after the exit handlers the command's
-    # code registers (`hpo.storage` closes its connections in one). While the interpreter
-    # shuts down, its collections walk every object left (0.4-0.8 s of CPU after a
-    # 10,000-trial report, most of it the libraries') to free memory the exit frees anyway:
-    # frozen, they skip them. What only a collection would have finalized is left to the
-    # exit: globals of modules held in cycles (most modules), with their `__del__` methods
-    # and unflushed buffers. hpo writes its files with `with`, commits what it stores and
-    # closes its storages' connections before this runs.
+    # While the interpreter shuts down, its collections walk every object left (0.4-0.8 s of
+    # CPU after a 10,000-trial report, most of it the libraries') to free memory the exit
+    # frees anyway: frozen, they skip them. What only a collection would have finalized is
+    # left to the exit: globals of modules held in cycles (most modules), with their
+    # `__del__` methods and unflushed buffers. hpo writes its files with `with`, commits what
+    # it stores, and closes its storages' connections in an exit handler (`hpo.storage`).
     atexit.unregister(gc.freeze)
     atexit.register(gc.freeze)
     try:

@@ -249,13 +249,11 @@ def _closed_at_exit(storage: optuna.storages.RDBStorage) -> optuna.storages.RDBS
     (`hpo.cli.main`), connection pools included: closed here, a server sees each session end
     rather than its socket drop.
     """
-    if not _ENGINES:
-        atexit.unregister(_close_engines)
-        atexit.register(_close_engines)
     _ENGINES.add(storage.engine)
     return storage
 
 
+@atexit.register
 def _close_engines() -> None:
     for engine in list(_ENGINES):
         with contextlib.suppress(Exception):  # the process is ending: a failed close is moot
