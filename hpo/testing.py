@@ -97,7 +97,9 @@ def fake_trial(
     rng: np.random.Generator,
     seed: int,
 ) -> FrozenTrial:
-    """A trial with the user attributes the objective records, its curve ending near `value`."""
+    """A trial with the user attributes the objective records (`hpo.objective.run_trial`'s
+    14 for a complete trial: training and validation curves, versions, final score), its
+    validation curve ending near `value`."""
     budget = int(params["epochs"])
     n_epochs, stopped_by = budget, "budget"
     if state == TrialState.PRUNED:
@@ -113,6 +115,7 @@ def fake_trial(
     best_epoch = int(np.argmax(curve)) + 1
     metric = "val_accuracy" if spec.metric == "val_accuracy" else "val_loss"
     other = "val_loss" if metric == "val_accuracy" else "val_accuracy"
+    train = curve * 1.2  # training runs ahead of validation
     user_attrs: dict[str, Any] = {
         "params": dict(params),
         "n_epochs": n_epochs,
@@ -120,14 +123,19 @@ def fake_trial(
         "best_epoch": best_epoch,
         "seconds_per_epoch": [round(1.0 + 0.1 * float(rng.random()), 4) for _ in curve],
         "n_params": 100_000,
+        "versions": {"tensorflow": "2.21.0", "keras": "3.15.1", "optuna": optuna.__version__},
         "seed": seed,
         "stopped_by": stopped_by,
         f"curve_{metric}": [float(v) for v in curve],
         f"curve_{other}": [float(1 - v) for v in curve],
+        f"curve_{metric.removeprefix('val_')}": [float(v) for v in train],
+        f"curve_{other.removeprefix('val_')}": [float(1 - v) for v in train],
     }
+    finished = state == TrialState.COMPLETE
+    if finished:
+        user_attrs[f"final_{spec.metric}"] = float(curve[-1])
     if state == TrialState.FAIL:
         user_attrs["fail_reason"] = f"diverged: training loss was not finite at epoch {n_epochs}"
-    finished = state == TrialState.COMPLETE
     return optuna.trial.create_trial(
         state=state,
         value=float(curve.max()) if finished else None,
