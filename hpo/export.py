@@ -348,8 +348,14 @@ def export_trial(
     arrays = download_cifar100() if source == "keras" else read_cifar100(Path(source))
     # An ablation's runs are scored by validation accuracy, whatever the study's metric.
     metric = "val_accuracy" if study.user_attrs.get(FIXED_ONLY) else spec.metric
-    value = "no value" if trial.value is None else f"{metric} {trial.value:.4f}"
-    title = f"Trial {trial.number} of study '{study.study_name}' ({trial.state.name}, {value})"
+    state = f"{trial.state.name}, " + (
+        "no value" if trial.value is None else f"{metric} {trial.value:.4f}"
+    )
+    ran, budget = trial.user_attrs.get("n_epochs"), int(params["epochs"])
+    if trial.state != TrialState.COMPLETE and isinstance(ran, int) and ran < budget:
+        # No pruner here: the script trains the whole budget the trial was cut short of.
+        state += f", after {ran} of {budget} epochs; this script trains all {budget}"
+    title = f"Trial {trial.number} of study '{study.study_name}' ({state})"
     return keras_script(
         params,
         int(trial.user_attrs["seed"]),

@@ -202,6 +202,14 @@ def test_a_finished_run_without_searched_params_exports_and_any_name_parses(
     foreign.add_trial(create_trial(value=0.1, user_attrs={"params": default_params(spec)}))
     with pytest.raises(HpoError, match="^trial 0 of study 'foreign' holds no training seed"):
         export_trial(foreign, spec, None, data)
+    # A pruned trial: its title says the script trains the whole budget it was cut short of.
+    budget = int(default_params(spec)["epochs"])
+    pruned = {**attrs, "n_epochs": 1}
+    study.add_trial(create_trial(state=optuna.trial.TrialState.PRUNED, user_attrs=pruned))
+    assert (
+        f"(PRUNED, no value, after 1 of {budget} epochs; this script trains all {budget}), as "
+        "plain Keras." in export_trial(study, spec, 2, data)
+    )
     # An ablation's runs are scored by validation accuracy, whatever the study's metric.
     study.set_user_attr(FIXED_ONLY, True)
     assert "(COMPLETE, val_accuracy 0.3100)" in export_trial(study, spec, 0, data)
