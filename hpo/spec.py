@@ -102,6 +102,10 @@ def _spellable(alternative: str) -> bool:
     return all(name in _ANNOTATED or name in ("Any", "None") for name in names)
 
 
+SYNTHETIC_ONLY = ("n_samples", "n_classes", "image_size")
+"""[data] keys that shape the synthetic images only."""
+
+
 @dataclass(frozen=True)
 class DataSpec:
     """Where the images come from and how they are split and scaled."""
@@ -412,6 +416,13 @@ class _Validator:
         )
         if not 0 < fraction < 1:
             raise self.fail(f"[data] validation_fraction must be in (0, 1), got {fraction}")
+        synthetic_only = [k for k in SYNTHETIC_ONLY if k in table]
+        if values["dataset"] == "cifar100" and synthetic_only and not self.stored:
+            raise self.fail(
+                f"[data] {synthetic_only[0]} shapes the synthetic images and CIFAR-100 would "
+                "ignore it (50,000 training images, 32x32, 100 classes): remove it, or take "
+                "fewer images with n_train"
+            )
         for key in ("n_train", "n_validation", "n_samples", "n_classes", "image_size"):
             if values[key] is not None and self.typed(values[key], int, f"[data] {key}") < 2:
                 raise self.fail(f"[data] {key} must be >= 2, got {values[key]}")

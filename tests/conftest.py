@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,12 @@ epochs = 2
 batch_size = 50
 learning_rate = { low = 1e-3, high = 1e-2, log = true }
 """
+
+
+def as_cifar100(text: str) -> str:
+    """`text` with its synthetic [data] made CIFAR-100 (whose images need no shape keys)."""
+    text = text.replace('dataset = "synthetic"', 'dataset = "cifar100"')
+    return re.sub(r"(?m)^(n_samples|n_classes|image_size) = \d+\n", "", text)
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from hpo.cli import app, main
 
-from .conftest import REPO, TINY_SPEC
+from .conftest import REPO, TINY_SPEC, as_cifar100
 
 runner = CliRunner()
 
@@ -185,7 +185,7 @@ def test_unknown_study_lists_the_known_ones(tiny_spec_file: Path, sqlite_url: st
 
 def test_missing_data_file_is_one_line(tmp_path: Path, sqlite_url: str) -> None:
     spec = tmp_path / "real.toml"
-    spec.write_text(TINY_SPEC.replace('dataset = "synthetic"', 'dataset = "cifar100"'))
+    spec.write_text(as_cifar100(TINY_SPEC))
     hpo("study", "create", str(spec), "--storage", sqlite_url)
     result = hpo(
         "study", "run", "tiny", "--data", str(tmp_path / "nope.npz"), "--storage", sqlite_url

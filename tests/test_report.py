@@ -26,6 +26,8 @@ from hpo.storage import open_storage
 from hpo.study import SPEC_ATTR
 from hpo.testing import add_fake_experiments, add_fake_trials
 
+from .conftest import as_cifar100
+
 SPEC = """
 name = "fake"
 seed = 1
@@ -190,7 +192,7 @@ def test_a_plain_report_only_reads_even_without_its_data_file(
     """No image data, no training, no write to the storage: the file is byte for byte the same."""
     db = tmp_path / "studies.db"
     url = f"sqlite:///{db}"
-    text = SPEC.replace('dataset = "synthetic"', 'dataset = "cifar100"')
+    text = as_cifar100(SPEC)
     study = make_study(url, text)
     add_fake_trials(study, load_spec_text(text), 30, {"dropout": 0.05}, seed=4)
     monkeypatch.setenv("HPO_DATA", str(tmp_path / "absent.npz"))
@@ -385,7 +387,7 @@ def test_cli_turns_an_empty_study_into_one_line(sqlite_url: str, tmp_path: Path)
 def test_activations_asked_for_without_their_data_or_initializers_are_one_line(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    text = SPEC.replace('dataset = "synthetic"', 'dataset = "cifar100"')
+    text = as_cifar100(SPEC)
     add_fake_trials(make_study(sqlite_url, text), load_spec_text(text), 12, seed=2)
     args = ["report", "fake", "--storage", sqlite_url, "--out", str(tmp_path / "fake.md")]
     result = runner.invoke(app, [*args, "--activations", "--data", str(tmp_path / "nope.npz")])

@@ -12,7 +12,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from hpo.errors import SpecError
 from hpo.spec import _alternatives, _spellable, load_spec, load_spec_text
 
-from .conftest import REPO, TINY_SPEC
+from .conftest import REPO, TINY_SPEC, as_cifar100
 
 
 def with_params(extra: str) -> str:
@@ -274,6 +274,18 @@ def test_bad_data_section_is_rejected() -> None:
         load_spec_text(TINY_SPEC.replace("validation_fraction = 0.25", "validation_fraction = 1.5"))
     with pytest.raises(SpecError, match="dataset must be 'cifar100' or 'synthetic'"):
         load_spec_text(TINY_SPEC.replace('dataset = "synthetic"', 'dataset = "mnist"'))
+
+
+def test_a_synthetic_images_shape_on_cifar100_is_refused_unless_stored() -> None:
+    real = as_cifar100(TINY_SPEC)
+    assert load_spec_text(real).data.dataset == "cifar100"
+    for line in ("n_samples = 400", "n_classes = 4", "image_size = 4"):
+        text = real.replace("[data]\n", f"[data]\n{line}\n")
+        key = line.split()[0]
+        with pytest.raises(SpecError, match=rf"^.*\[data\] {key} shapes the synthetic images"):
+            load_spec_text(text)
+        # A study stored with such a spec still loads: its trials are not lost.
+        assert load_spec_text(text, stored=True).data.dataset == "cifar100"
 
 
 def test_enqueued_trial_may_only_set_searched_knobs() -> None:
