@@ -317,6 +317,11 @@ class _Validator:
         )
         self.buildable(spec)
         if not self.stored:
+            if spec.keep_weights and spec.artifact_dir is None:
+                raise self.fail(
+                    "keep_weights = true stores each trial's weights in artifact_dir, which the "
+                    "spec does not set"
+                )
             self.fits_the_cnn(spec)
             if "pruner" in raw:  # the default is left to act where it can
                 self.can_prune(spec)

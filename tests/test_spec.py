@@ -288,6 +288,14 @@ def test_a_synthetic_images_shape_on_cifar100_is_refused_unless_stored() -> None
         assert load_spec_text(text, stored=True).data.dataset == "cifar100"
 
 
+def test_keep_weights_without_artifact_dir_is_refused_unless_stored() -> None:
+    text = "keep_weights = true\n" + TINY_SPEC
+    with pytest.raises(SpecError, match="keep_weights = true stores .* in artifact_dir, which"):
+        load_spec_text(text)
+    assert load_spec_text(text, stored=True).keep_weights  # a study's stored spec still loads
+    assert load_spec_text('artifact_dir = "a"\n' + text).keep_weights
+
+
 def test_enqueued_trial_may_only_set_searched_knobs() -> None:
     text = TINY_SPEC + '\n[[enqueue]]\nname = "a"\nparams = { epochs = 3 }\n'
     with pytest.raises(SpecError, match="sets 'epochs', which the spec does not search"):
