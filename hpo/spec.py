@@ -437,6 +437,7 @@ class _Validator:
     def sampler(self, table: Mapping[str, Any], space: Mapping[str, Param]) -> Component:
         if not table:
             return Component(DEFAULT_SAMPLER.type, dict(DEFAULT_SAMPLER.args))
+        self.typed_table(table, "[sampler]", DEFAULT_SAMPLER)
         name, args = self.component(table, SAMPLERS, "[sampler]", "tpe")
         if "seed" in args and not self.stored:
             self.seed(args["seed"], "[sampler] seed")
@@ -454,6 +455,8 @@ class _Validator:
     def pruner(self, table: Mapping[str, Any], where: str) -> Component:
         if not table and where == "[pruner]":
             return Component(DEFAULT_PRUNER.type, dict(DEFAULT_PRUNER.args))
+        if where == "[pruner]":
+            self.typed_table(table, where, DEFAULT_PRUNER)
         name, args = self.component(table, PRUNERS, where, "median")
         if name == "patient":
             if not isinstance(args.get("wrapped"), Mapping):
@@ -463,6 +466,18 @@ class _Validator:
                 type=args["wrapped"].get("type", "median"),
             )
         return Component(name, args)
+
+    def typed_table(self, table: Mapping[str, Any], where: str, default: Component) -> None:
+        """A table without `type` would take Optuna's defaults for hpo's default type, not
+        hpo's own defaults (what leaving the table out gives): a new spec must name it."""
+        if "type" in table or self.stored:  # a stored spec keeps the meaning it ran with
+            return
+        settings = ", ".join(f"{k} = {str(v).lower()}" for k, v in default.args.items())
+        raise self.fail(
+            f"{where} sets {', '.join(sorted(table))} but no type: name one (type = "
+            f"\"{default.type}\" starts from Optuna's defaults; hpo's, which a spec without the "
+            f"table gets, are {default.type} with {settings})"
+        )
 
     def component(
         self, table: Mapping[str, Any], registry: Mapping[str, Any], where: str, default: str

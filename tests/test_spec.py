@@ -486,6 +486,20 @@ def test_a_spec_without_sampler_or_pruner_gets_the_benchmarks_choice() -> None:
     assert explicit.sampler.args == {} and explicit.pruner.args == {}
 
 
+def test_a_sampler_or_pruner_table_without_a_type_is_refused_unless_stored() -> None:
+    # It took Optuna's defaults of hpo's default type, silently unlike hpo's own defaults.
+    for table, typed, fragment in (
+        ("seed = 1", 'type = "tpe"', r"\[sampler\] sets seed but no type: .* are tpe with multi"),
+        ("n_startup_trials = 2", 'type = "median"', r"\[pruner\] sets n_startup_trials but no"),
+    ):
+        where = "[sampler]" if "seed" in table else "[pruner]"
+        text = f'name = "x"\n{where}\n{table}\n'
+        with pytest.raises(SpecError, match=fragment):
+            load_spec_text(text)
+        assert load_spec_text(text, stored=True)  # a study's stored spec still loads
+        assert load_spec_text(f'name = "x"\n{where}\n{typed}\n{table}\n')
+
+
 def test_a_sampler_whose_package_is_missing_is_one_clear_error() -> None:
     import importlib.util
 
