@@ -102,6 +102,15 @@ def _spellable(alternative: str) -> bool:
     return all(name in _ANNOTATED or name in ("Any", "None") for name in names)
 
 
+def _largest(param: Param) -> float:
+    """The largest value an int knob's param can take."""
+    if isinstance(param, IntDistribution):
+        return param.high
+    if isinstance(param, CategoricalDistribution):
+        return max(float(c) for c in param.choices)  # type: ignore[arg-type]
+    return float(param)  # type: ignore[arg-type]
+
+
 SYNTHETIC_ONLY = ("n_samples", "n_classes", "image_size")
 """[data] keys that shape the synthetic images only."""
 
@@ -531,6 +540,12 @@ class _Validator:
         space = {name: self.param(name, KNOBS[name], value) for name, value in table.items()}
         for name in space:
             self.check_reachable(name, space)
+        layers = space.get("n_layers", KNOBS["n_layers"].default)
+        if "units" in space and _largest(layers) < 2 and not self.stored:
+            raise self.fail(
+                "[params] units sets the hidden layers after the first, but n_layers can only "
+                "be 1: remove units, or allow n_layers of 2 or more"
+            )
         return space
 
     def param(self, name: str, knob: Knob, value: Any) -> Param:

@@ -500,6 +500,25 @@ def test_a_sampler_or_pruner_table_without_a_type_is_refused_unless_stored() -> 
         assert load_spec_text(f'name = "x"\n{where}\n{typed}\n{table}\n')
 
 
+def test_units_with_only_one_hidden_layer_is_refused_unless_stored() -> None:
+    for layers in (
+        "n_layers = 1",
+        "n_layers = { choices = [1] }",
+        "n_layers = { low = 1, high = 1 }",
+    ):
+        text = TINY_SPEC.replace("\nunits = 8\n", f"\nunits = 8\n{layers}\n")
+        with pytest.raises(SpecError, match=r"units sets the hidden layers after the first, but"):
+            load_spec_text(text)
+        assert load_spec_text(text, stored=True)  # a study's stored spec still loads
+    for layers in (
+        "n_layers = 2",
+        "n_layers = { choices = [1, 3] }",
+        "n_layers = { low = 1, high = 2 }",
+    ):
+        assert load_spec_text(TINY_SPEC.replace("\nunits = 8\n", f"\nunits = 8\n{layers}\n"))
+    assert load_spec_text(TINY_SPEC.replace("\nunits = 8\n", "\nn_layers = 1\n"))
+
+
 def test_a_sampler_whose_package_is_missing_is_one_clear_error() -> None:
     import importlib.util
 
