@@ -326,7 +326,7 @@ class _Validator:
         )
         self.buildable(spec)
         if not self.stored:
-            if spec.keep_weights and spec.artifact_dir is None:
+            if spec.keep_weights and not spec.artifact_dir:
                 raise self.fail(
                     "keep_weights = true stores each trial's weights in artifact_dir, which the "
                     "spec does not set"
@@ -434,8 +434,8 @@ class _Validator:
         if values["dataset"] == "cifar100" and synthetic_only and not self.stored:
             raise self.fail(
                 f"[data] {synthetic_only[0]} shapes the synthetic images and CIFAR-100 would "
-                "ignore it (50,000 training images, 32x32, 100 classes): remove it, or take "
-                "fewer images with n_train"
+                "ignore it (50,000 training images, 32x32, 100 classes): set dataset = "
+                '"synthetic" for those images, or remove it (n_train takes fewer CIFAR-100 images)'
             )
         for key in ("n_train", "n_validation", "n_samples", "n_classes", "image_size"):
             if values[key] is not None and self.typed(values[key], int, f"[data] {key}") < 2:
@@ -446,7 +446,7 @@ class _Validator:
     def sampler(self, table: Mapping[str, Any], space: Mapping[str, Param]) -> Component:
         if not table:
             return Component(DEFAULT_SAMPLER.type, dict(DEFAULT_SAMPLER.args))
-        self.typed_table(table, "[sampler]", DEFAULT_SAMPLER)
+        self.typed_table(table, "[sampler]", SAMPLERS, DEFAULT_SAMPLER)
         name, args = self.component(table, SAMPLERS, "[sampler]", "tpe")
         if "seed" in args and not self.stored:
             self.seed(args["seed"], "[sampler] seed")
@@ -464,8 +464,9 @@ class _Validator:
     def pruner(self, table: Mapping[str, Any], where: str) -> Component:
         if not table and where == "[pruner]":
             return Component(DEFAULT_PRUNER.type, dict(DEFAULT_PRUNER.args))
-        if where == "[pruner]":
-            self.typed_table(table, where, DEFAULT_PRUNER)
+        self.typed_table(
+            table, where, PRUNERS, DEFAULT_PRUNER if where == "[pruner]" else Component("median")
+        )
         name, args = self.component(table, PRUNERS, where, "median")
         if name == "patient":
             if not isinstance(args.get("wrapped"), Mapping):
@@ -476,15 +477,22 @@ class _Validator:
             )
         return Component(name, args)
 
-    def typed_table(self, table: Mapping[str, Any], where: str, default: Component) -> None:
+    def typed_table(
+        self, table: Mapping[str, Any], where: str, registry: Mapping[str, Any], default: Component
+    ) -> None:
         """A table without `type` would take Optuna's defaults for hpo's default type, not
-        hpo's own defaults (what leaving the table out gives): a new spec must name it."""
+        hpo's own defaults (what leaving a [sampler] or [pruner] out gives): a new spec must
+        name it."""
         if "type" in table or self.stored:  # a stored spec keeps the meaning it ran with
             return
+        self.keys(table, accepted_args(registry, default.type), f"{where} (type {default.type!r})")
+        sets = f"sets {', '.join(repr(k) for k in sorted(table))}" if table else "is empty"
+        start = f'type = "{default.type}" starts from Optuna\'s defaults'
+        if not default.args:  # a pruner's wrapped table: nothing to leave out
+            raise self.fail(f"{where} {sets} but no type: name the pruner ({start})")
         settings = ", ".join(f"{k} = {str(v).lower()}" for k, v in default.args.items())
         raise self.fail(
-            f"{where} sets {', '.join(sorted(table))} but no type: name one (type = "
-            f"\"{default.type}\" starts from Optuna's defaults; hpo's, which a spec without the "
+            f"{where} {sets} but no type: name one ({start}; hpo's, which a spec without the "
             f"table gets, are {default.type} with {settings})"
         )
 

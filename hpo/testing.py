@@ -132,13 +132,14 @@ def fake_trial(
         f"curve_{other.removeprefix('val_')}": [float(1 - v) for v in train],
     }
     finished = state == TrialState.COMPLETE
-    if finished:
-        user_attrs[f"final_{spec.metric}"] = float(curve[-1])
+    score = float(curve.max()) if finished else None
+    if state != TrialState.FAIL:  # the final model's score: the value of a complete trial
+        user_attrs[f"final_{spec.metric}"] = score if finished else float(curve[-1])
     if state == TrialState.FAIL:
         user_attrs["fail_reason"] = f"diverged: training loss was not finite at epoch {n_epochs}"
     return optuna.trial.create_trial(
         state=state,
-        value=float(curve.max()) if finished else None,
+        value=score,
         params=dict(searched),
         distributions={k: spec.searched()[k] for k in searched},
         user_attrs=user_attrs,

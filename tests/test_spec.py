@@ -282,7 +282,7 @@ def test_a_synthetic_images_shape_on_cifar100_is_refused_unless_stored() -> None
     for line in ("n_samples = 400", "n_classes = 4", "image_size = 4"):
         text = real.replace("[data]\n", f"[data]\n{line}\n")
         key = line.split()[0]
-        with pytest.raises(SpecError, match=rf"^.*\[data\] {key} shapes the synthetic images"):
+        with pytest.raises(SpecError, match=rf"\[data\] {key} shapes the synthetic .* dataset ="):
             load_spec_text(text)
         # A study stored with such a spec still loads: its trials are not lost.
         assert load_spec_text(text, stored=True).data.dataset == "cifar100"
@@ -294,6 +294,8 @@ def test_keep_weights_without_artifact_dir_is_refused_unless_stored() -> None:
         load_spec_text(text)
     assert load_spec_text(text, stored=True).keep_weights  # a study's stored spec still loads
     assert load_spec_text('artifact_dir = "a"\n' + text).keep_weights
+    with pytest.raises(SpecError, match="keep_weights = true stores"):
+        load_spec_text('artifact_dir = ""\n' + text)  # an empty folder name stores nothing too
 
 
 def test_enqueued_trial_may_only_set_searched_knobs() -> None:
@@ -488,16 +490,32 @@ def test_a_spec_without_sampler_or_pruner_gets_the_benchmarks_choice() -> None:
 
 def test_a_sampler_or_pruner_table_without_a_type_is_refused_unless_stored() -> None:
     # It took Optuna's defaults of hpo's default type, silently unlike hpo's own defaults.
+    patient = '[pruner]\ntype = "patient"\npatience = 2\n'
     for table, typed, fragment in (
-        ("seed = 1", 'type = "tpe"', r"\[sampler\] sets seed but no type: .* are tpe with multi"),
-        ("n_startup_trials = 2", 'type = "median"', r"\[pruner\] sets n_startup_trials but no"),
+        (
+            "[sampler]\nseed = 1",
+            '[sampler]\ntype = "tpe"\nseed = 1',
+            r"^\[sampler\] sets 'seed' but",
+        ),
+        ("[pruner]\nn_startup_trials = 2", '[pruner]\ntype = "median"\nn_startup_trials = 2', ""),
+        (
+            patient + "wrapped = { n_startup_trials = 2 }",
+            patient + 'wrapped = { type = "median", n_startup_trials = 2 }',
+            r"wrapped sets 'n_startup_trials' but no type: name the pruner",
+        ),
+        (patient + "wrapped = {}", patient + 'wrapped = { type = "median" }', "wrapped is empty"),
     ):
-        where = "[sampler]" if "seed" in table else "[pruner]"
-        text = f'name = "x"\n{where}\n{table}\n'
-        with pytest.raises(SpecError, match=fragment):
+        text = f'name = "x"\n{table}\n'
+        with pytest.raises(SpecError, match=fragment or r"sets 'n_startup_trials' but no type"):
             load_spec_text(text)
-        assert load_spec_text(text, stored=True)  # a study's stored spec still loads
-        assert load_spec_text(f'name = "x"\n{where}\n{typed}\n{table}\n')
+        stored = load_spec_text(text, stored=True)  # a study's stored spec keeps its meaning
+        assert stored.sampler.args if "seed" in table else stored.pruner.args
+        assert load_spec_text(f'name = "x"\n{typed}\n')
+    # hpo's defaults are named, and a misspelt key is found before the missing type.
+    with pytest.raises(SpecError, match=r"are tpe with multivariate = true, group = true"):
+        load_spec_text('name = "x"\n[sampler]\nseed = 1\n')
+    with pytest.raises(SpecError, match=r"unknown key 'seeed' .* \(did you mean 'seed'\?\)"):
+        load_spec_text('name = "x"\n[sampler]\nseeed = 1\n')
 
 
 def test_units_with_only_one_hidden_layer_is_refused_unless_stored() -> None:
