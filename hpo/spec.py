@@ -181,12 +181,7 @@ class Spec:
 
     def epochs_budget(self) -> int:
         """The most epochs any trial of this study may run."""
-        epochs = self.space.get("epochs", KNOBS["epochs"].default)
-        if isinstance(epochs, CategoricalDistribution):
-            return max(int(c) for c in epochs.choices)  # type: ignore[arg-type]
-        if isinstance(epochs, IntDistribution):
-            return epochs.high
-        return int(epochs)  # type: ignore[arg-type]
+        return int(_largest(self.space.get("epochs", KNOBS["epochs"].default)))
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -338,13 +333,7 @@ class _Validator:
 
     def can_prune(self, spec: Spec) -> None:
         """A pruner the spec names must be able to prune a trial of its longest budget."""
-        epochs = spec.space.get("epochs", KNOBS["epochs"].default)
-        if isinstance(epochs, IntDistribution):
-            longest = epochs.high
-        elif isinstance(epochs, CategoricalDistribution):
-            longest = max(int(c) for c in epochs.choices)  # type: ignore[arg-type]
-        else:
-            longest = int(epochs)  # type: ignore[arg-type]
+        longest = spec.epochs_budget()
         why = never_prunes(spec.pruner.type, spec.pruner.args, longest - 1)
         if why is not None:
             raise self.fail(
